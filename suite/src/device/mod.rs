@@ -1,0 +1,163 @@
+//! The device abstraction: one interface for everything the suite does to a device.
+//!
+//! A [`Device`] executes requests and reports what happened (return value or raw errno); it
+//! never judges. Requests are raw enough to be malformed on purpose: any argsz and flags on
+//! `VFIO_DEVICE_FEATURE`, any state value, reads and writes on stale or wrong-direction data
+//! fds. Backends: [`sim`] (reference devices with injectable defects) and [`kernel`] (the ioctl
+//! layer over `/dev/vfio`).
+
+pub mod sim;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errno::Errno;
+use crate::op::{Access, IrqAction, IrqData};
+
+/// Result of one device request: the raw errno on failure.
+pub type DevResult<T> = Result<T, Errno>;
+
+/// Which backend a device uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sim,
+    Kernel,
+}
+
+/// Which migration uAPI a device speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationApi {
+    /// `VFIO_DEVICE_FEATURE_MIGRATION` (5.18+).
+    V2,
+    /// The migration region (type 3, subtype 1; 5.8-5.17).
+    V1,
+    /// Neither.
+    None,
+}
+
+/// What the suite knows about the device it talks to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The string the user gave (`sim:v2?...`, `/dev/vfio/3`).
+    pub spec: String,
+    pub backend: Backend,
+    /// The kernel driver (`vfio-mtty` / `mtty`) or the sim kind.
+    pub driver: Option<String>,
+    /// mdev type, PCI id or sim type name.
+    pub model: Option<String>,
+    /// `uname -r` for kernel devices, the suite version for sims.
+    pub kernel: Option<String>,
+    /// The VFIO device name (PCI address, mdev UUID).
+    pub name: Option<String>,
+}
+
+/// `VFIO_DEVICE_GET_INFO`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DevInfoRaw {
+    pub flags: u32,
+    pub num_regions: u32,
+    pub num_irqs: u32,
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO` with its capabilities decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RegionInfo {
+    pub index: u32,
+    pub flags: u32,
+    pub size: u64,
+    pub offset: u64,
+    /// `VFIO_REGION_INFO_CAP_TYPE` (type, subtype).
+    pub cap_type: Option<(u32, u32)>,
+    /// `VFIO_REGION_INFO_CAP_SPARSE_MMAP` areas (offset, size).
+    pub sparse: Vec<(u64, u64)>,
+}
+
+impl RegionInfo {
+    pub const FLAG_READ: u32 = 1;
+    pub const FLAG_WRITE: u32 = 2;
+    pub const FLAG_MMAP: u32 = 4;
+    pub const FLAG_CAPS: u32 = 8;
+}
+
+/// `VFIO_DEVICE_GET_IRQ_INFO`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IrqInfo {
+    pub index: u32,
+    pub flags: u32,
+    pub count: u32,
+}
+
+/// `fcntl()` facts about a data fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdFlags {
+    pub cloexec: bool,
+    /// `O_RDONLY` = 0, `O_WRONLY` = 1, `O_RDWR` = 2.
+    pub access_mode: u32,
+}
+
+/// `VFIO_MIG_GET_PRECOPY_INFO` request code.
+pub const VFIO_MIG_GET_PRECOPY_INFO: u64 = 0x3b75 + 4; // _IO(';', 100 + 21)
+/// `VFIO_DEVICE_FEATURE` request code.
+pub const VFIO_DEVICE_FEATURE: u64 = 0x3b75; // _IO(';', 100 + 17)
+
+/// Every operation the suite performs on a device.
+///
+/// Data fds are the raw numbers the device returned from SET MIG_DEVICE_STATE; a backend
+/// only ever touches fds it handed out itself (an unknown number gives EBADF, never a
+/// syscall on someone else's fd).
+pub trait Device: Send {
+    fn info(&self) -> &DeviceInfo;
+
+    /// `VFIO_DEVICE_FEATURE` with caller-chosen `argsz` and `flags`; `payload` is the data after
+    /// the 8-byte header, in and out. The kernel backend adopts a data fd returned by SET
+    /// MIG_DEVICE_STATE.
+    fn feature(&mut self, argsz: u32, flags: u32, payload: &mut [u8]) -> DevResult<()>;
+
+    /// `DMA_LOGGING_START` with these ranges; returns the page size the device chose.
+    fn dma_log_start(&mut self, page_size: u64, ranges: &[(u64, u64)]) -> DevResult<u64>;
+
+    /// `DMA_LOGGING_REPORT` into `bitmap` (one bit per `page_size` from `iova`).
+    fn dma_log_report(&mut self, iova: u64, length: u64, page_size: u64, bitmap: &mut [u64])
+    -> DevResult<()>;
+
+    /// `VFIO_DEVICE_RESET`.
+    fn reset(&mut self) -> DevResult<()>;
+
+    fn data_read(&mut self, fd: i32, buf: &mut [u8]) -> DevResult<usize>;
+    fn data_pread(&mut self, fd: i32, buf: &mut [u8], offset: u64) -> DevResult<usize>;
+    fn data_write(&mut self, fd: i32, buf: &[u8]) -> DevResult<usize>;
+    fn data_pwrite(&mut self, fd: i32, buf: &[u8], offset: u64) -> DevResult<usize>;
+    /// `poll()` for POLLIN|POLLOUT; returns `revents`.
+    fn data_poll(&mut self, fd: i32, timeout_ms: i32) -> DevResult<i16>;
+    /// An ioctl on a data fd with a buffer argument (PRECOPY_INFO); returns the ioctl value.
+    fn data_ioctl(&mut self, fd: i32, cmd: u64, arg: &mut [u8]) -> DevResult<i32>;
+    fn data_fd_flags(&mut self, fd: i32) -> DevResult<FdFlags>;
+    fn data_close(&mut self, fd: i32) -> DevResult<()>;
+
+    /// Closes the device fd (the driver's close_device runs); data fds stay open.
+    fn close(&mut self) -> DevResult<()>;
+    /// Opens the device again.
+    fn reopen(&mut self) -> DevResult<()>;
+
+    fn device_info(&mut self) -> DevResult<DevInfoRaw>;
+    fn region_info(&mut self, index: u32) -> DevResult<RegionInfo>;
+    fn region_read(&mut self, index: u32, offset: u64, buf: &mut [u8], via: Access) -> DevResult<usize>;
+    fn region_write(&mut self, index: u32, offset: u64, buf: &[u8], via: Access) -> DevResult<usize>;
+    fn irq_info(&mut self, index: u32) -> DevResult<IrqInfo>;
+    /// `VFIO_DEVICE_SET_IRQS`; with `IrqData::Eventfd` the backend creates and counts eventfds.
+    fn set_irqs(&mut self, index: u32, action: IrqAction, start: u32, count: u32, data: IrqData)
+    -> DevResult<()>;
+    /// Interrupts counted so far per (index, vector) on backend-owned eventfds.
+    fn irq_counts(&mut self) -> Vec<((u32, u32), u64)>;
+
+    /// Lets time pass.
+    fn wait(&mut self, ms: u64);
+
+    /// The debugfs migration state (6.8+), if the backend has an independent observer.
+    fn debugfs_state(&mut self) -> Option<DevResult<String>>;
+
+    /// Closes every data fd the suite holds and returns the device to RUNNING (reset), as a
+    /// trial's cleanup. Errors are returned so the runner can report a wedged device.
+    fn restore(&mut self) -> DevResult<()>;
+}

@@ -1,0 +1,16 @@
+//! vfio-mig-conform: a conformance suite and fuzz harness for Linux VFIO live-migration
+//! drivers.
+//!
+//! Where things are:
+//! - [`state`]: states and flags of both uAPIs; [`uapi`]: constants and core argument checks.
+//! - [`oracle`]: the spec oracle (v2 FSM in [`oracle::fsm`], v1 protocol in [`oracle::v1`]).
+//! - [`op`]: the operation vocabulary shared by fixtures, fuzzing and reproducers.
+//! - [`device`]: the device abstraction, the simulators ([`device::sim`]) and the kernel
+//!   ioctl layer.
+
+pub mod device;
+pub mod errno;
+pub mod op;
+pub mod oracle;
+pub mod state;
+pub mod uapi;

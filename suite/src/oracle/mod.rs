@@ -1,0 +1,24 @@
+//! The spec oracle: pure functions of the uAPI, no I/O.
+//!
+//! - [`fsm`]: the v2 next-state helper and SET predictions.
+//! - [`v1`]: the v1 `device_state` encoding and the region save/resume protocol.
+
+pub mod fsm;
+pub mod v1;
+
+use serde::{Deserialize, Serialize};
+
+/// One broken expectation: which clauses it checks, what the spec (or the fixture) expected
+/// and what the device did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub clauses: Vec<String>,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl Violation {
+    pub fn new<const N: usize>(clauses: [&str; N], expected: String, actual: String) -> Self {
+        Violation { clauses: clauses.iter().map(|c| (*c).to_string()).collect(), expected, actual }
+    }
+}

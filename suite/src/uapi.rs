@@ -1,0 +1,125 @@
+//! uAPI constants and the argument checks the vfio core applies to every driver
+//! (6.12 drivers/vfio/vfio_main.c, include/linux/vfio.h). The simulator uses the checks to
+//! behave like the core; the kernel backend uses the constants to build requests.
+
+use vfio_bindings::bindings::vfio as b;
+
+use crate::errno::Errno;
+
+pub const FEATURE_MASK: u32 = b::VFIO_DEVICE_FEATURE_MASK;
+pub const FEATURE_GET: u32 = b::VFIO_DEVICE_FEATURE_GET;
+pub const FEATURE_SET: u32 = b::VFIO_DEVICE_FEATURE_SET;
+pub const FEATURE_PROBE: u32 = b::VFIO_DEVICE_FEATURE_PROBE;
+
+pub const FEATURE_MIGRATION: u32 = b::VFIO_DEVICE_FEATURE_MIGRATION;
+pub const FEATURE_MIG_DEVICE_STATE: u32 = b::VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
+pub const FEATURE_DMA_LOGGING_START: u32 = b::VFIO_DEVICE_FEATURE_DMA_LOGGING_START;
+pub const FEATURE_DMA_LOGGING_STOP: u32 = b::VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP;
+pub const FEATURE_DMA_LOGGING_REPORT: u32 = b::VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT;
+pub const FEATURE_MIG_DATA_SIZE: u32 = b::VFIO_DEVICE_FEATURE_MIG_DATA_SIZE;
+pub const FEATURE_MIG_PRECOPY_INFO_V2: u32 = b::VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2;
+
+/// `VFIO_REGION_TYPE_MIGRATION_DEPRECATED` / `..._SUBTYPE_...`.
+pub const REGION_TYPE_MIGRATION: (u32, u32) =
+    (b::VFIO_REGION_TYPE_MIGRATION_DEPRECATED, b::VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED);
+
+/// PCI region indices.
+pub const PCI_BAR0_REGION_INDEX: u32 = 0;
+pub const PCI_CONFIG_REGION_INDEX: u32 = 7;
+pub const PCI_NUM_REGIONS: u32 = 9;
+
+/// Size of `struct vfio_device_feature` without its data.
+pub const FEATURE_HEADER: u32 = 8;
+/// Size of `struct vfio_precopy_info`.
+pub const PRECOPY_INFO_SIZE: u32 = 24;
+
+/// `LOG_MAX_RANGES`: ranges that fit in one 4 KiB kernel page.
+pub const LOG_MAX_RANGES: usize = 4096 / 16;
+
+/// `vfio_check_feature()`: `Ok(true)` to execute, `Ok(false)` for a successful PROBE.
+pub fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool, Errno> {
+    if (flags & (FEATURE_GET | FEATURE_SET)) & !supported != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & FEATURE_PROBE != 0 {
+        return Ok(false);
+    }
+    if flags & (FEATURE_GET | FEATURE_SET) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if argsz < minsz {
+        return Err(Errno::EINVAL);
+    }
+    Ok(true)
+}
+
+fn aligned(x: u64, a: u64) -> bool {
+    x & a.wrapping_sub(1) == 0
+}
+
+/// The core's DMA_LOGGING_START range checks (count, alignment, overflow, overlap).
+pub fn check_dma_ranges(page_size: u64, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+    if ranges.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    if ranges.len() > LOG_MAX_RANGES {
+        return Err(Errno::E2BIG);
+    }
+    let mut seen: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(iova, len) in ranges {
+        if !aligned(iova, page_size) || !aligned(len, page_size) {
+            return Err(Errno::EINVAL);
+        }
+        let Some(_end) = iova.checked_add(len) else {
+            return Err(Errno::EOVERFLOW);
+        };
+        let last = iova.wrapping_add(len).wrapping_sub(1);
+        if seen.iter().any(|&(s, l)| iova <= l && s <= last) {
+            return Err(Errno::EINVAL);
+        }
+        seen.push((iova, last));
+    }
+    Ok(())
+}
+
+/// The core's DMA_LOGGING_REPORT checks (page size, overflow).
+pub fn check_dma_report(iova: u64, length: u64, page_size: u64) -> Result<(), Errno> {
+    if page_size < 4096 || !page_size.is_power_of_two() {
+        return Err(Errno::EINVAL);
+    }
+    if iova.checked_add(length).is_none() {
+        return Err(Errno::EOVERFLOW);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_needs_no_payload_but_get_needs_minsz() {
+        assert_eq!(check_feature(FEATURE_PROBE | FEATURE_GET, 0, FEATURE_GET, 8), Ok(false));
+        assert_eq!(check_feature(FEATURE_GET, 4, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(check_feature(FEATURE_SET, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(check_feature(0, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(check_feature(FEATURE_GET, 8, FEATURE_GET, 8), Ok(true));
+    }
+
+    #[test]
+    fn dma_ranges_follow_the_core_rules() {
+        assert_eq!(check_dma_ranges(4096, &[]), Err(Errno::EINVAL));
+        assert_eq!(check_dma_ranges(4096, &[(1, 4096)]), Err(Errno::EINVAL));
+        assert_eq!(check_dma_ranges(4096, &[(0, 8192), (4096, 4096)]), Err(Errno::EINVAL));
+        assert_eq!(check_dma_ranges(4096, &[(u64::MAX - 4095, 8192)]), Err(Errno::EOVERFLOW));
+        assert_eq!(check_dma_ranges(4096, &vec![(0, 0); 257]), Err(Errno::E2BIG));
+        assert_eq!(check_dma_ranges(4096, &[(0, 4096), (8192, 4096)]), Ok(()));
+    }
+
+    #[test]
+    fn request_codes_match_the_uapi() {
+        assert_eq!(crate::device::VFIO_DEVICE_FEATURE, 0x3b75);
+        assert_eq!(crate::device::VFIO_MIG_GET_PRECOPY_INFO, 0x3b79);
+        assert_eq!(REGION_TYPE_MIGRATION, (3, 1));
+    }
+}
