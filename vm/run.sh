@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Boot the Debian 6.12 test guest under QEMU/TCG and run one command in it
+# against real VFIO mdev devices (mtty, mdpy). See vm/README.md.
+#
+# Exit status: the guest command's exit status, or
+#   124  the VM exceeded --timeout (QEMU killed)
+#   125  harness failure (bad usage, prepare failed, guest init failed,
+#        kernel panic, QEMU died, no exit status reported)
+set -euo pipefail
+VMC_DIE_CODE=125
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+	cat <<'EOF'
+usage: vm/run.sh [OPTIONS] -- CMD [ARGS...]
+
+Boots the guest and runs CMD ARGS in it (argv preserved, like exec "$@";
+use `sh -c '...'` for shell syntax). Output goes to stdout; exit status is
+the command's.
+
+  --bin PATH        copy a host executable (and its ldd libraries) to the
+                    guest's /bin/ (repeatable)
+  --mdev TYPE       create one mdev instance of TYPE, in order (repeatable),
+                    e.g. mtty-1, mtty-2, mdpy-vga, mdpy-xga, mdpy-hd
+  --share DIR       host directory shown read-only at /repo (default: repo root)
+  --no-share        no /repo
+  --results DIR     host directory that receives the guest's /results
+                    (9p, written through; created if missing)
+  --env NAME=VALUE  export NAME=VALUE to the command (repeatable)
+  --timeout SECS    whole-VM wall-clock limit (default 600)
+  --mem MB          guest memory (default 512)
+  --smp N           guest vCPUs (default 2)
+  --append ARGS     extra kernel command-line arguments
+  --console         also copy the kernel console to stderr after the run
+  --keep            keep the run directory (initramfs, logs) under the cache
+  -v, --verbose     print boot/run timings to stderr
+EOF
+}
+
+BINS=() MDEVS=() ENVS=()
+SHARE=$VMC_REPO RESULTS="" TIMEOUT=600 MEM=512 SMP=2 APPEND="" CONSOLE=0 KEEP=0 VERBOSE=0
+need() { [ $# -ge 2 ] || { usage >&2; vmc_die "option $1 needs an argument"; }; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--bin) need "$@"; BINS+=("$2"); shift ;;
+	--mdev) need "$@"; MDEVS+=("$2"); shift ;;
+	--share) need "$@"; SHARE=$2; shift ;;
+	--no-share) SHARE="" ;;
+	--results) need "$@"; RESULTS=$2; shift ;;
+	--env) need "$@"; ENVS+=("$2"); shift ;;
+	--timeout) need "$@"; TIMEOUT=$2; shift ;;
+	--mem) need "$@"; MEM=$2; shift ;;
+	--smp) need "$@"; SMP=$2; shift ;;
+	--append) need "$@"; APPEND=$2; shift ;;
+	--console) CONSOLE=1 ;;
+	--keep) KEEP=1 ;;
+	-v | --verbose) VERBOSE=1 ;;
+	-h | --help) usage; exit 0 ;;
+	--) shift; break ;;
+	*) usage >&2; vmc_die "unknown option: $1 (the command goes after --)" ;;
+	esac
+	shift
+done
+[ $# -gt 0 ] || { usage >&2; vmc_die "no command given (vm/run.sh [OPTIONS] -- CMD [ARGS...])"; }
+for n in "$TIMEOUT" "$MEM" "$SMP"; do
+	case $n in '' | *[!0-9]*) vmc_die "not a positive integer: '$n'" ;; esac
+done
+for t in "${MDEVS[@]}"; do
+	case $t in '' | *[!A-Za-z0-9_.-]*) vmc_die "bad mdev type name: '$t'" ;; esac
+done
+
+T0=$(vmc_now)
+
+# Prepare on demand (a ~0.1 s no-op when the cache is ready).
+if [ "$VERBOSE" = 1 ]; then
+	"$VMC_SCRIPT_DIR/prepare.sh" --quiet >&2 || vmc_die "vm/prepare.sh failed"
+else
+	"$VMC_SCRIPT_DIR/prepare.sh" --quiet >/dev/null || vmc_die "vm/prepare.sh failed"
+fi
+# shellcheck disable=SC1091
+. "$VMC_CURRENT/READY"
+KDIR=$(cd "$VMC_CURRENT" && pwd -P)
+
+mkdir -p "$VMC_CACHE/runs"
+# Run directories of failed runs are kept for inspection; drop old ones.
+find "$VMC_CACHE/runs" -mindepth 1 -maxdepth 1 -name 'run.*' -mmin +720 -exec rm -rf {} + 2>/dev/null || true
+RUN=$(mktemp -d "$VMC_CACHE/runs/run.XXXXXX")
+ROOT=$RUN/overlay
+mkdir -p "$ROOT/vmc" "$ROOT/bin"
+
+# qesc STR: STR as a QEMU option value (commas doubled).
+qesc() { printf '%s' "${1//,/,,}"; }
+
+# squote STR: STR as one single-quoted POSIX sh word.
+squote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# ---------------------------------------------------------------- overlay
+cp "$VMC_SCRIPT_DIR/guest-init.sh" "$ROOT/init"
+chmod 0755 "$ROOT/init"
+
+# busybox sh runs its applets in preference to PATH: call a --bin binary that
+# is CMD by its absolute path, so a name like "stat" gets the host binary.
+ARGV0=$1
+for b in "${BINS[@]}"; do
+	[ "$ARGV0" = "${b##*/}" ] && ARGV0=/bin/$ARGV0 && break
+done
+shift
+set -- "$ARGV0" "$@"
+{
+	printf 'exec'
+	for a in "$@"; do printf ' %s' "$(squote "$a")"; done
+	printf '\n'
+} >"$ROOT/vmc/cmd"
+
+: >"$ROOT/vmc/env"
+for e in "${ENVS[@]}"; do
+	name=${e%%=*}
+	[[ $e == *=* && $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || vmc_die "--env needs NAME=VALUE, got '$e'"
+	printf 'export %s=%s\n' "$name" "$(squote "${e#*=}")" >>"$ROOT/vmc/env"
+done
+
+VIRTFS=()
+if [ -n "$SHARE" ]; then
+	[ -d "$SHARE" ] || vmc_die "--share: not a directory: $SHARE"
+	SHARE=$(cd "$SHARE" && pwd -P)
+	# shellcheck disable=SC2054 # commas are QEMU option syntax
+	VIRTFS+=(-fsdev "local,id=vmcrepo,path=$(qesc "$SHARE"),security_model=none,readonly=on"
+		-device virtio-9p-pci,fsdev=vmcrepo,mount_tag=vmcrepo)
+fi
+if [ -n "$RESULTS" ]; then
+	mkdir -p "$RESULTS" || vmc_die "--results: cannot create $RESULTS"
+	RESULTS=$(cd "$RESULTS" && pwd -P)
+	# shellcheck disable=SC2054
+	VIRTFS+=(-fsdev "local,id=vmcresults,path=$(qesc "$RESULTS"),security_model=none"
+		-device virtio-9p-pci,fsdev=vmcresults,mount_tag=vmcresults)
+fi
+{
+	echo "VMC_MDEVS='${MDEVS[*]}'"
+	echo "VMC_SHARE=$([ -n "$SHARE" ] && echo 1 || echo 0)"
+	echo "VMC_RESULTS=$([ -n "$RESULTS" ] && echo 1 || echo 0)"
+} >"$ROOT/vmc/config"
+
+# copy_file SRC: copy SRC (dereferenced) to the same absolute path in the guest.
+copy_file() {
+	[ -e "$ROOT$1" ] && return 0
+	mkdir -p "$ROOT$(dirname "$1")"
+	cp -L "$1" "$ROOT$1" || vmc_die "cannot copy $1 into the guest"
+}
+
+for b in "${BINS[@]}"; do
+	if ! [ -f "$b" ] || ! [ -x "$b" ]; then vmc_die "--bin: not an executable file: $b"; fi
+	cp -L "$b" "$ROOT/bin/${b##*/}"
+	if ! out=$(LC_ALL=C ldd "$b" 2>&1); then
+		case $out in
+		*"not a dynamic executable"* | *"statically linked"*) continue ;;
+		*) vmc_die "ldd $b failed: $out" ;;
+		esac
+	fi
+	while read -r l; do
+		case $l in
+		*"=> not found"*) vmc_die "--bin $b: missing library: ${l%% *}" ;;
+		*"=> /"*) l=${l#*=> }; copy_file "${l%% (*}" ;;
+		/*) copy_file "${l%% (*}" ;;
+		esac
+	done <<<"$out"
+done
+
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) \
+	>"$RUN/overlay.cpio" || vmc_die "cpio of the run overlay failed"
+cat "$KDIR/$BASE_CPIO" "$RUN/overlay.cpio" >"$RUN/initrd.cpio"
+rm -f "$RUN/overlay.cpio"
+[ "$KEEP" = 1 ] || rm -rf "$ROOT"
+
+# ---------------------------------------------------------------- boot
+: >"$RUN/out"
+: >"$RUN/ctl"
+: >"$RUN/console.log"
+CMDLINE="console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mitigations=off"
+CMDLINE+=" i8042.noaux i8042.nomux i8042.nopnp tsc=reliable random.trust_cpu=on"
+[ -n "$APPEND" ] && CMDLINE+=" $APPEND"
+
+# shellcheck disable=SC2054 # commas are QEMU option syntax
+QEMU=(qemu-system-x86_64 -accel tcg -machine pc -cpu max -m "$MEM" -smp "$SMP"
+	-nodefaults -no-user-config -display none -no-reboot
+	-kernel "$KDIR/$VMLINUZ" -initrd "$RUN/initrd.cpio" -append "$CMDLINE"
+	-chardev "file,id=vmccon,path=$(qesc "$RUN/console.log")" -serial chardev:vmccon
+	-device virtio-serial-pci,id=vmcser
+	-chardev "file,id=vmcout,path=$(qesc "$RUN/out")"
+	-device virtserialport,bus=vmcser.0,chardev=vmcout,name=vmc.out
+	-chardev "file,id=vmcctl,path=$(qesc "$RUN/ctl")"
+	-device virtserialport,bus=vmcser.0,chardev=vmcctl,name=vmc.ctl
+	"${VIRTFS[@]}")
+printf '%q ' "${QEMU[@]}" >"$RUN/qemu.cmd"
+
+T_BOOT=$(vmc_now)
+timeout --kill-after=5 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$RUN/qemu.log" 2>&1 &
+QPID=$!
+# Stream the command output while the VM runs.
+tail -c +1 -s 0.1 --pid="$QPID" -f "$RUN/out" &
+TPID=$!
+trap 'kill "$QPID" 2>/dev/null || true; kill "$TPID" 2>/dev/null || true' INT TERM
+QRC=0
+wait "$QPID" || QRC=$?
+wait "$TPID" 2>/dev/null || true
+trap - INT TERM
+T_END=$(vmc_now)
+
+# ---------------------------------------------------------------- verdict
+ctl_field() { awk -v w="VMC-$1" '$1 == w { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' "$RUN/ctl"; }
+ctl_time() { awk -v w="VMC-$1" '$1 == w { print $2; exit }' "$RUN/ctl"; }
+
+show_console() {
+	echo "---- kernel console (last ${1:-40} lines of $RUN/console.log) ----" >&2
+	tail -n "${1:-40}" "$RUN/console.log" | tr -d '\r' >&2
+	if [ -s "$RUN/qemu.log" ]; then
+		echo "---- qemu ----" >&2
+		tail -n 20 "$RUN/qemu.log" >&2
+	fi
+	echo "----" >&2
+}
+
+RC=""
+MSG=""
+if grep -q '^VMC-EXIT ' "$RUN/ctl"; then
+	RC=$(ctl_field EXIT)
+	if [ "$QRC" != 0 ]; then
+		vmc_log "warning: the command finished (exit $RC) but QEMU exited with $QRC during shutdown"
+	fi
+elif [ "$QRC" = 124 ] || [ "$QRC" = 137 ]; then
+	RC=124
+	MSG="timeout: the VM did not finish within ${TIMEOUT}s (QEMU killed)"
+else
+	RC=125
+	if grep -q '^VMC-ERROR ' "$RUN/ctl"; then
+		MSG="guest init failed: $(ctl_field ERROR)"
+	elif grep -q 'Kernel panic' "$RUN/console.log"; then
+		MSG="guest kernel panic: $(grep -m1 'Kernel panic' "$RUN/console.log" | tr -d '\r')"
+	elif [ "$QRC" != 0 ]; then
+		MSG="QEMU exited with status $QRC: $(tail -n 3 "$RUN/qemu.log" | tr '\n' ' ')"
+	else
+		MSG="the VM stopped without reporting the command's exit status"
+	fi
+fi
+
+if [ -n "$MSG" ]; then
+	vmc_log "$MSG"
+	show_console 40
+	vmc_log "run directory kept: $RUN"
+	KEEP=1
+elif [ "$CONSOLE" = 1 ]; then
+	show_console 1000000
+fi
+
+if [ "$VERBOSE" = 1 ]; then
+	vmc_log "kernel $KREL; guest: booted at $(ctl_time BOOTED)s, ready at $(ctl_time READY)s, command done at $(ctl_time EXIT)s (uptime); host: setup $(awk -v a="$T0" -v b="$T_BOOT" 'BEGIN{printf "%.2f", b-a}')s, qemu $(awk -v a="$T_BOOT" -v b="$T_END" 'BEGIN{printf "%.2f", b-a}')s, total $(vmc_elapsed "$T0")s"
+fi
+
+[ "$KEEP" = 1 ] || rm -rf "$RUN"
+exit "$RC"
