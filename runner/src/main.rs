@@ -1,1 +1,69 @@
-fn main(){}
+//! `vfio-mig-conform`: the command-line front end. All logic lives in the `vmc` library.
+
+mod cli;
+mod commands;
+mod open;
+mod run;
+mod suite;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command, exit};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    if cli.command.is_some() {
+        default_sigpipe();
+    }
+    let code = match cli.command {
+        Some(Command::Clauses { format, coverage }) => commands::clauses(format, coverage),
+        Some(Command::Sim { list_defects }) => commands::sim(list_defects),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
+            exit::OK
+        }
+        Some(Command::Man) => {
+            let man = clap_mangen::Man::new(Cli::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("vfio-mig-conform: {e}");
+                    exit::USAGE
+                }
+            }
+        }
+        Some(Command::Report { runs, format }) => match commands::report(&runs, format) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vfio-mig-conform report: {e}");
+                exit::USAGE
+            }
+        },
+        None => match run::run(&cli.run) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vfio-mig-conform: {}", e.message);
+                e.code
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// Subcommands that touch no device die quietly on a closed pipe (`| head`), like any Unix
+/// tool. Runs keep SIGPIPE ignored so nothing interrupts a check before its device is
+/// restored.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing the default disposition for SIGPIPE replaces no Rust handler and is
+    // done before any other thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

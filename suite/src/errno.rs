@@ -38,11 +38,7 @@ impl Errno {
     /// The symbolic name (`EINVAL`), or `errno N` for numbers Linux does not name.
     pub fn name(self) -> String {
         let n = NixErrno::from_raw(self.0);
-        if n == NixErrno::UnknownErrno {
-            format!("errno {}", self.0)
-        } else {
-            format!("{n:?}")
-        }
+        if n == NixErrno::UnknownErrno { format!("errno {}", self.0) } else { format!("{n:?}") }
     }
 
     /// The C library's description.

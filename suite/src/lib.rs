@@ -8,9 +8,16 @@
 //! - [`device`]: the device abstraction, the simulators ([`device::sim`]) and the kernel
 //!   ioctl layer.
 
+pub mod check;
+pub mod checks;
+pub mod clauses;
 pub mod device;
+pub mod engine;
 pub mod errno;
+pub mod hash;
 pub mod op;
 pub mod oracle;
+pub mod outcome;
+pub mod report;
 pub mod state;
 pub mod uapi;

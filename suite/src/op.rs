@@ -500,10 +500,21 @@ pub enum Op {
     Write(WriteArgs),
     PrecopyInfo(PrecopyArgs),
     /// poll() for POLLIN (saving) or POLLOUT (resuming) with a timeout in ms.
-    Poll { #[serde(default)] fd: FdRef, #[serde(default)] timeout_ms: u16 },
+    Poll {
+        #[serde(default)]
+        fd: FdRef,
+        #[serde(default)]
+        timeout_ms: u16,
+    },
     /// fcntl(F_GETFD/F_GETFL): close-on-exec and access mode.
-    FdFlags { #[serde(default)] fd: FdRef },
-    CloseFd { #[serde(default)] fd: FdRef },
+    FdFlags {
+        #[serde(default)]
+        fd: FdRef,
+    },
+    CloseFd {
+        #[serde(default)]
+        fd: FdRef,
+    },
     // ---- device ----
     /// `VFIO_DEVICE_RESET`.
     Reset,
@@ -519,7 +530,9 @@ pub enum Op {
     /// Remember every interrupt counter under a name (for `irqs_since`).
     IrqMark(String),
     /// Let time pass (sim: logical ticks; kernel: sleep).
-    Wait { ms: u16 },
+    Wait {
+        ms: u16,
+    },
     /// Read the debugfs state file (6.8+), an independent observer of the FSM state.
     DebugfsState,
     // ---- v1 region ----
@@ -615,10 +628,7 @@ impl Op {
 
     /// Whether the operation only applies to v1 (region) devices.
     pub fn is_v1(&self) -> bool {
-        matches!(
-            self,
-            Op::V1Read(_) | Op::V1Write(_) | Op::V1SetState(_) | Op::V1Save(_) | Op::V1Resume(_)
-        )
+        matches!(self, Op::V1Read(_) | Op::V1Write(_) | Op::V1SetState(_) | Op::V1Save(_) | Op::V1Resume(_))
     }
 }
 

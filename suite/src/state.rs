@@ -9,9 +9,7 @@ use arbitrary::Arbitrary;
 use serde::{Deserialize, Serialize};
 
 /// A v2 device state (`VFIO_DEVICE_STATE_*`). Numeric values are the uAPI's.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Arbitrary,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Arbitrary)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MigState {
     Error = 0,
@@ -97,10 +95,7 @@ impl MigState {
 
     /// States in which the device's internal state may advance on its own.
     pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            MigState::Running | MigState::RunningP2p | MigState::PreCopy | MigState::PreCopyP2p
-        )
+        matches!(self, MigState::Running | MigState::RunningP2p | MigState::PreCopy | MigState::PreCopyP2p)
     }
 }
 
@@ -164,9 +159,7 @@ pub fn state_name(raw: u32) -> String {
 }
 
 /// `VFIO_DEVICE_FEATURE_MIGRATION` flags.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MigFlags(pub u64);
 
@@ -240,11 +233,7 @@ impl fmt::Display for MigFlags {
         if unknown != 0 {
             parts.push(format!("{unknown:#x}"));
         }
-        if parts.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&parts.join("|"))
-        }
+        if parts.is_empty() { f.write_str("none") } else { f.write_str(&parts.join("|")) }
     }
 }
 

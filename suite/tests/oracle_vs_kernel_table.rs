@@ -56,11 +56,7 @@ fn oracle_reproduces_every_resolved_kernel_path_for_all_four_flag_sets() {
                     assert_eq!(got, SetPrediction::Noop, "{set_name}: {pair}");
                 }
                 Value::String(s) if s.starts_with("EINVAL+WARN") || s.contains("WARN_ON") => {
-                    assert_eq!(
-                        got,
-                        SetPrediction::Refuse(Refusal::CurrentInvalid),
-                        "{set_name}: {pair}"
-                    );
+                    assert_eq!(got, SetPrediction::Refuse(Refusal::CurrentInvalid), "{set_name}: {pair}");
                 }
                 Value::String(s) if s == "EINVAL" => {
                     assert!(

@@ -6,12 +6,16 @@
 //! fds. Backends: [`sim`] (reference devices with injectable defects) and [`kernel`] (the ioctl
 //! layer over `/dev/vfio`).
 
+pub mod kernel;
 pub mod sim;
 
 use serde::{Deserialize, Serialize};
 
 use crate::errno::Errno;
 use crate::op::{Access, IrqAction, IrqData};
+
+/// Interrupt counts per (IRQ index, vector).
+pub type IrqCounts = Vec<((u32, u32), u64)>;
 
 /// Result of one device request: the raw errno on failure.
 pub type DevResult<T> = Result<T, Errno>;
@@ -146,10 +150,16 @@ pub trait Device: Send {
     fn region_write(&mut self, index: u32, offset: u64, buf: &[u8], via: Access) -> DevResult<usize>;
     fn irq_info(&mut self, index: u32) -> DevResult<IrqInfo>;
     /// `VFIO_DEVICE_SET_IRQS`; with `IrqData::Eventfd` the backend creates and counts eventfds.
-    fn set_irqs(&mut self, index: u32, action: IrqAction, start: u32, count: u32, data: IrqData)
-    -> DevResult<()>;
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        action: IrqAction,
+        start: u32,
+        count: u32,
+        data: IrqData,
+    ) -> DevResult<()>;
     /// Interrupts counted so far per (index, vector) on backend-owned eventfds.
-    fn irq_counts(&mut self) -> Vec<((u32, u32), u64)>;
+    fn irq_counts(&mut self) -> IrqCounts;
 
     /// Lets time pass.
     fn wait(&mut self, ms: u64);

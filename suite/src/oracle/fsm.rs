@@ -9,8 +9,8 @@
 use crate::state::{MigFlags, MigState};
 
 use MigState::{
-    Error as E, PreCopy as PC, PreCopyP2p as PCP, Resuming as RES, Running as RUN,
-    RunningP2p as RP2P, Stop as STOP, StopCopy as SC,
+    Error as E, PreCopy as PC, PreCopyP2p as PCP, Resuming as RES, Running as RUN, RunningP2p as RP2P,
+    Stop as STOP, StopCopy as SC,
 };
 
 /// `vfio_from_fsm_table[cur][new]`: the next step before unsupported optional states are
@@ -62,9 +62,7 @@ impl Refusal {
         match self {
             Refusal::CurrentInvalid => "V2-ERR-003",
             Refusal::NoPath => "V2-STATE-007",
-            Refusal::TargetError | Refusal::TargetOutOfRange | Refusal::TargetUnsupported => {
-                "V2-STATE-006"
-            }
+            Refusal::TargetError | Refusal::TargetOutOfRange | Refusal::TargetUnsupported => "V2-STATE-006",
         }
     }
 
@@ -99,11 +97,7 @@ pub fn next_state(flags: MigFlags, cur: u32, new: u32) -> Result<MigState, Refus
     while next != MigState::Error && !next.supported_by(flags) {
         next = RAW_TABLE[next as usize][new_state as usize];
     }
-    if next == MigState::Error {
-        Err(Refusal::NoPath)
-    } else {
-        Ok(next)
-    }
+    if next == MigState::Error { Err(Refusal::NoPath) } else { Ok(next) }
 }
 
 /// A primitive arc a driver's step function performs.
@@ -116,10 +110,7 @@ pub struct Arc {
 impl Arc {
     /// The four session-opening arcs (V2-SAVE-002, V2-RESUME-001).
     pub fn opens_session(self) -> bool {
-        matches!(
-            (self.from, self.to),
-            (RUN, PC) | (RP2P, PCP) | (STOP, SC) | (STOP, RES)
-        )
+        matches!((self.from, self.to), (RUN, PC) | (RP2P, PCP) | (STOP, SC) | (STOP, RES))
     }
 
     /// Whether the arc ends the saving session (leaves the saving group).
@@ -274,10 +265,7 @@ mod tests {
         for flags in [MigFlags(5), MigFlags(7)] {
             assert_eq!(predict_set(flags, SC, PC.raw()), SetPrediction::Refuse(Refusal::NoPath));
         }
-        assert_eq!(
-            predict_set(MigFlags(7), SC, PCP.raw()),
-            SetPrediction::Refuse(Refusal::NoPath)
-        );
+        assert_eq!(predict_set(MigFlags(7), SC, PCP.raw()), SetPrediction::Refuse(Refusal::NoPath));
     }
 
     #[test]
@@ -295,10 +283,7 @@ mod tests {
             SetPrediction::Refuse(Refusal::TargetUnsupported)
         );
         assert_eq!(predict_set(MigFlags(7), RUN, 8), SetPrediction::Refuse(Refusal::TargetOutOfRange));
-        assert_eq!(
-            predict_set(MigFlags(7), RUN, 0),
-            SetPrediction::Refuse(Refusal::TargetError)
-        );
+        assert_eq!(predict_set(MigFlags(7), RUN, 0), SetPrediction::Refuse(Refusal::TargetError));
     }
 
     #[test]

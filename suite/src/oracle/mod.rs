@@ -4,6 +4,7 @@
 //! - [`v1`]: the v1 `device_state` encoding and the region save/resume protocol.
 
 pub mod fsm;
+pub mod model;
 pub mod v1;
 
 use serde::{Deserialize, Serialize};

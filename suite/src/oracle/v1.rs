@@ -170,7 +170,9 @@ pub fn judge_chunk(layout: &RegionLayout, data_offset: u64, data_size: u64) -> V
             format!("data_offset = {data_offset}, data_size = {data_size}"),
         )),
     }
-    if layout.in_mmap_area(data_offset) && layout.page_size != 0 && data_offset % layout.page_size != 0
+    if layout.in_mmap_area(data_offset)
+        && layout.page_size != 0
+        && !data_offset.is_multiple_of(layout.page_size)
     {
         v.push(Violation::new(
             ["V1-REG-005"],
@@ -208,10 +210,7 @@ pub fn judge_sparse_areas(layout: &RegionLayout) -> Vec<Violation> {
             v.push(Violation::new(
                 ["V1-REG-004"],
                 "sparse mmap areas do not overlap".to_string(),
-                format!(
-                    "areas [{:#x}, +{:#x}) and [{:#x}, +{:#x}) overlap",
-                    w[0].0, w[0].1, w[1].0, w[1].1
-                ),
+                format!("areas [{:#x}, +{:#x}) and [{:#x}, +{:#x}) overlap", w[0].0, w[0].1, w[1].0, w[1].1),
             ));
         }
     }

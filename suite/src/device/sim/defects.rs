@@ -83,7 +83,7 @@ defects! {
         "keeps raising interrupts while stopped"),
     ConfigBlockedInResuming => ("config_blocked_in_resuming", V2, ["V2-ARC-STOP-002", "DEBATE-CONFIG-001"],
         "config-space writes and SET_IRQS fail with EBUSY while RESUMING"),
-    LoadOverwritesConfig => ("load_overwrites_config", V2, ["DEBATE-CONFIG-002"],
+    LoadOverwritesConfig => ("load_overwrites_config", V2, ["DEBATE-CONFIG-001"],
         "loading the stream at RESUMING -> STOP clears the PCI command register and disarms interrupts"),
     ResetKeepsState => ("reset_keeps_state", V2, ["V2-RESET-001", "V2-ERR-002"],
         "VFIO_DEVICE_RESET does not return the FSM to RUNNING"),

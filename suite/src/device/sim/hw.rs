@@ -7,6 +7,8 @@
 pub const PAGE: u64 = 4096;
 /// Pages that change while running (the rest of the state is constant).
 pub const HOT_PAGES: usize = 8;
+/// Ticks between two hot-page changes.
+pub const DIRTY_EVERY: u64 = 8;
 /// Registers on BAR0 (32-bit each).
 pub const NUM_REGS: usize = 8;
 /// BAR0 register offsets.
@@ -112,13 +114,14 @@ impl Hw {
         self.dma_step();
     }
 
-    /// The internal state advances (counter, hot pages).
+    /// The internal state advances: the counter every tick, one hot page every
+    /// [`DIRTY_EVERY`] ticks (a reader that keeps up reaches a temporary end in PRE_COPY).
     pub fn advance(&mut self) {
         let c = self.regs[0].wrapping_add(1);
         self.regs[0] = c;
         let nhot = (HOT_PAGES as u64).min(self.npages());
-        if nhot > 0 {
-            let p = (u64::from(c) % nhot) as usize;
+        if nhot > 0 && u64::from(c) % DIRTY_EVERY == 0 {
+            let p = (u64::from(c) / DIRTY_EVERY % nhot) as usize;
             self.versions[p] = self.versions[p].wrapping_add(1);
         }
     }
@@ -158,7 +161,7 @@ impl Hw {
     }
 
     pub fn read_reg(&self, offset: u64) -> Option<u32> {
-        if offset % 4 == 0 && offset < (NUM_REGS as u64) * 4 {
+        if offset.is_multiple_of(4) && offset < (NUM_REGS as u64) * 4 {
             Some(self.regs[(offset / 4) as usize])
         } else {
             None
@@ -167,7 +170,7 @@ impl Hw {
 
     /// Writes a register; read-only registers ignore writes.
     pub fn write_reg(&mut self, offset: u64, value: u32) -> bool {
-        if offset % 4 != 0 || offset >= (NUM_REGS as u64) * 4 {
+        if !offset.is_multiple_of(4) || offset >= (NUM_REGS as u64) * 4 {
             return false;
         }
         if offset != reg::COUNTER && offset != reg::ID {
@@ -199,9 +202,10 @@ mod tests {
     #[test]
     fn ticks_advance_the_counter_and_dirty_hot_pages() {
         let mut hw = Hw::new("t", 4 * PAGE);
-        hw.tick();
-        hw.tick();
-        assert_eq!(hw.regs[0], 2);
+        for _ in 0..2 * DIRTY_EVERY {
+            hw.tick();
+        }
+        assert_eq!(u64::from(hw.regs[0]), 2 * DIRTY_EVERY);
         assert_eq!(hw.versions.iter().sum::<u32>(), 2);
     }
 

@@ -122,9 +122,9 @@ fn parse_size(v: &str) -> Option<u64> {
 
 /// Parses `sim:v2?...` / `sim:v1?...`.
 pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
-    let rest = spec
-        .strip_prefix("sim:")
-        .ok_or_else(|| SpecError(format!("`{spec}` is not a simulated device (expected sim:v1 or sim:v2)")))?;
+    let rest = spec.strip_prefix("sim:").ok_or_else(|| {
+        SpecError(format!("`{spec}` is not a simulated device (expected sim:v1 or sim:v2)"))
+    })?;
     let (kind, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut cfg = match kind {
         "v2" => SimConfig::v2(),
@@ -136,15 +136,17 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
         }
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or_else(|| {
-            SpecError(format!("`{spec}`: `{pair}` is not key=value"))
-        })?;
+        let (key, value) =
+            pair.split_once('=').ok_or_else(|| SpecError(format!("`{spec}`: `{pair}` is not key=value")))?;
         let bad = |what: &str| SpecError(format!("`{spec}`: bad {key} `{value}`: {what}"));
         match key {
             "flags" if cfg.api == MigrationApi::V2 => {
                 cfg.flags = MigFlags::parse(value).map_err(|e| bad(&e))?;
             }
-            "size" => cfg.state_size = parse_size(value).ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?,
+            "size" => {
+                cfg.state_size =
+                    parse_size(value).ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?;
+            }
             "dma" if cfg.api == MigrationApi::V2 => {
                 cfg.dma_logging = match value {
                     "on" | "1" | "true" => true,
@@ -160,7 +162,9 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
                 }
             }
             "type" => {
-                if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                if value.is_empty()
+                    || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
                     return Err(bad("expected a name of letters, digits, - and _"));
                 }
                 cfg.type_name = value.to_string();

@@ -94,7 +94,7 @@ impl SimV1 {
     fn write_state(&mut self, new: u32) -> DevResult<()> {
         let new = new & o::MASK;
         let cur = self.state & o::MASK;
-        if !o::is_valid(new) && !(self.has(Defect::V1Accepts101) && new == 0b101) {
+        if !(o::is_valid(new) || self.has(Defect::V1Accepts101) && new == 0b101) {
             return self.refuse(Errno::EINVAL);
         }
         if new == 0b011 && self.has(Defect::V1NoPreCopy) {
@@ -175,7 +175,8 @@ impl SimV1 {
                     *offset_reads = 0;
                 }
                 let p = self.pending();
-                let finished = matches!(&self.session, V1Session::Saving { saver, .. } if saver.is_finished());
+                let finished =
+                    matches!(&self.session, V1Session::Saving { saver, .. } if saver.is_finished());
                 if p == 0 && finished && self.has(Defect::V1PendingNeverZero) {
                     return Ok(4096);
                 }
@@ -450,12 +451,19 @@ impl Device for SimV1 {
         irq_info(index)
     }
 
-    fn set_irqs(&mut self, index: u32, action: IrqAction, start: u32, count: u32, data: IrqData) -> DevResult<()> {
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        action: IrqAction,
+        start: u32,
+        count: u32,
+        data: IrqData,
+    ) -> DevResult<()> {
         self.check_open()?;
         set_irqs(&mut self.hw, index, action, start, count, data)
     }
 
-    fn irq_counts(&mut self) -> Vec<((u32, u32), u64)> {
+    fn irq_counts(&mut self) -> crate::device::IrqCounts {
         irq_counts(&self.hw)
     }
 
@@ -477,8 +485,8 @@ impl Device for SimV1 {
         }
         self.reset()?;
         if self.state != o::RUNNING {
+            // Power-cycle: the reset checks report the defect.
             self.state = o::RUNNING;
-            return Err(Errno::EIO);
         }
         Ok(())
     }

@@ -10,8 +10,7 @@ use super::hw::{CONFIG_SIZE, Hw, NUM_REGS, PCI_COMMAND};
 use super::stream::{LoadError, Loader, Saver, StreamIdentity};
 use super::{REGION_BAR0, REGION_CONFIG, SimConfig};
 use crate::device::{
-    DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo,
-    VFIO_MIG_GET_PRECOPY_INFO,
+    DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo, VFIO_MIG_GET_PRECOPY_INFO,
 };
 use crate::errno::Errno;
 use crate::op::{Access, IrqAction, IrqData};
@@ -374,7 +373,8 @@ impl SimV2 {
                     Ok(Some(fd)) => *fd,
                     _ => -1,
                 };
-                if self.has(Defect::InvalidDataFd) && requested == MigState::StopCopy.raw() && result.is_ok() {
+                if self.has(Defect::InvalidDataFd) && requested == MigState::StopCopy.raw() && result.is_ok()
+                {
                     fd = 987_654;
                 }
                 put(payload, 0, &requested.to_le_bytes())?;
@@ -489,11 +489,8 @@ impl Device for SimV2 {
         }
         let chosen = if page_size >= 4096 && page_size.is_power_of_two() { page_size } else { 4096 };
         self.logging = true;
-        self.hw.dma_log = Some(super::hw::DmaLog {
-            page_size: chosen,
-            ranges: ranges.to_vec(),
-            ..Default::default()
-        });
+        self.hw.dma_log =
+            Some(super::hw::DmaLog { page_size: chosen, ranges: ranges.to_vec(), ..Default::default() });
         Ok(chosen)
     }
 
@@ -752,7 +749,10 @@ impl Device for SimV2 {
 
     fn region_write(&mut self, index: u32, offset: u64, buf: &[u8], via: Access) -> DevResult<usize> {
         self.check_open()?;
-        if index == REGION_CONFIG && self.state == MigState::Resuming && self.has(Defect::ConfigBlockedInResuming) {
+        if index == REGION_CONFIG
+            && self.state == MigState::Resuming
+            && self.has(Defect::ConfigBlockedInResuming)
+        {
             return Err(Errno::EBUSY);
         }
         region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)
@@ -763,7 +763,14 @@ impl Device for SimV2 {
         irq_info(index)
     }
 
-    fn set_irqs(&mut self, index: u32, action: IrqAction, start: u32, count: u32, data: IrqData) -> DevResult<()> {
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        action: IrqAction,
+        start: u32,
+        count: u32,
+        data: IrqData,
+    ) -> DevResult<()> {
         self.check_open()?;
         if self.state == MigState::Resuming && self.has(Defect::ConfigBlockedInResuming) {
             return Err(Errno::EBUSY);
@@ -771,7 +778,7 @@ impl Device for SimV2 {
         set_irqs(&mut self.hw, index, action, start, count, data)
     }
 
-    fn irq_counts(&mut self) -> Vec<((u32, u32), u64)> {
+    fn irq_counts(&mut self) -> crate::device::IrqCounts {
         irq_counts(&self.hw)
     }
 
@@ -792,11 +799,10 @@ impl Device for SimV2 {
         }
         self.reset()?;
         if self.state != MigState::Running {
-            // A reset that does not reach RUNNING (defect): force it so the next trial
-            // starts clean, and tell the caller the device did not recover by itself.
+            // A reset that does not reach RUNNING (defect): a simulated device can always be
+            // power-cycled, so the next check starts clean; the reset checks report the defect.
             self.end_session();
             self.state = MigState::Running;
-            return Err(Errno::EIO);
         }
         Ok(())
     }
@@ -882,7 +888,14 @@ pub(super) fn irq_info(index: u32) -> DevResult<IrqInfo> {
     }
 }
 
-pub(super) fn set_irqs(hw: &mut Hw, index: u32, action: IrqAction, start: u32, count: u32, data: IrqData) -> DevResult<()> {
+pub(super) fn set_irqs(
+    hw: &mut Hw,
+    index: u32,
+    action: IrqAction,
+    start: u32,
+    count: u32,
+    data: IrqData,
+) -> DevResult<()> {
     if index > 1 {
         return Err(Errno::EINVAL);
     }
@@ -915,11 +928,6 @@ pub(super) fn set_irqs(hw: &mut Hw, index: u32, action: IrqAction, start: u32, c
     }
 }
 
-pub(super) fn irq_counts(hw: &Hw) -> Vec<((u32, u32), u64)> {
-    hw.irqs
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.armed)
-        .map(|(i, l)| ((i as u32, 0), l.count))
-        .collect()
+pub(super) fn irq_counts(hw: &Hw) -> crate::device::IrqCounts {
+    hw.irqs.iter().enumerate().filter(|(_, l)| l.armed).map(|(i, l)| ((i as u32, 0), l.count)).collect()
 }

@@ -1,0 +1,183 @@
+//! The command line, as one clap definition (also the source of the man page and shell
+//! completions).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes (kselftest-compatible where kselftest defines them).
+pub mod exit {
+    /// Every selected check is conformant.
+    pub const OK: u8 = 0;
+    /// At least one FAIL, TIMEOUT or ERROR (or XPASS with --strict-profile).
+    pub const VIOLATION: u8 = 1;
+    /// Usage error, bad input file, or nothing selected.
+    pub const USAGE: u8 = 2;
+    /// The device could not be opened (missing, not VFIO, permission, busy, ambiguous).
+    pub const DEVICE: u8 = 3;
+    /// The device has no migration support (kselftest SKIP).
+    pub const SKIP: u8 = 4;
+    /// The device could not be returned to RUNNING: it needs attention.
+    pub const WEDGED: u8 = 6;
+}
+
+const AFTER_HELP: &str = "\
+DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1),
+an mdev UUID, or a simulated device: sim:v2[?flags=stop_copy,p2p,pre_copy&size=N&dma=on&defect=NAME]
+or sim:v1[?...]. `vfio-mig-conform sim --list-defects` lists the defects.
+
+Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or nothing selected,
+3 device cannot be opened, 4 device has no migration support (skip), 5 interrupted,
+6 device could not be restored to RUNNING.";
+
+/// Conformance suite and fuzz harness for Linux VFIO live-migration drivers.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vfio-mig-conform",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Output format of a run on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// One line per check, failures with Expected/Actual at the end.
+    #[default]
+    Pretty,
+    /// One character per check.
+    Terse,
+    /// libtest JSON events.
+    Json,
+    /// KTAP v1 (kselftest/KernelCI), nested by check family.
+    Ktap,
+    /// KTAP with one level (for parsers that do not see nested levels, e.g. LAVA's tappy).
+    TapFlat,
+}
+
+/// Running the suite against a device.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// The device to test (see below).
+    #[arg(env = "VFIO_MIG_CONFORM_DEVICE", required = true)]
+    pub device: Option<String>,
+    /// Run only checks whose name contains FILTER (or equals it with --exact).
+    pub filter: Option<String>,
+    /// A second (third, ...) device for multi-device checks (P2P orderings, cross-device
+    /// streams); they get labels B, C, ...
+    #[arg(long = "peer", value_name = "DEVICE")]
+    pub peers: Vec<String>,
+    /// The device's name inside its IOMMU group, when the group holds several.
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// Vendor profile: a name from profiles/ (mtty, mlx5, ...) or a YAML file.
+    #[arg(long, short = 'p', value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Treat broken SHOULD clauses (NON-STRICT) as failures.
+    #[arg(long)]
+    pub strict: bool,
+    /// Treat XPASS (a declared deviation that did not happen) as a failure.
+    #[arg(long)]
+    pub strict_profile: bool,
+    /// Match FILTER exactly.
+    #[arg(long)]
+    pub exact: bool,
+    /// Skip checks whose name contains this (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    pub skip: Vec<String>,
+    /// List the checks instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// Run the sequences of these YAML files instead of the built-in suite (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub sequence: Vec<PathBuf>,
+    /// Fixture directories to load (default: the built-in fixtures).
+    #[arg(long, value_name = "DIR")]
+    pub fixtures: Vec<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Pretty)]
+    pub format: Format,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Also write the run record (JSON Lines, written as checks finish) here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Also write KTAP here.
+    #[arg(long, value_name = "PATH")]
+    pub ktap: Option<PathBuf>,
+    /// Per-operation watchdog in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Bound on any one migration stream read (bytes; k/m/g suffixes).
+    #[arg(long, value_name = "BYTES", default_value = "4g")]
+    pub max_stream: String,
+    /// Print every step of every check with its result.
+    #[arg(long)]
+    pub trace: bool,
+    /// Less output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Colour: auto, always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: String,
+}
+
+/// Output format of `clauses`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClauseFormat {
+    Text,
+    Json,
+    Md,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the clause catalog, or which checks observe each clause.
+    Clauses {
+        #[arg(long, value_enum, default_value_t = ClauseFormat::Text)]
+        format: ClauseFormat,
+        /// Show, per clause, which checks observe it and which clauses no check observes.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Simulated devices.
+    Sim {
+        /// List the injectable defects with the clauses each violates.
+        #[arg(long)]
+        list_defects: bool,
+    },
+    /// Rebuild reports from run records.
+    Report {
+        /// Run records (--json files).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Pretty)]
+        format: ReportFormat,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Output format of `report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Pretty,
+    Ktap,
+    Junit,
+    Json,
+}

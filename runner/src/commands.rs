@@ -1,0 +1,112 @@
+//! The small subcommands: `clauses`, `sim`, `completions`, `man`.
+
+use std::collections::BTreeMap;
+
+use vmc::clauses::catalog;
+use vmc::device::MigrationApi;
+use vmc::device::sim::Defect;
+
+use crate::cli::{ClauseFormat, exit};
+
+/// `vfio-mig-conform clauses`.
+pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
+    let cat = catalog();
+    if coverage {
+        let mut observers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in vmc::checks::generated() {
+            for cl in &c.clauses {
+                observers.entry(cl.clone()).or_default().push(c.id.clone());
+            }
+        }
+        let mut observed = 0;
+        for c in cat.all() {
+            let obs = observers.get(&c.id);
+            if obs.is_some() {
+                observed += 1;
+            }
+            match (format, obs) {
+                (ClauseFormat::Json, _) => {}
+                (_, Some(list)) => {
+                    println!("{:<20} {:<8} {} checks, e.g. {}", c.id, c.level, list.len(), list[0]);
+                }
+                (_, None) => println!("{:<20} {:<8} not observed by any check yet", c.id, c.level),
+            }
+        }
+        if format == ClauseFormat::Json {
+            let v: Vec<serde_json::Value> = cat
+                .all()
+                .iter()
+                .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default()}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            println!("{observed} of {} clauses observed by at least one check", cat.all().len());
+        }
+        return exit::OK;
+    }
+    match format {
+        ClauseFormat::Md => print!("{}", cat.to_markdown()),
+        ClauseFormat::Json => println!("{}", serde_json::to_string_pretty(cat.all()).unwrap_or_default()),
+        ClauseFormat::Text => {
+            for c in cat.all() {
+                println!("{:<20} {:<8} {:<16} {}", c.id, c.level, c.feature.as_str(), c.statement);
+            }
+        }
+    }
+    exit::OK
+}
+
+/// `vfio-mig-conform sim --list-defects`.
+pub fn sim(list_defects: bool) -> u8 {
+    if !list_defects {
+        eprintln!("vfio-mig-conform sim: nothing to do (try --list-defects)");
+        return exit::USAGE;
+    }
+    for d in Defect::ALL {
+        let api = if d.api() == MigrationApi::V1 { "sim:v1" } else { "sim:v2" };
+        println!("{:<42} {api}  {:<40} {}", d.name(), d.clauses().join(","), d.summary());
+    }
+    exit::OK
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --format F`: rebuild a report from run records.
+pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> Result<u8, String> {
+    use crate::cli::ReportFormat;
+    use vmc::report::record::{Run, Totals};
+    let mut worst = exit::OK;
+    for path in runs {
+        let run = Run::read(path)?;
+        let totals = Totals::from_results(&run.checks);
+        if totals.fail + totals.timeout + totals.error > 0 {
+            worst = exit::VIOLATION;
+        }
+        match format {
+            ReportFormat::Ktap => print!("{}", vmc::report::ktap::render(&run.checks, false, 10)),
+            ReportFormat::Junit => {
+                print!("{}", vmc::report::junit::render(&run.checks, &path.display().to_string()));
+            }
+            ReportFormat::Json => {
+                println!("{}", serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?);
+            }
+            ReportFormat::Pretty => {
+                let dev = run.header.devices.first().map(|d| d.info.spec.clone()).unwrap_or_default();
+                println!("{}: {dev}: {} checks: {}", path.display(), totals.total(), totals.line());
+                if run.footer.is_none() {
+                    println!(
+                        "  (the run did not finish: {} checks were recorded before it stopped)",
+                        run.checks.len()
+                    );
+                }
+                for c in run.checks.iter().filter(|c| c.outcome != vmc::outcome::Outcome::Pass) {
+                    println!("{:<12} {}", c.outcome.as_str(), c.id);
+                    if c.outcome.is_failure() || !c.findings.is_empty() {
+                        for line in c.failure_block().lines() {
+                            println!("    {line}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(worst)
+}

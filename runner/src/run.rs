@@ -1,0 +1,304 @@
+//! `vfio-mig-conform DEVICE`: open the devices, build the checks, run one libtest-mimic
+//! trial per check, write the record and the reports, and map outcomes to the exit code.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
+use vmc::check::Check;
+use vmc::device::{Device, MigrationApi};
+use vmc::engine::{Engine, EngineOptions};
+use vmc::outcome::{Outcome, classify};
+use vmc::report::ktap::KtapWriter;
+use vmc::report::record::{CheckResult, DeviceRecord, Line, RecordWriter, RunFooter, RunHeader, Totals};
+
+use crate::cli::{Format, RunArgs, exit};
+use crate::open;
+
+/// An error that ends the run with an exit code.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn new(code: u8, message: impl Into<String>) -> Exit {
+        Exit { code, message: message.into() }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-=,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that runs exactly one check again.
+fn reproduce(args: &RunArgs, check: &Check) -> String {
+    let mut cmd = vec!["vfio-mig-conform".to_string(), shell_quote(args.device.as_deref().unwrap_or(""))];
+    for p in &args.peers {
+        cmd.push(format!("--peer {}", shell_quote(p)));
+    }
+    if let Some(n) = &args.device_name {
+        cmd.push(format!("--device-name {}", shell_quote(n)));
+    }
+    if let Some(p) = &args.profile {
+        cmd.push(format!("--profile {}", shell_quote(p)));
+    }
+    if let Some(f) = &check.sequence_file {
+        cmd.push(format!("--sequence {}", shell_quote(f)));
+    }
+    cmd.push(format!("--exact {}", shell_quote(&check.id)));
+    cmd.join(" ")
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn uname_r() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn libtest_args(args: &RunArgs) -> Arguments {
+    Arguments {
+        filter: args.filter.clone(),
+        exact: args.exact,
+        skip: args.skip.clone(),
+        list: args.list,
+        quiet: args.quiet,
+        test_threads: Some(1),
+        color: match args.color.as_str() {
+            "always" => Some(libtest_mimic::ColorSetting::Always),
+            "never" => Some(libtest_mimic::ColorSetting::Never),
+            _ => Some(libtest_mimic::ColorSetting::Auto),
+        },
+        format: Some(match args.format {
+            Format::Terse => FormatSetting::Terse,
+            Format::Json => FormatSetting::Json,
+            _ => FormatSetting::Pretty,
+        }),
+        logfile: matches!(args.format, Format::Ktap | Format::TapFlat).then(|| "/dev/null".to_string()),
+        ..Arguments::default()
+    }
+}
+
+/// Everything the trials share.
+struct Shared {
+    engine: Engine,
+    strict: bool,
+    record: Option<RecordWriter>,
+    ktap_out: Option<KtapWriter<Box<dyn Write + Send>>>,
+    ktap_file: Option<KtapWriter<Box<dyn Write + Send>>>,
+    results: Vec<CheckResult>,
+    trace: bool,
+    /// Set when a device could not be returned to RUNNING: later checks are not run.
+    wedged: Option<String>,
+}
+
+impl Shared {
+    fn finish_check(&mut self, r: CheckResult) {
+        if let Some(w) = &mut self.record
+            && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
+        {
+            eprintln!("vfio-mig-conform: cannot write the run record: {e}");
+        }
+        for k in [&mut self.ktap_out, &mut self.ktap_file].into_iter().flatten() {
+            let _ = k.result(&r);
+        }
+        self.results.push(r);
+    }
+}
+
+/// Runs the suite.
+pub fn run(args: &RunArgs) -> Result<u8, Exit> {
+    let started = Instant::now();
+    let max_stream = open::parse_size(&args.max_stream).ok_or_else(|| {
+        Exit::new(exit::USAGE, format!("--max-stream `{}` is not a size like 4g or 65536", args.max_stream))
+    })?;
+    let device = args.device.clone().ok_or_else(|| Exit::new(exit::USAGE, "no DEVICE given"))?;
+    let mut devices: Vec<Box<dyn Device>> = Vec::new();
+    for spec in std::iter::once(&device).chain(args.peers.iter()) {
+        devices.push(open::open(spec, args.device_name.as_deref())?);
+    }
+    let engine = Engine::new(devices, EngineOptions { max_stream });
+    let primary = &engine.slots[0].facts;
+    if primary.api == MigrationApi::None {
+        let why = format!(
+            "{device}: no migration support ({})",
+            primary.why_not.as_deref().unwrap_or("no v2 migration feature and no v1 migration region")
+        );
+        if matches!(args.format, Format::Ktap | Format::TapFlat) {
+            let _ = KtapWriter::skip_all(std::io::stdout(), &why);
+        } else {
+            eprintln!("vfio-mig-conform: SKIP: {why}");
+        }
+        return Ok(exit::SKIP);
+    }
+
+    let checks = crate::suite::checks(args, &engine)?;
+    let largs = libtest_args(args);
+    let probe_trials: Vec<Trial> = checks.iter().map(|c| Trial::test(c.id.clone(), || Ok(()))).collect();
+    let selected: Vec<&Check> =
+        checks.iter().zip(&probe_trials).filter(|(_, t)| !largs.is_filtered_out(t)).map(|(c, _)| c).collect();
+    if selected.is_empty() && !args.list {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!(
+                "no checks selected (filter {:?}, --skip {:?}); `--list` shows the {} available",
+                args.filter,
+                args.skip,
+                checks.len()
+            ),
+        ));
+    }
+
+    let header = RunHeader {
+        tool: "vfio-mig-conform".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started: now_secs(),
+        command: std::env::args().collect(),
+        devices: engine
+            .slots
+            .iter()
+            .map(|s| DeviceRecord {
+                label: s.label.clone(),
+                info: s.dev.info().clone(),
+                facts: s.facts.clone(),
+            })
+            .collect(),
+        profile: args.profile.clone(),
+        strict: args.strict,
+        host_kernel: uname_r(),
+    };
+    let selected_ids: Vec<String> = selected.iter().map(|c| c.id.clone()).collect();
+    let mut record = None;
+    let mut ktap_out = None;
+    let mut ktap_file = None;
+    if !args.list {
+        if let Some(path) = &args.json {
+            let mut w = RecordWriter::create(path).map_err(|e| {
+                Exit::new(exit::USAGE, format!("cannot write the run record {}: {e}", path.display()))
+            })?;
+            w.write(&Line::Run(header.clone())).map_err(|e| {
+                Exit::new(exit::USAGE, format!("cannot write the run record {}: {e}", path.display()))
+            })?;
+            record = Some(w);
+        }
+        if matches!(args.format, Format::Ktap | Format::TapFlat) {
+            let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
+            ktap_out = Some(
+                KtapWriter::start(out, &selected_ids, args.format == Format::TapFlat, args.timeout)
+                    .map_err(|e| Exit::new(exit::USAGE, format!("stdout: {e}")))?,
+            );
+        }
+        if let Some(path) = &args.ktap {
+            let f = std::fs::File::create(path)
+                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+            let out: Box<dyn Write + Send> = Box::new(f);
+            ktap_file = Some(
+                KtapWriter::start(out, &selected_ids, false, args.timeout)
+                    .map_err(|e| Exit::new(exit::USAGE, format!("{}: {e}", path.display())))?,
+            );
+        }
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        engine,
+        strict: args.strict,
+        record,
+        ktap_out,
+        ktap_file,
+        results: Vec::new(),
+        trace: args.trace,
+        wedged: None,
+    }));
+
+    let trials: Vec<Trial> = checks
+        .into_iter()
+        .map(|check| {
+            let shared = Arc::clone(&shared);
+            let repro = reproduce(args, &check);
+            let id = check.id.clone();
+            Trial::ignorable_test(id, move || run_trial(&shared, &check, repro))
+        })
+        .collect();
+    let _conclusion = libtest_mimic::run(&largs, trials);
+    if args.list {
+        return Ok(exit::OK);
+    }
+
+    let mut shared =
+        shared.lock().map_err(|_| Exit::new(exit::VIOLATION, "internal error: a trial panicked"))?;
+    let totals = Totals::from_results(&shared.results);
+    let code = if let Some(w) = &shared.wedged {
+        eprintln!("vfio-mig-conform: stopped early: {w}");
+        exit::WEDGED
+    } else if totals.fail + totals.timeout + totals.error > 0 || (args.strict_profile && totals.xpass > 0) {
+        exit::VIOLATION
+    } else {
+        exit::OK
+    };
+    if let Some(k) = shared.ktap_out.take() {
+        let _ = k.finish();
+    }
+    if let Some(k) = shared.ktap_file.take() {
+        let _ = k.finish();
+    }
+    if let Some(path) = &args.junit {
+        let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform");
+        std::fs::write(path, xml)
+            .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+    }
+    if let Some(w) = &mut shared.record {
+        let footer = RunFooter {
+            totals: totals.clone(),
+            exit_code: i32::from(code),
+            duration_ms: started.elapsed().as_millis() as u64,
+            interrupted: None,
+        };
+        let _ = w.write(&Line::End(footer));
+    }
+    if !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json) && !args.quiet {
+        println!(
+            "vfio-mig-conform: {} checks in {:.2}s: {}",
+            totals.total(),
+            started.elapsed().as_secs_f64(),
+            totals.line()
+        );
+    }
+    Ok(code)
+}
+
+fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
+    let mut s = shared.lock().map_err(|_| Failed::from("internal error: an earlier trial panicked"))?;
+    if let Some(w) = &s.wedged {
+        return Ok(Completion::ignored_with(format!("not run: {w}")));
+    }
+    let run = s.engine.run(check);
+    if let Some(e) = &run.restore_error {
+        s.wedged = Some(e.clone());
+    }
+    let (outcome, reason) = classify(&run, s.strict);
+    let result = CheckResult::new(check, &run, outcome, reason, reproduce);
+    if s.trace {
+        for t in &result.trace {
+            eprintln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
+        }
+    }
+    let block = result.failure_block();
+    let reason = result.reason.clone();
+    s.finish_check(result);
+    match outcome {
+        Outcome::Pass | Outcome::Xfail | Outcome::NonStrict | Outcome::Info | Outcome::Xpass => {
+            Ok(Completion::Completed)
+        }
+        Outcome::Unsupported => {
+            Ok(Completion::ignored_with(reason.unwrap_or_else(|| "unsupported".to_string())))
+        }
+        Outcome::Fail | Outcome::Timeout | Outcome::Error => Err(Failed::from(format!("{outcome}\n{block}"))),
+    }
+}

@@ -1,0 +1,307 @@
+//! The clause catalog: every normative clause of both uAPIs and the debate checks, as data
+//! (`suite/clauses/*.yaml`, compiled in), loaded and validated once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+/// The catalog files, embedded at build time.
+pub const FILES: &[(&str, &str)] = &[
+    ("suite/clauses/v1.yaml", include_str!("../clauses/v1.yaml")),
+    ("suite/clauses/v2.yaml", include_str!("../clauses/v2.yaml")),
+    ("suite/clauses/debates.yaml", include_str!("../clauses/debates.yaml")),
+];
+
+/// Normative level of a clause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    #[serde(rename = "MUST")]
+    Must,
+    #[serde(rename = "SHOULD")]
+    Should,
+    #[serde(rename = "MAY")]
+    May,
+    /// An obligation on userspace (the suite obeys it).
+    #[serde(rename = "USER")]
+    User,
+    /// A definition or de-facto convention.
+    #[serde(rename = "INFO")]
+    Info,
+    /// Enforced by the vfio core for every driver.
+    #[serde(rename = "CORE")]
+    Core,
+    /// From the in-kernel driver API documentation.
+    #[serde(rename = "DRV-DOC")]
+    DrvDoc,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+            Level::May => "MAY",
+            Level::User => "USER",
+            Level::Info => "INFO",
+            Level::Core => "CORE",
+            Level::DrvDoc => "DRV-DOC",
+        }
+    }
+
+    /// Whether breaking it makes a device non-conformant (FAIL).
+    pub fn is_mandatory(self) -> bool {
+        matches!(self, Level::Must | Level::Core | Level::DrvDoc)
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which uAPI a clause belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    V1,
+    V2,
+}
+
+/// The optional device capability a clause needs to be testable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Feature {
+    None,
+    P2p,
+    Precopy,
+    DmaLogging,
+    PrecopyInfoV2,
+}
+
+impl Feature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::None => "none",
+            Feature::P2p => "p2p",
+            Feature::Precopy => "precopy",
+            Feature::DmaLogging => "dma-logging",
+            Feature::PrecopyInfoV2 => "precopy-info-v2",
+        }
+    }
+}
+
+/// Where a clause comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub file: String,
+    pub kernel: String,
+    pub lines: String,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kernel = if self.kernel == "n/a" { String::new() } else { format!(" ({})", self.kernel) };
+        if self.lines.is_empty() {
+            write!(f, "{}{kernel}", self.file)
+        } else {
+            write!(f, "{}{kernel} l.{}", self.file, self.lines)
+        }
+    }
+}
+
+/// One clause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clause {
+    pub id: String,
+    pub family: Family,
+    pub level: Level,
+    pub level_as_written: String,
+    pub section: String,
+    pub title: String,
+    pub statement: String,
+    pub source: Vec<Source>,
+    pub feature: Feature,
+    pub observe: String,
+    #[serde(default)]
+    pub see_also: Vec<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Clause {
+    /// `include/uapi/linux/vfio.h (6.12) l.1037-1039; ...`
+    pub fn sources(&self) -> String {
+        self.source.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    clauses: Vec<Clause>,
+}
+
+/// The loaded catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    clauses: Vec<Clause>,
+    index: BTreeMap<String, usize>,
+}
+
+impl Catalog {
+    /// Parses and validates catalog files; every problem is reported, with its file.
+    pub fn load(files: &[(&str, &str)]) -> Result<Catalog, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut clauses = Vec::new();
+        for (name, text) in files {
+            match serde_saphyr::from_str::<CatalogFile>(text) {
+                Ok(f) => clauses.extend(f.clauses),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        let mut index = BTreeMap::new();
+        for (i, c) in clauses.iter().enumerate() {
+            if index.insert(c.id.clone(), i).is_some() {
+                errors.push(format!("duplicate clause id {}", c.id));
+            }
+            let prefix_ok = match c.family {
+                Family::V1 => c.id.starts_with("V1-") || c.id.starts_with("DEBATE-"),
+                Family::V2 => c.id.starts_with("V2-") || c.id.starts_with("DEBATE-"),
+            };
+            if !prefix_ok {
+                errors.push(format!("{}: id does not match family {:?}", c.id, c.family));
+            }
+            if c.statement.trim().is_empty() || c.statement.contains('\n') {
+                errors.push(format!("{}: statement must be one non-empty line", c.id));
+            }
+            if c.observe.trim().is_empty() {
+                errors.push(format!("{}: observe is empty", c.id));
+            }
+            if c.source.is_empty() {
+                errors.push(format!("{}: no source", c.id));
+            }
+            for s in &c.source {
+                if s.file.trim().is_empty() || s.kernel.trim().is_empty() {
+                    errors.push(format!("{}: source without file or kernel version", c.id));
+                }
+            }
+        }
+        for c in &clauses {
+            for s in &c.see_also {
+                if !index.contains_key(s) {
+                    errors.push(format!("{}: see_also names unknown clause {s}", c.id));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(Catalog { clauses, index }) } else { Err(errors) }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Clause> {
+        self.index.get(id).map(|&i| &self.clauses[i])
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// All clauses in file order.
+    pub fn all(&self) -> &[Clause] {
+        &self.clauses
+    }
+
+    /// Renders the catalog as Markdown (docs/clauses.md).
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::from(
+            "# Clause catalog\n\n\
+             Generated from `suite/clauses/*.yaml` by `vfio-mig-conform clauses --format md`; \
+             do not edit by hand (a snapshot test keeps it current).\n\n\
+             Levels: MUST/CORE/DRV-DOC broken = FAIL, SHOULD broken = NON-STRICT (FAIL with `--strict`), \
+             MAY/INFO = INFO, USER = an obligation the suite itself obeys.\n\n",
+        );
+        let mut counts: BTreeMap<Level, usize> = BTreeMap::new();
+        for c in &self.clauses {
+            *counts.entry(c.level).or_default() += 1;
+        }
+        out.push_str(&format!("{} clauses: ", self.clauses.len()));
+        out.push_str(&counts.iter().map(|(l, n)| format!("{n} {l}")).collect::<Vec<_>>().join(", "));
+        out.push_str(".\n");
+        let mut section = String::new();
+        for c in &self.clauses {
+            let fam_section = format!("{} §{}", if c.family == Family::V1 { "v1" } else { "v2" }, c.section);
+            let heading =
+                if c.id.starts_with("DEBATE-") { format!("Debates §{}", c.section) } else { fam_section };
+            if heading != section {
+                out.push_str(&format!(
+                    "\n## {heading}\n\n| ID | Level | Feature | Clause | Source |\n|---|---|---|---|---|\n"
+                ));
+                section = heading;
+            }
+            let esc = |s: &str| s.replace('|', "\\|");
+            out.push_str(&format!(
+                "| {} | {} | {} | **{}.** {} | {} |\n",
+                c.id,
+                c.level,
+                c.feature.as_str(),
+                esc(&c.title),
+                esc(&c.statement),
+                esc(&c.sources())
+            ));
+        }
+        out
+    }
+}
+
+/// The compiled-in catalog. Its validity is a build invariant checked by the test suite.
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| match Catalog::load(FILES) {
+        Ok(c) => c,
+        Err(errors) => panic!("the built-in clause catalog is invalid:\n{}", errors.join("\n")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_without_errors() {
+        let c = Catalog::load(FILES).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        assert!(c.all().len() >= 140);
+        assert!(c.contains("V2-STATE-005"));
+        assert!(c.contains("V1-STATE-010"));
+        assert!(c.contains("DEBATE-RESET-001"));
+    }
+
+    #[test]
+    fn duplicate_ids_and_unknown_references_are_reported() {
+        let file = "clauses:\n  - {id: V2-X-001, family: v2, level: MUST, level_as_written: MUST, section: '1', title: t, statement: s, source: [{file: f, kernel: '6.12', lines: '1'}], feature: none, observe: o, see_also: [V2-NOPE-001]}\n  - {id: V2-X-001, family: v2, level: MUST, level_as_written: MUST, section: '1', title: t, statement: s, source: [{file: f, kernel: '6.12', lines: '1'}], feature: none, observe: o}\n";
+        let errors = Catalog::load(&[("t.yaml", file)]).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("duplicate clause id V2-X-001")));
+        assert!(errors.iter().any(|e| e.contains("unknown clause V2-NOPE-001")));
+    }
+
+    #[test]
+    fn unknown_levels_and_features_are_rejected_with_a_location() {
+        let file = "clauses:\n  - {id: V2-X-001, family: v2, level: MUSTNT, level_as_written: x, section: '1', title: t, statement: s, source: [], feature: none, observe: o}\n";
+        let errors = Catalog::load(&[("t.yaml", file)]).unwrap_err();
+        assert!(errors[0].contains("t.yaml") && errors[0].contains("MUSTNT"), "{errors:?}");
+        let file = file.replace("MUSTNT", "MUST").replace("feature: none", "feature: warp");
+        let errors = Catalog::load(&[("t.yaml", &file)]).unwrap_err();
+        assert!(errors[0].contains("warp"), "{errors:?}");
+    }
+
+    #[test]
+    fn every_defect_names_existing_clauses() {
+        for d in crate::device::sim::Defect::ALL {
+            for c in d.clauses() {
+                assert!(catalog().contains(c), "defect {} names unknown clause {c}", d.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Captured migration streams: kept in memory up to a threshold, then spilled to an unlinked
+//! temporary file, so replaying a multi-GiB stream never holds it in RAM. Mutations
+//! (truncate, bit flip, splice) are applied lazily while replaying.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+use crate::hash::StreamHash;
+use crate::op::{Mutation, Segmentation};
+
+/// Bytes kept in memory before a capture spills to disk.
+pub const SPILL_THRESHOLD: usize = 64 << 20;
+
+/// Where a capture's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// Bytes `[start, end)` of one saving stream (`session`) of a device of `device_type`;
+    /// `eof`: the read reached the end of that stream in STOP_COPY.
+    Stream { device_type: Option<String>, session: String, start: u64, end: u64, eof: bool },
+    /// Appended reads from different streams.
+    Mixed,
+    /// Literal bytes given in the sequence.
+    Literal,
+}
+
+/// One captured stream.
+#[derive(Debug)]
+pub struct Capture {
+    mem: Vec<u8>,
+    file: Option<File>,
+    len: u64,
+    hash: StreamHash,
+    pub provenance: Provenance,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+            hash: StreamHash::default(),
+            provenance: Provenance::Literal,
+        }
+    }
+}
+
+impl Capture {
+    pub fn from_bytes(bytes: &[u8]) -> std::io::Result<Capture> {
+        let mut c = Capture::default();
+        c.append(bytes)?;
+        Ok(c)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.hash.value()
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+        if self.file.is_none() && self.mem.len() + bytes.len() > SPILL_THRESHOLD {
+            let mut f = tempfile()?;
+            f.write_all(&self.mem)?;
+            self.mem = Vec::new();
+            self.file = Some(f);
+        }
+        match &mut self.file {
+            Some(f) => {
+                f.seek(SeekFrom::End(0))?;
+                f.write_all(bytes)
+            }
+            None => {
+                self.mem.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads bytes at `pos`; returns how many (0 at the end).
+    pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        if pos >= self.len {
+            return Ok(0);
+        }
+        let n = ((self.len - pos) as usize).min(buf.len());
+        match &self.file {
+            Some(f) => f.read_exact_at(&mut buf[..n], pos)?,
+            None => buf[..n].copy_from_slice(&self.mem[pos as usize..pos as usize + n]),
+        }
+        Ok(n)
+    }
+}
+
+/// An unlinked temporary file.
+fn tempfile() -> std::io::Result<File> {
+    let dir = std::env::temp_dir();
+    for attempt in 0..16u32 {
+        let path = dir.join(format!("vfio-mig-conform-capture-{}-{attempt}", std::process::id()));
+        match std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free temporary file name"))
+}
+
+/// A capture seen through a mutation.
+#[derive(Debug)]
+pub struct View<'a> {
+    base: &'a Capture,
+    other: Option<&'a Capture>,
+    mutation: Option<Mutation>,
+    len: u64,
+}
+
+impl<'a> View<'a> {
+    pub fn new(base: &'a Capture, mutation: Option<&Mutation>, other: Option<&'a Capture>) -> View<'a> {
+        let len = match mutation {
+            None | Some(Mutation::FlipBit { .. }) => base.len(),
+            Some(Mutation::Truncate(n)) => base.len().min(*n),
+            Some(Mutation::DropTail(n)) => base.len().saturating_sub(*n),
+            Some(Mutation::Empty) => 0,
+            Some(Mutation::Splice { at, .. }) => {
+                let at = (*at).min(base.len());
+                at + other.map_or(0, Capture::len).saturating_sub(at)
+            }
+        };
+        let mutation = match mutation {
+            Some(Mutation::Splice { other: name, at }) => {
+                Some(Mutation::Splice { other: name.clone(), at: (*at).min(base.len()) })
+            }
+            m => m.cloned(),
+        };
+        View { base, other, mutation, len }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        if pos >= self.len {
+            return Ok(0);
+        }
+        let want = ((self.len - pos) as usize).min(buf.len());
+        let buf = &mut buf[..want];
+        let n = match &self.mutation {
+            Some(Mutation::Splice { at, .. }) if pos + want as u64 > *at => {
+                let mut done = 0;
+                if pos < *at {
+                    let first = (*at - pos) as usize;
+                    done = self.base.read_at(pos, &mut buf[..first])?;
+                }
+                let rest_pos = pos + done as u64;
+                let other = self.other.ok_or_else(|| std::io::Error::other("splice source missing"))?;
+                done + other.read_at(rest_pos, &mut buf[done..])?
+            }
+            _ => self.base.read_at(pos, buf)?,
+        };
+        if let Some(Mutation::FlipBit { offset, bit }) = &self.mutation
+            && self.len > 0
+        {
+            let at = offset % self.len;
+            if at >= pos && at < pos + n as u64 {
+                buf[(at - pos) as usize] ^= 1 << (bit % 8);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The write sizes a segmentation produces for a stream of `len` bytes.
+#[derive(Debug)]
+pub struct Segments {
+    seg: Segmentation,
+    left: u64,
+    i: usize,
+    rng: u64,
+}
+
+/// Largest single write the engine issues, also for `whole`.
+pub const MAX_WRITE: u64 = 64 << 20;
+
+impl Segments {
+    pub fn new(seg: &Segmentation, len: u64) -> Segments {
+        let rng = match seg {
+            Segmentation::Random { seed, .. } => *seed | 1,
+            _ => 1,
+        };
+        Segments { seg: seg.clone(), left: len, i: 0, rng }
+    }
+}
+
+impl Iterator for Segments {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        let size = match &self.seg {
+            Segmentation::Whole => MAX_WRITE,
+            Segmentation::Fixed(n) => u64::from((*n).max(1)),
+            Segmentation::Cycle(v) => {
+                let s = v.get(self.i % v.len().max(1)).copied().unwrap_or(1).max(1);
+                u64::from(s)
+            }
+            Segmentation::Random { max, .. } => {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                1 + self.rng % u64::from((*max).max(1))
+            }
+        };
+        self.i += 1;
+        let take = size.min(self.left).min(MAX_WRITE);
+        self.left -= take;
+        Some(take as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(v: &View<'_>) -> Vec<u8> {
+        let mut out = vec![0u8; v.len() as usize];
+        let mut pos = 0;
+        while pos < out.len() {
+            let n = v.read_at(pos as u64, &mut out[pos..]).unwrap();
+            pos += n;
+        }
+        out
+    }
+
+    #[test]
+    fn mutations_apply_lazily() {
+        let a = Capture::from_bytes(b"abcdefgh").unwrap();
+        let b = Capture::from_bytes(b"ABCDEFGHIJ").unwrap();
+        assert_eq!(read_all(&View::new(&a, Some(&Mutation::Truncate(3)), None)), b"abc");
+        assert_eq!(read_all(&View::new(&a, Some(&Mutation::DropTail(2)), None)), b"abcdef");
+        assert_eq!(
+            read_all(&View::new(&a, Some(&Mutation::FlipBit { offset: 9, bit: 5 }), None)),
+            b"aBcdefgh"
+        );
+        assert_eq!(
+            read_all(&View::new(
+                &a,
+                Some(&Mutation::Splice { other: crate::op::StreamName("b".into()), at: 4 }),
+                Some(&b)
+            )),
+            b"abcdEFGHIJ"
+        );
+        assert!(View::new(&a, Some(&Mutation::Empty), None).is_empty());
+    }
+
+    #[test]
+    fn segments_cover_the_stream_exactly() {
+        for seg in [
+            Segmentation::Whole,
+            Segmentation::Fixed(7),
+            Segmentation::Cycle(vec![1, 2, 4095]),
+            Segmentation::Random { seed: 3, max: 50 },
+        ] {
+            let sizes: Vec<usize> = Segments::new(&seg, 10_000).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), 10_000, "{seg:?}");
+            assert!(sizes.iter().all(|s| *s > 0));
+        }
+    }
+
+    #[test]
+    fn large_captures_spill_to_disk_and_read_back() {
+        let mut c = Capture::default();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..65 {
+            c.append(&chunk).unwrap();
+        }
+        assert!(c.file.is_some());
+        let mut buf = [0u8; 4];
+        assert_eq!(c.read_at(65 * (1 << 20) - 2, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], &[7, 7]);
+    }
+}

@@ -1,0 +1,430 @@
+//! The engine: runs a [`Check`]'s steps on one or more devices, captures streams, judges
+//! every result (explicit expectations and/or the spec oracle), stops at the first broken
+//! MUST and always restores the devices afterwards.
+
+pub mod capture;
+mod exec;
+mod expect;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::{Check, Loc};
+use crate::clauses::{Feature, catalog};
+use crate::device::{Device, DeviceInfo, MigrationApi, RegionInfo};
+use crate::errno::Errno;
+use crate::oracle::Violation;
+use crate::oracle::model::{Facts, Model, Observation};
+use crate::state::{MigFlags, MigState};
+use crate::uapi;
+
+pub use capture::Capture;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Bound on any one read loop (a stream that never ends is reported, not followed).
+    pub max_stream: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { max_stream: 4 << 30 }
+    }
+}
+
+/// What the suite learnt about a device when it opened it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceFacts {
+    pub api: MigrationApi,
+    pub flags: MigFlags,
+    pub dma_logging: bool,
+    pub precopy_info_v2: bool,
+    /// The v1 migration region, if any.
+    pub migration_region: Option<RegionInfo>,
+    /// State at start (v2).
+    pub initial_state: Option<u32>,
+    /// Why the device is not migratable, when api is None.
+    pub why_not: Option<String>,
+}
+
+/// The data fds the engine holds for one device.
+#[derive(Clone, Debug, Default)]
+pub struct FdTable {
+    pub current: Option<i32>,
+    pub previous: Option<i32>,
+    pub named: BTreeMap<String, i32>,
+    /// Bytes read so far from each saving fd (stream positions).
+    pub pos: BTreeMap<i32, u64>,
+}
+
+impl FdTable {
+    fn adopt(&mut self, fd: i32, name: Option<&str>) {
+        self.previous = self.current;
+        self.current = Some(fd);
+        if let Some(n) = name {
+            self.named.insert(n.to_string(), fd);
+        }
+    }
+
+    fn forget(&mut self, fd: i32) {
+        if self.current == Some(fd) {
+            self.current = None;
+        }
+        if self.previous == Some(fd) {
+            self.previous = None;
+        }
+        self.named.retain(|_, v| *v != fd);
+    }
+}
+
+/// A device under test with everything the engine tracks about it.
+pub struct Slot {
+    pub label: String,
+    pub dev: Box<dyn Device>,
+    pub facts: DeviceFacts,
+    pub model: Model,
+    pub fds: FdTable,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("label", &self.label).field("facts", &self.facts).finish()
+    }
+}
+
+/// One broken expectation, located.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    #[serde(flatten)]
+    pub violation: Violation,
+    /// 0-based step index.
+    pub step: usize,
+    /// The step as YAML (`set_state: STOP_COPY`).
+    pub op: String,
+    pub device: String,
+    pub loc: Option<Loc>,
+    /// The step was preparation for the behaviour under test.
+    pub setup: bool,
+}
+
+/// One executed step, for traces and reproducers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub device: String,
+    pub op: String,
+    pub obs: Observation,
+    pub micros: u64,
+}
+
+/// The raw result of running a check (the runner turns it into an outcome).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRun {
+    pub findings: Vec<Finding>,
+    pub trace: Vec<StepRecord>,
+    /// Why the check could not run on these devices (optional feature absent).
+    pub unsupported: Option<String>,
+    /// A harness or environment problem (not a driver violation).
+    pub error: Option<String>,
+    /// Facts worth reporting that are not violations (environment limits, values).
+    pub notes: Vec<String>,
+    /// The device could not be restored to RUNNING (before or after the check): the run
+    /// must stop.
+    pub restore_error: Option<String>,
+    pub duration_us: u64,
+    /// The run stopped at a broken MUST before the last step.
+    pub stopped_early: bool,
+}
+
+/// Renders an op as one YAML-like line.
+pub fn render_op(op: &crate::op::Op) -> String {
+    match serde_json::to_value(op) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Object(m)) if m.len() == 1 => {
+            let (k, v) = m.into_iter().next().unwrap_or_default();
+            match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            }
+        }
+        Ok(other) => other.to_string(),
+        Err(_) => op.name().to_string(),
+    }
+}
+
+/// The engine.
+pub struct Engine {
+    pub slots: Vec<Slot>,
+    pub opts: EngineOptions,
+    streams: BTreeMap<String, Capture>,
+    marks: BTreeMap<String, crate::device::IrqCounts>,
+    saved: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("slots", &self.slots).finish()
+    }
+}
+
+/// Builds a `VFIO_DEVICE_FEATURE` GET and returns the payload.
+fn feature_get(dev: &mut dyn Device, feature: u32, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut payload = vec![0u8; len];
+    dev.feature(uapi::FEATURE_HEADER + len as u32, uapi::FEATURE_GET | feature, &mut payload)?;
+    Ok(payload)
+}
+
+/// Learns what a device supports: v2 flags and features, or a v1 migration region.
+pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
+    let mut facts = DeviceFacts {
+        api: MigrationApi::None,
+        flags: MigFlags(0),
+        dma_logging: false,
+        precopy_info_v2: false,
+        migration_region: None,
+        initial_state: None,
+        why_not: None,
+    };
+    match feature_get(dev, uapi::FEATURE_MIGRATION, 8) {
+        Ok(p) => {
+            facts.api = MigrationApi::V2;
+            facts.flags = MigFlags(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
+            let mut empty = [0u8; 0];
+            facts.dma_logging = dev
+                .feature(
+                    8,
+                    uapi::FEATURE_PROBE | uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_START,
+                    &mut empty,
+                )
+                .is_ok();
+            facts.precopy_info_v2 = dev
+                .feature(
+                    8,
+                    uapi::FEATURE_PROBE | uapi::FEATURE_SET | uapi::FEATURE_MIG_PRECOPY_INFO_V2,
+                    &mut empty,
+                )
+                .is_ok();
+            if let Ok(p) = feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE, 8) {
+                facts.initial_state = Some(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])));
+            }
+            return facts;
+        }
+        Err(e) => {
+            facts.why_not = Some(format!("VFIO_DEVICE_FEATURE GET MIGRATION failed with {e}"));
+        }
+    }
+    let regions = dev.device_info().map(|i| i.num_regions).unwrap_or(0).min(64);
+    for index in 0..regions {
+        if let Ok(info) = dev.region_info(index)
+            && info.cap_type == Some(uapi::REGION_TYPE_MIGRATION)
+        {
+            facts.api = MigrationApi::V1;
+            facts.migration_region = Some(info);
+            facts.why_not = None;
+            return facts;
+        }
+    }
+    if let Some(w) = &mut facts.why_not {
+        w.push_str(&format!(
+            " and none of its {regions} regions is a v1 migration region (type 3, subtype 1)"
+        ));
+    }
+    facts
+}
+
+impl Engine {
+    /// Wraps devices (labels A, B, C, ... in order) and probes each.
+    pub fn new(devices: Vec<Box<dyn Device>>, opts: EngineOptions) -> Engine {
+        let slots = devices
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut dev)| {
+                let facts = probe(dev.as_mut());
+                let model = Model::new(
+                    Facts {
+                        flags: facts.flags,
+                        dma_logging: facts.dma_logging,
+                        device_type: dev.info().model.clone(),
+                    },
+                    facts.initial_state.and_then(MigState::from_raw),
+                );
+                let label = ((b'A' + (i as u8 % 26)) as char).to_string();
+                Slot { label, dev, facts, model, fds: FdTable::default() }
+            })
+            .collect();
+        Engine { slots, opts, streams: BTreeMap::new(), marks: BTreeMap::new(), saved: BTreeMap::new() }
+    }
+
+    /// Device info of every slot.
+    pub fn infos(&self) -> Vec<DeviceInfo> {
+        self.slots.iter().map(|s| s.dev.info().clone()).collect()
+    }
+
+    /// Why `check` cannot run here, if it cannot.
+    pub fn unsupported(&self, check: &Check) -> Option<String> {
+        let labels = check.devices();
+        if labels.len() > self.slots.len() {
+            return Some(format!("needs {} devices, {} given", labels.len(), self.slots.len()));
+        }
+        for slot in &self.slots[..labels.len()] {
+            let f = &slot.facts;
+            if let Some(api) = check.requires.api
+                && api != f.api
+            {
+                return Some(format!("needs a {api:?} device").to_lowercase());
+            }
+            if !f.flags.contains(check.requires.flags) {
+                return Some(format!("device lacks {}", MigFlags(check.requires.flags.0 & !f.flags.0)));
+            }
+            for feat in &check.requires.features {
+                let has = match feat {
+                    Feature::None => true,
+                    Feature::P2p => f.flags.has_p2p(),
+                    Feature::Precopy => f.flags.has_pre_copy(),
+                    Feature::DmaLogging => f.dma_logging,
+                    Feature::PrecopyInfoV2 => f.precopy_info_v2,
+                };
+                if !has {
+                    return Some(format!("device lacks {}", feat.as_str()));
+                }
+            }
+        }
+        if check.requires.other_type && labels.len() >= 2 {
+            let a = self.slots[0].dev.info().model.clone();
+            let b = self.slots[1].dev.info().model.clone();
+            if a == b {
+                return Some("needs a second device of another type".to_string());
+            }
+        }
+        None
+    }
+
+    fn slot_index(&self, check: &Check, label: Option<&str>) -> Option<usize> {
+        let labels = check.devices();
+        match label {
+            None => Some(0),
+            Some(l) => labels.iter().position(|x| x == l),
+        }
+    }
+
+    /// Restores every device the check uses and resets the per-check state.
+    fn prepare(&mut self, n: usize) -> Result<(), String> {
+        self.streams.clear();
+        self.marks.clear();
+        self.saved.clear();
+        for slot in &mut self.slots[..n] {
+            slot.dev
+                .restore()
+                .map_err(|e| format!("device {} could not be reset before the check: {e}", slot.label))?;
+            slot.fds = FdTable::default();
+            let state = if slot.facts.api == MigrationApi::V2 {
+                let p = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE, 8)
+                    .map_err(|e| format!("GET MIG_DEVICE_STATE on {} failed with {e}", slot.label))?;
+                MigState::from_raw(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
+            } else {
+                None
+            };
+            let facts = Facts {
+                flags: slot.facts.flags,
+                dma_logging: slot.facts.dma_logging,
+                device_type: slot.dev.info().model.clone(),
+            };
+            slot.model = Model::new(facts, state);
+        }
+        Ok(())
+    }
+
+    /// Runs one check and restores the devices afterwards.
+    pub fn run(&mut self, check: &Check) -> CheckRun {
+        let start = Instant::now();
+        let mut run = CheckRun::default();
+        if let Some(why) = self.unsupported(check) {
+            run.unsupported = Some(why);
+            return run;
+        }
+        let n = check.devices().len();
+        if let Err(e) = self.prepare(n) {
+            run.error = Some(e.clone());
+            run.restore_error = Some(e);
+            run.duration_us = start.elapsed().as_micros() as u64;
+            return run;
+        }
+        for (i, step) in check.steps.iter().enumerate() {
+            let Some(si) = self.slot_index(check, step.device.as_deref()) else {
+                run.error = Some(format!(
+                    "step {} names unknown device `{}`",
+                    i + 1,
+                    step.device.as_deref().unwrap_or("")
+                ));
+                break;
+            };
+            let t0 = Instant::now();
+            let outcome = self.exec_step(si, step);
+            let micros = t0.elapsed().as_micros() as u64;
+            let label = self.slots[si].label.clone();
+            let op = render_op(&step.op);
+            let (obs, mut violations, notes) = match outcome {
+                Ok(x) => x,
+                Err(e) => {
+                    run.error = Some(match &step.loc {
+                        Some(l) => format!("{l}: step {} `{op}`: {e}", i + 1),
+                        None => format!("step {} `{op}`: {e}", i + 1),
+                    });
+                    break;
+                }
+            };
+            let irq_now = if step.expect.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    crate::check::ExpectKind::IrqsSince(_) | crate::check::ExpectKind::NoIrqsSince(_)
+                )
+            }) {
+                self.slots[si].dev.irq_counts()
+            } else {
+                Vec::new()
+            };
+            violations.extend(expect::evaluate(self, &irq_now, step, &obs));
+            run.notes.extend(notes);
+            run.trace.push(StepRecord { step: i, device: label.clone(), op: op.clone(), obs, micros });
+            let mut stop = false;
+            for v in violations {
+                stop |= v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
+                run.findings.push(Finding {
+                    violation: v,
+                    step: i,
+                    op: op.clone(),
+                    device: label.clone(),
+                    loc: step.loc.clone(),
+                    setup: step.setup,
+                });
+            }
+            if stop && i + 1 < check.steps.len() {
+                run.stopped_early = true;
+                break;
+            }
+        }
+        for slot in &self.slots[..n] {
+            if slot.model.report_stub {
+                run.notes.push(format!(
+                    "device {}: DMA_LOGGING_REPORT failed with EOPNOTSUPP after a successful START: the kernel's \
+                     iova_bitmap is a stub (built without CONFIG_IOMMUFD_DRIVER), so REPORT cannot work for any \
+                     driver on this kernel; report-based clauses were not observable",
+                    slot.label
+                ));
+                break;
+            }
+        }
+        for slot in &mut self.slots[..n] {
+            if let Err(e) = slot.dev.restore() {
+                run.restore_error =
+                    Some(format!("device {} did not return to RUNNING after the check: {e}", slot.label));
+            }
+            slot.fds = FdTable::default();
+        }
+        run.duration_us = start.elapsed().as_micros() as u64;
+        run
+    }
+}

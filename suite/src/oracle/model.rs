@@ -1,0 +1,932 @@
+//! The behavioural spec model of a v2 device: it follows every operation the suite performs,
+//! knows what the uAPI allows as a result, and judges each observation. `expect: oracle` in
+//! a fixture and every step of the fuzzer go through [`Model::judge`].
+//!
+//! The model tracks the FSM state (via [`super::fsm`]), which data fds belong to which
+//! session and whether that session has ended (and by what), end-of-stream in STOP_COPY,
+//! pre-copy counters and DMA-logging state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Violation;
+use super::fsm::{SetPrediction, predict_set};
+use crate::errno::Errno;
+use crate::state::{MigFlags, MigState, state_name};
+
+/// What the suite learnt about the device before testing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    pub flags: MigFlags,
+    /// PROBE(DMA_LOGGING_START, SET) succeeded.
+    pub dma_logging: bool,
+    /// Streams are compatible between devices of the same type (mdev type, PCI id, sim type).
+    pub device_type: Option<String>,
+}
+
+/// What one write step put into a resume session, as far as the suite knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Unmodified bytes `[start, end)` of the saving stream `session` of a device of
+    /// `device_type`; `eof`: `end` is the end of that stream.
+    Stream { device_type: Option<String>, session: String, start: u64, end: u64, eof: bool },
+    /// Anything else (mutated, literal bytes): why it cannot be a valid stream.
+    Invalid(String),
+}
+
+/// The data of the current resume session.
+#[derive(Clone, Debug, Default)]
+struct ResumeLog {
+    pieces: Vec<Piece>,
+    /// A write of this session failed (the driver rejected some bytes).
+    write_failed: bool,
+}
+
+impl ResumeLog {
+    /// Some(true): one complete compatible stream; Some(false): certainly not valid (with why);
+    /// None: the suite cannot tell.
+    fn validity(&self, my_type: Option<&str>) -> (Option<bool>, String) {
+        if self.pieces.is_empty() {
+            return (Some(false), "no data was written".to_string());
+        }
+        let mut expect_start = 0u64;
+        let mut session: Option<&str> = None;
+        let mut complete = false;
+        for p in &self.pieces {
+            match p {
+                Piece::Invalid(why) => return (Some(false), why.clone()),
+                Piece::Stream { device_type, session: s, start, end, eof } => {
+                    if let (Some(a), Some(b)) = (device_type.as_deref(), my_type)
+                        && a != b
+                    {
+                        return (
+                            Some(false),
+                            format!("the stream comes from a device of type {a}, this one is {b}"),
+                        );
+                    }
+                    match session {
+                        Some(prev) if prev != s => {
+                            return (
+                                Some(false),
+                                "the data splices two different saving streams".to_string(),
+                            );
+                        }
+                        _ => session = Some(s),
+                    }
+                    if *start != expect_start {
+                        return (None, "the written pieces are not contiguous".to_string());
+                    }
+                    expect_start = *end;
+                    complete = *eof;
+                }
+            }
+        }
+        if !complete {
+            return (Some(false), format!("the stream is truncated after {expect_start} bytes"));
+        }
+        if self.write_failed {
+            return (None, "a write of the stream failed".to_string());
+        }
+        (Some(true), "one complete stream of a compatible device".to_string())
+    }
+}
+
+/// How a read loop on a data fd ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEnd {
+    /// read() returned 0.
+    Eof,
+    /// read() failed.
+    Errno(Errno),
+    /// The requested byte count was reached.
+    Limit,
+    /// One read() was asked for and returned data.
+    Once,
+    /// The `--max-stream` bound was hit without end of stream.
+    Overflow,
+}
+
+/// Everything an operation returned that expectations and the oracle may look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// None: the call succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<Errno>,
+    /// SET: the data_fd returned (-1 when none); GET: the data_fd field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_fd: Option<i32>,
+    /// GET MIG_DEVICE_STATE result; for SET, the GET the engine issues right after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<u32>,
+    /// Scalar results: flags, MIG_DATA_SIZE, register and header values, poll revents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<u64>,
+    /// Bytes moved by a read or write loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<StreamEnd>,
+    /// Hash of the bytes read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<u64>,
+    /// PRECOPY_INFO (initial_bytes, dirty_bytes, flags).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precopy: Option<(u64, u64, u32)>,
+    /// DMA report: (bits set, preset bits lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<(u64, u64)>,
+    /// fcntl: (close-on-exec, access mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_flags: Option<(bool, u32)>,
+    /// Offset into a write where the first error happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<u64>,
+    /// Human-readable detail for reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Observation {
+    pub fn ok() -> Observation {
+        Observation::default()
+    }
+
+    pub fn err(e: Errno) -> Observation {
+        Observation { errno: Some(e), ..Default::default() }
+    }
+
+    /// `ok`, `EINVAL`, `ok, 96 bytes, EOF` for Expected/Actual lines.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match self.errno {
+            None => "ok".to_string(),
+            Some(e) => format!("failed with {e}"),
+        }];
+        if let Some(fd) = self.data_fd {
+            parts.push(if fd >= 0 { format!("data_fd {fd}") } else { "data_fd -1".to_string() });
+        }
+        if let Some(s) = self.state {
+            parts.push(format!("state {}", state_name(s)));
+        }
+        if let Some(v) = self.value {
+            parts.push(format!("value {v:#x}"));
+        }
+        if let Some(b) = self.bytes {
+            parts.push(format!("{b} bytes"));
+        }
+        if let Some(e) = self.end {
+            parts.push(match e {
+                StreamEnd::Eof => "then end of stream (read returned 0)".to_string(),
+                StreamEnd::Errno(e) => format!("then read failed with {e}"),
+                StreamEnd::Limit => "limit reached".to_string(),
+                StreamEnd::Once => "one read".to_string(),
+                StreamEnd::Overflow => "no end of stream within --max-stream".to_string(),
+            });
+        }
+        if let Some((i, d, f)) = self.precopy {
+            parts.push(format!("initial_bytes {i}, dirty_bytes {d}, flags {f:#x}"));
+        }
+        if let Some((set, lost)) = self.bitmap {
+            parts.push(format!("{set} bits set, {lost} preset bits cleared"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Why a data session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// An FSM arc out of the transfer state (the arc's clause).
+    Arc(&'static str),
+    Reset,
+    Close,
+    /// A failed SET left the session's fate unknown.
+    Unknown,
+}
+
+impl EndCause {
+    fn clauses(self) -> Vec<&'static str> {
+        match self {
+            EndCause::Arc(c) => vec!["V2-ARC-STOP-004", c],
+            EndCause::Reset => vec!["V2-RESET-001"],
+            EndCause::Close => vec!["V2-FD-002"],
+            EndCause::Unknown => vec![],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            EndCause::Arc(_) => "the FSM left the transfer state",
+            EndCause::Reset => "VFIO_DEVICE_RESET",
+            EndCause::Close => "the device fd was closed",
+            EndCause::Unknown => "a failed SET",
+        }
+    }
+}
+
+/// What the model knows about one data fd.
+#[derive(Clone, Debug)]
+struct FdInfo {
+    saving: bool,
+    ended: Option<EndCause>,
+    eof_seen: bool,
+    last_initial: Option<u64>,
+    queries: u32,
+}
+
+/// The behavioural model of one v2 device.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub facts: Facts,
+    /// The state the device must be in; None when a failed SET or a reopen left it open.
+    pub state: Option<MigState>,
+    fds: BTreeMap<i32, FdInfo>,
+    logging: bool,
+    /// Set when DMA_LOGGING_REPORT failed with EOPNOTSUPP after a successful START:
+    /// the kernel's iova_bitmap is a stub (no IOMMUFD), not a driver decision.
+    pub report_stub: bool,
+    /// The last state was reached by a reopen (V2-OPEN-001 is judged at the next GET).
+    reopened: bool,
+    /// What the current resume session received.
+    resume: Option<ResumeLog>,
+}
+
+impl Model {
+    pub fn new(facts: Facts, state: Option<MigState>) -> Model {
+        Model {
+            facts,
+            state,
+            fds: BTreeMap::new(),
+            logging: false,
+            report_stub: false,
+            reopened: false,
+            resume: None,
+        }
+    }
+
+    /// Whether the model expects logging to be running.
+    pub fn logging(&self) -> bool {
+        self.logging
+    }
+
+    fn end_sessions(&mut self, saving: bool, resuming: bool, cause: EndCause) {
+        for f in self.fds.values_mut() {
+            if f.ended.is_none() && ((f.saving && saving) || (!f.saving && resuming)) {
+                f.ended = Some(cause);
+            }
+        }
+    }
+
+    fn live_fd(&self, saving: bool) -> Option<i32> {
+        self.fds.iter().find(|(_, f)| f.ended.is_none() && f.saving == saving).map(|(fd, _)| *fd)
+    }
+
+    /// Judges `SET(req)`; `obs.state` must hold the GET issued right after.
+    pub fn judge_set(&mut self, req: u32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(cur) = self.state else {
+            // Unknown starting point: learn from the GET.
+            self.adopt(obs.state);
+            if obs.errno.is_none()
+                && let Some(fd) = obs.data_fd.filter(|fd| *fd >= 0)
+            {
+                self.fds.insert(
+                    fd,
+                    FdInfo {
+                        saving: req != MigState::Resuming.raw(),
+                        ended: None,
+                        eof_seen: false,
+                        last_initial: None,
+                        queries: 0,
+                    },
+                );
+            }
+            return v;
+        };
+        let pred = predict_set(self.facts.flags, cur, req);
+        let after = obs.state;
+        let req_name = state_name(req);
+        // Leaving RESUMING loads the stream: its validity decides the outcome.
+        if cur == MigState::Resuming
+            && let SetPrediction::Walk(_) = pred
+        {
+            let log = self.resume.clone().unwrap_or_default();
+            let (valid, why) = log.validity(self.facts.device_type.as_deref());
+            match (valid, obs.errno) {
+                (Some(false), None) => {
+                    let mut clauses = vec!["V2-ARC-RES-001".to_string()];
+                    if why.contains("type") || why.contains("splices") {
+                        clauses.push("V2-RESUME-002".to_string());
+                    }
+                    if req != MigState::Stop.raw() {
+                        clauses.push("DEBATE-POSTCOPY-001".to_string());
+                    }
+                    v.push(Violation {
+                        clauses,
+                        expected: format!("SET {req_name} from RESUMING fails: {why}"),
+                        actual: format!(
+                            "succeeded{}",
+                            after.map(|s| format!(", state now {}", state_name(s))).unwrap_or_default()
+                        ),
+                    });
+                    self.end_sessions(false, true, EndCause::Arc("DEBATE-POSTCOPY-002"));
+                    self.resume = None;
+                    self.adopt(after);
+                    return v;
+                }
+                (Some(false) | None, Some(_)) => {
+                    if let Some(s) = after
+                        && s != MigState::Resuming.raw()
+                        && s != MigState::Error.raw()
+                    {
+                        v.push(Violation::new(
+                            ["V2-STATE-004"],
+                            "a failed load leaves RESUMING (or ERROR)".to_string(),
+                            format!("state {}", state_name(s)),
+                        ));
+                    }
+                    self.adopt(after);
+                    return v;
+                }
+                (None, None) => {}
+                (Some(true), _) => {}
+            }
+        }
+        match (&pred, obs.errno) {
+            (SetPrediction::Refuse(r), None) => {
+                v.push(Violation::new(
+                    [r.clause()],
+                    format!("SET {req_name} from {cur} fails with EINVAL ({})", r.reason()),
+                    format!(
+                        "succeeded{}",
+                        after.map(|s| format!(", state now {}", state_name(s))).unwrap_or_default()
+                    ),
+                ));
+            }
+            (SetPrediction::Refuse(r), Some(_)) => {
+                if after.is_some_and(|s| s != cur.raw()) {
+                    v.push(Violation::new(
+                        [r.clause(), "V2-STATE-004"],
+                        format!("state stays {cur} after the refused SET {req_name}"),
+                        format!("state {}", state_name(after.unwrap_or(0))),
+                    ));
+                }
+            }
+            (SetPrediction::Noop | SetPrediction::Walk(_), Some(e)) => {
+                v.push(Violation::new(
+                    ["V2-MIG-003", "V2-STATE-008"],
+                    format!("SET {req_name} from {cur} succeeds via {}", pred.render(cur)),
+                    format!("failed with {e}"),
+                ));
+                let allowed = pred.allowed_after_failure(cur);
+                if let Some(s) = after
+                    && !allowed.iter().any(|a| a.raw() == s)
+                {
+                    v.push(Violation::new(
+                        ["V2-STATE-004"],
+                        format!(
+                            "after the failed SET the state is one of {}",
+                            allowed.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                        ),
+                        format!("state {}", state_name(s)),
+                    ));
+                }
+            }
+            (SetPrediction::Noop | SetPrediction::Walk(_), None) => {
+                let want_fd = pred.returns_data_fd();
+                let got_fd = obs.data_fd.is_some_and(|fd| fd >= 0);
+                if want_fd != got_fd {
+                    v.push(Violation::new(
+                        ["V2-STATE-005"],
+                        if want_fd {
+                            format!(
+                                "a new data_fd from SET {req_name} (the arc {} opens a session)",
+                                pred.render(cur)
+                            )
+                        } else {
+                            format!(
+                                "data_fd -1 from SET {req_name} (path {} opens no session)",
+                                pred.render(cur)
+                            )
+                        },
+                        format!("data_fd {}", obs.data_fd.unwrap_or(-1)),
+                    ));
+                }
+                if let Some(s) = after
+                    && s != req
+                {
+                    v.push(Violation::new(
+                        ["V2-STATE-002"],
+                        format!("GET returns {req_name} once SET returned"),
+                        format!("GET returns {}", state_name(s)),
+                    ));
+                }
+            }
+        }
+        // Update the model.
+        match (&pred, obs.errno) {
+            (SetPrediction::Walk(arcs), None) => {
+                for a in arcs {
+                    if a.ends_saving() {
+                        let clause = match (a.from, a.to) {
+                            (MigState::PreCopy, MigState::Running) => "V2-ARC-RUN-002",
+                            (MigState::PreCopyP2p, MigState::RunningP2p) => "V2-ARC-P2P-001",
+                            _ => "V2-ARC-STOP-004",
+                        };
+                        self.end_sessions(true, false, EndCause::Arc(clause));
+                    }
+                    if a.ends_resuming() {
+                        self.end_sessions(false, true, EndCause::Arc("DEBATE-POSTCOPY-002"));
+                        self.resume = None;
+                    }
+                }
+                if pred.returns_data_fd()
+                    && let Some(fd) = obs.data_fd.filter(|fd| *fd >= 0)
+                {
+                    let saving = req != MigState::Resuming.raw();
+                    if !saving {
+                        self.resume = Some(ResumeLog::default());
+                    }
+                    self.fds.insert(
+                        fd,
+                        FdInfo { saving, ended: None, eof_seen: false, last_initial: None, queries: 0 },
+                    );
+                }
+                self.state = MigState::from_raw(req);
+            }
+            (SetPrediction::Walk(_), Some(_)) => {
+                // Somewhere on the path: sessions may or may not have ended.
+                self.end_sessions(true, true, EndCause::Unknown);
+                self.adopt(after);
+            }
+            _ => {
+                if obs.errno.is_some() || !matches!(pred, SetPrediction::Noop) {
+                    self.adopt(after.or(Some(cur.raw())));
+                }
+            }
+        }
+        v
+    }
+
+    fn adopt(&mut self, state: Option<u32>) {
+        self.state = state.and_then(MigState::from_raw);
+    }
+
+    /// Judges GET MIG_DEVICE_STATE.
+    pub fn judge_get(&mut self, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        if obs.errno.is_some() {
+            v.push(Violation::new(
+                ["V2-STATE-001"],
+                "GET MIG_DEVICE_STATE succeeds".to_string(),
+                obs.summary(),
+            ));
+            return v;
+        }
+        if let Some(fd) = obs.data_fd
+            && fd != -1
+        {
+            v.push(Violation::new(
+                ["V2-STATE-001"],
+                "GET returns data_fd -1".to_string(),
+                format!("data_fd {fd}"),
+            ));
+        }
+        let got = obs.state.unwrap_or(u32::MAX);
+        if MigState::from_raw(got).is_none() {
+            v.push(Violation::new(
+                ["V2-STATE-001", "V2-STATE-009"],
+                "GET returns a uAPI state value (0-7)".to_string(),
+                format!("state value {got}"),
+            ));
+            self.state = None;
+            return v;
+        }
+        if self.reopened {
+            self.reopened = false;
+            if got != MigState::Running.raw() {
+                v.push(Violation::new(
+                    ["V2-OPEN-001"],
+                    "RUNNING right after the device is opened".to_string(),
+                    format!("state {}", state_name(got)),
+                ));
+            }
+            self.adopt(Some(got));
+            return v;
+        }
+        match self.state {
+            Some(s) if s.raw() != got => {
+                v.push(Violation::new(
+                    ["V2-STATE-003"],
+                    format!("state {s} (nothing but SET and reset changes it)"),
+                    format!("state {}", state_name(got)),
+                ));
+                self.adopt(Some(got));
+            }
+            None => self.adopt(Some(got)),
+            _ => {}
+        }
+        v
+    }
+
+    /// Judges a read loop on `fd` (`obs.bytes`, `obs.end`).
+    pub fn judge_read(&mut self, fd: i32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let state = self.state;
+        let Some(info) = self.fds.get_mut(&fd) else { return v };
+        let bytes = obs.bytes.unwrap_or(0);
+        if !info.saving {
+            if bytes > 0 {
+                v.push(Violation::new(
+                    ["V2-FD-003"],
+                    "read() on the resume fd fails (it is O_WRONLY)".to_string(),
+                    format!("read returned {bytes} bytes"),
+                ));
+            }
+            return v;
+        }
+        if let Some(cause) = info.ended {
+            if bytes > 0 && cause != EndCause::Unknown {
+                let clauses = cause.clauses();
+                v.push(Violation {
+                    clauses: clauses.iter().map(|c| (*c).to_string()).collect(),
+                    expected: format!(
+                        "the old saving fd returns end of stream or an error after {}",
+                        cause.describe()
+                    ),
+                    actual: format!("read returned {bytes} bytes"),
+                });
+            }
+            return v;
+        }
+        match state {
+            Some(MigState::PreCopy | MigState::PreCopyP2p) if obs.end == Some(StreamEnd::Eof) => {
+                v.push(Violation::new(
+                    ["V2-PRECOPY-007"],
+                    "read() fails with ENOMSG at a temporary end of the PRE_COPY stream".to_string(),
+                    format!("read returned 0 (end of stream) after {bytes} bytes"),
+                ));
+            }
+            Some(MigState::StopCopy) => {
+                if info.eof_seen && bytes > 0 {
+                    v.push(Violation::new(
+                        ["V2-PRECOPY-008"],
+                        "after end of stream in STOP_COPY every read() returns 0".to_string(),
+                        format!("read returned {bytes} more bytes"),
+                    ));
+                }
+                match obs.end {
+                    Some(StreamEnd::Errno(Errno::ENOMSG)) => v.push(Violation::new(
+                        ["V2-PRECOPY-008"],
+                        "no ENOMSG in STOP_COPY: the end of stream is permanent (read returns 0)".to_string(),
+                        format!("read failed with ENOMSG after {bytes} bytes"),
+                    )),
+                    Some(StreamEnd::Eof) => info.eof_seen = true,
+                    Some(StreamEnd::Overflow) => v.push(Violation::new(
+                        ["V2-SAVE-006"],
+                        "the STOP_COPY stream reaches end of stream".to_string(),
+                        format!("{bytes} bytes without end of stream (--max-stream)"),
+                    )),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    /// Judges a write loop on `fd` that wrote `piece`.
+    pub fn judge_write(&mut self, fd: i32, piece: Option<Piece>, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(info) = self.fds.get(&fd) else { return v };
+        if !info.saving
+            && info.ended.is_none()
+            && let Some(log) = &mut self.resume
+        {
+            if obs.errno.is_some() {
+                log.write_failed = true;
+                let valid_so_far = log.validity(self.facts.device_type.as_deref()).0 != Some(false);
+                if let (Some(Piece::Stream { device_type, .. }), true) = (&piece, valid_so_far)
+                    && device_type.as_deref() == self.facts.device_type.as_deref()
+                {
+                    v.push(Violation::new(
+                        ["V2-FD-001"],
+                        "writes of a valid stream of this device type are accepted in any segmentation"
+                            .to_string(),
+                        obs.summary(),
+                    ));
+                }
+            }
+            log.pieces.extend(piece);
+        }
+        let bytes = obs.bytes.unwrap_or(0);
+        if info.saving {
+            if bytes > 0 {
+                v.push(Violation::new(
+                    ["V2-FD-003"],
+                    "write() on the saving fd fails (it is O_RDONLY)".to_string(),
+                    format!("{bytes} bytes accepted"),
+                ));
+            }
+        } else if let Some(cause) = info.ended
+            && cause != EndCause::Unknown
+            && bytes > 0
+        {
+            let mut clauses: Vec<String> = cause.clauses().iter().map(|c| (*c).to_string()).collect();
+            if matches!(cause, EndCause::Arc(_)) {
+                clauses.push("DEBATE-POSTCOPY-003".to_string());
+            }
+            v.push(Violation {
+                clauses,
+                expected: format!("the old resume fd refuses data after {}", cause.describe()),
+                actual: format!("{bytes} bytes accepted"),
+            });
+        }
+        v
+    }
+
+    /// Judges `VFIO_MIG_GET_PRECOPY_INFO` on `fd` with `argsz`.
+    pub fn judge_precopy(&mut self, fd: i32, argsz: u32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let state = self.state;
+        let Some(info) = self.fds.get_mut(&fd) else { return v };
+        if !info.saving || info.ended.is_some() {
+            return v;
+        }
+        let in_precopy = matches!(state, Some(MigState::PreCopy | MigState::PreCopyP2p));
+        if argsz < 24 {
+            if obs.errno.is_none() {
+                v.push(Violation::new(
+                    ["V2-PRECOPY-009"],
+                    format!("argsz {argsz} below sizeof(struct vfio_precopy_info) fails with EINVAL"),
+                    obs.summary(),
+                ));
+            }
+            return v;
+        }
+        match (in_precopy, obs.errno) {
+            (true, Some(e)) => v.push(Violation::new(
+                ["V2-PRECOPY-001"],
+                "VFIO_MIG_GET_PRECOPY_INFO succeeds on the saving fd in PRE_COPY".to_string(),
+                format!("failed with {e}"),
+            )),
+            (false, None) if state.is_some() => v.push(Violation::new(
+                ["V2-PRECOPY-002"],
+                format!("EINVAL outside PRE_COPY/PRE_COPY_P2P (state {})", state.map_or("?", |s| s.name())),
+                obs.summary(),
+            )),
+            (true, None) => {
+                if let Some((initial, dirty, _)) = obs.precopy {
+                    if info.queries == 0 && dirty != 0 {
+                        v.push(Violation::new(
+                            ["V2-PRECOPY-005"],
+                            "dirty_bytes is 0 on the first query".to_string(),
+                            format!("dirty_bytes {dirty}"),
+                        ));
+                    }
+                    if let Some(prev) = info.last_initial
+                        && initial > prev
+                    {
+                        v.push(Violation::new(
+                            ["V2-PRECOPY-003"],
+                            format!("initial_bytes never grows (was {prev})"),
+                            format!("initial_bytes {initial}"),
+                        ));
+                    }
+                    info.last_initial = Some(initial);
+                    info.queries += 1;
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    /// Judges GET MIG_DATA_SIZE.
+    pub fn judge_data_size(&self, obs: &Observation) -> Vec<Violation> {
+        match obs.errno {
+            Some(e) => vec![Violation::new(
+                ["V2-DATASIZE-002"],
+                format!(
+                    "MIG_DATA_SIZE succeeds in every state (state {})",
+                    self.state.map_or("unknown", |s| s.name())
+                ),
+                format!("failed with {e}"),
+            )],
+            None => Vec::new(),
+        }
+    }
+
+    /// Records `VFIO_DEVICE_RESET`.
+    pub fn judge_reset(&mut self, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        self.resume = None;
+        if let Some(e) = obs.errno {
+            v.push(Violation::new(
+                ["V2-RESET-001"],
+                "VFIO_DEVICE_RESET succeeds".to_string(),
+                format!("failed with {e}"),
+            ));
+            self.state = None;
+            return v;
+        }
+        self.end_sessions(true, true, EndCause::Reset);
+        self.state = Some(MigState::Running);
+        v
+    }
+
+    /// Records closing the device fd.
+    pub fn on_close(&mut self) {
+        self.resume = None;
+        self.end_sessions(true, true, EndCause::Close);
+        self.state = None;
+    }
+
+    /// Records reopening the device: V2-OPEN-001 is judged at the next GET.
+    pub fn on_reopen(&mut self) {
+        self.reopened = true;
+        self.state = None;
+        self.logging = false;
+    }
+
+    /// Records that the suite closed a data fd.
+    pub fn on_close_fd(&mut self, fd: i32) {
+        self.fds.remove(&fd);
+    }
+
+    /// Judges DMA_LOGGING_START.
+    pub fn judge_dma_start(&mut self, core_err: Option<Errno>, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        if !self.facts.dma_logging {
+            if obs.errno.is_none() {
+                v.push(Violation::new(
+                    ["V2-FEAT-004"],
+                    "ENOTTY without DMA logging".to_string(),
+                    obs.summary(),
+                ));
+            }
+            return v;
+        }
+        if let Some(want) = core_err {
+            if obs.errno != Some(want) {
+                v.push(Violation::new(
+                    ["V2-LOG-002"],
+                    format!("the core rejects these ranges with {want}"),
+                    obs.summary(),
+                ));
+            }
+            return v;
+        }
+        if self.logging {
+            if obs.errno.is_none() {
+                v.push(Violation::new(
+                    ["V2-LOG-005"],
+                    "a second DMA_LOGGING_START before STOP is rejected".to_string(),
+                    "succeeded".to_string(),
+                ));
+            }
+        } else if obs.errno.is_none() {
+            self.logging = true;
+            if let Some(ps) = obs.value
+                && (ps < 4096 || !ps.is_power_of_two())
+            {
+                v.push(Violation::new(
+                    ["V2-LOG-004"],
+                    "the chosen page size is a power of 2 and >= 4096".to_string(),
+                    format!("page_size {ps}"),
+                ));
+            }
+        }
+        v
+    }
+
+    /// Judges DMA_LOGGING_STOP.
+    pub fn judge_dma_stop(&mut self, _obs: &Observation) -> Vec<Violation> {
+        self.logging = false;
+        Vec::new()
+    }
+
+    /// Judges DMA_LOGGING_REPORT (`core_err`: what the core's own checks must return).
+    pub fn judge_dma_report(&mut self, core_err: Option<Errno>, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        if !self.facts.dma_logging {
+            return v;
+        }
+        if let Some(want) = core_err {
+            if obs.errno != Some(want) {
+                v.push(Violation::new(
+                    ["V2-LOG-007"],
+                    format!("the core rejects this report with {want}"),
+                    obs.summary(),
+                ));
+            }
+            return v;
+        }
+        if obs.errno == Some(Errno::EOPNOTSUPP) {
+            // A kernel without IOMMUFD: iova_bitmap_for_each() is a stub that always fails.
+            self.report_stub = true;
+            return v;
+        }
+        if !self.logging {
+            if obs.errno.is_none() {
+                v.push(Violation::new(
+                    ["V2-LOG-006"],
+                    "DMA_LOGGING_REPORT fails while logging is off".to_string(),
+                    "succeeded".to_string(),
+                ));
+            }
+            return v;
+        }
+        if let Some((_, lost)) = obs.bitmap
+            && lost > 0
+        {
+            v.push(Violation::new(
+                ["V2-LOG-008"],
+                "REPORT only sets bits; pre-set bits stay set".to_string(),
+                format!("{lost} pre-set bits cleared"),
+            ));
+        }
+        v
+    }
+
+    /// The live saving fd, if any.
+    pub fn saving_fd(&self) -> Option<i32> {
+        self.live_fd(true)
+    }
+
+    /// The live resume fd, if any.
+    pub fn resuming_fd(&self) -> Option<i32> {
+        self.live_fd(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(flags: u64) -> Model {
+        Model::new(
+            Facts { flags: MigFlags(flags), dma_logging: true, device_type: None },
+            Some(MigState::Running),
+        )
+    }
+
+    fn set_ok(fd: i32, state: MigState) -> Observation {
+        Observation { data_fd: Some(fd), state: Some(state.raw()), ..Default::default() }
+    }
+
+    #[test]
+    fn a_correct_stop_copy_set_raises_nothing() {
+        let mut m = model(7);
+        assert!(m.judge_set(MigState::StopCopy.raw(), &set_ok(100, MigState::StopCopy)).is_empty());
+        assert_eq!(m.saving_fd(), Some(100));
+    }
+
+    #[test]
+    fn a_missing_data_fd_is_a_state_005_violation() {
+        let mut m = model(7);
+        let v = m.judge_set(MigState::StopCopy.raw(), &set_ok(-1, MigState::StopCopy));
+        assert_eq!(v[0].clauses, vec!["V2-STATE-005"]);
+    }
+
+    #[test]
+    fn accepting_stop_copy_to_pre_copy_is_a_state_007_violation() {
+        let mut m = model(7);
+        m.judge_set(MigState::StopCopy.raw(), &set_ok(100, MigState::StopCopy));
+        let v = m.judge_set(MigState::PreCopy.raw(), &set_ok(-1, MigState::PreCopy));
+        assert_eq!(v[0].clauses, vec!["V2-STATE-007"]);
+    }
+
+    #[test]
+    fn data_from_an_ended_session_is_a_violation() {
+        let mut m = model(7);
+        m.judge_set(MigState::StopCopy.raw(), &set_ok(100, MigState::StopCopy));
+        m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
+        let obs = Observation { bytes: Some(10), end: Some(StreamEnd::Once), ..Default::default() };
+        let v = m.judge_read(100, &obs);
+        assert!(v[0].clauses.contains(&"V2-ARC-STOP-004".to_string()));
+        let obs =
+            Observation { bytes: Some(0), end: Some(StreamEnd::Errno(Errno::ENODEV)), ..Default::default() };
+        assert!(m.judge_read(100, &obs).is_empty());
+    }
+
+    #[test]
+    fn enomsg_in_stop_copy_and_eof_in_pre_copy_are_reported() {
+        let mut m = model(7);
+        m.judge_set(MigState::PreCopy.raw(), &set_ok(100, MigState::PreCopy));
+        let eof = Observation { bytes: Some(24), end: Some(StreamEnd::Eof), ..Default::default() };
+        assert_eq!(m.judge_read(100, &eof)[0].clauses, vec!["V2-PRECOPY-007"]);
+        m.judge_set(MigState::StopCopy.raw(), &set_ok(-1, MigState::StopCopy));
+        let enomsg =
+            Observation { bytes: Some(0), end: Some(StreamEnd::Errno(Errno::ENOMSG)), ..Default::default() };
+        assert_eq!(m.judge_read(100, &enomsg)[0].clauses, vec!["V2-PRECOPY-008"]);
+    }
+
+    #[test]
+    fn a_state_change_nobody_asked_for_is_state_003() {
+        let mut m = model(7);
+        let obs = Observation { state: Some(MigState::Stop.raw()), data_fd: Some(-1), ..Default::default() };
+        assert_eq!(m.judge_get(&obs)[0].clauses, vec!["V2-STATE-003"]);
+    }
+}

@@ -1,0 +1,6 @@
+//! Report writers. The JSON-lines [`record`] is the source of truth; [`ktap`], [`junit`] and
+//! the pretty output are rebuilt from it.
+
+pub mod junit;
+pub mod ktap;
+pub mod record;
