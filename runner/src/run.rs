@@ -91,6 +91,7 @@ fn libtest_args(args: &RunArgs) -> Arguments {
 struct Shared {
     engine: Engine,
     strict: bool,
+    profile: Option<vmc::profile::Profile>,
     record: Option<RecordWriter>,
     ktap_out: Option<KtapWriter<Box<dyn Write + Send>>>,
     ktap_file: Option<KtapWriter<Box<dyn Write + Send>>>,
@@ -141,6 +142,21 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     }
 
     let checks = crate::suite::checks(args, &engine)?;
+    let profile = crate::suite::profile(args, &engine)?;
+    if let Some(p) = &profile {
+        if args.profile.is_none()
+            && !args.quiet
+            && !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json)
+        {
+            println!(
+                "vfio-mig-conform: using profile `{}` ({}; --profile none to run without)",
+                p.name, p.file
+            );
+        }
+        for m in p.claim_mismatches(&engine.slots[0].facts) {
+            eprintln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
+        }
+    }
     let largs = libtest_args(args);
     let probe_trials: Vec<Trial> = checks.iter().map(|c| Trial::test(c.id.clone(), || Ok(()))).collect();
     let selected: Vec<&Check> =
@@ -171,7 +187,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
                 facts: s.facts.clone(),
             })
             .collect(),
-        profile: args.profile.clone(),
+        profile: profile.as_ref().map(|p| format!("{} ({})", p.name, p.file)),
         strict: args.strict,
         host_kernel: uname_r(),
     };
@@ -206,9 +222,11 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             );
         }
     }
+    let strict = args.strict || profile.as_ref().is_some_and(|p| p.strict);
     let shared = Arc::new(Mutex::new(Shared {
         engine,
-        strict: args.strict,
+        strict,
+        profile,
         record,
         ktap_out,
         ktap_file,
@@ -275,15 +293,38 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
 
 fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
     let mut s = shared.lock().map_err(|_| Failed::from("internal error: an earlier trial panicked"))?;
-    if let Some(w) = &s.wedged {
-        return Ok(Completion::ignored_with(format!("not run: {w}")));
-    }
-    let run = s.engine.run(check);
+    let skip = if let Some(w) = &s.wedged {
+        Some(format!("not run: {w}"))
+    } else if let Some(p) = s.profile.as_ref().filter(|p| !p.covers(&check.clauses)) {
+        let fams: Vec<String> = p.families.iter().map(|f| format!("{f:?}")).collect();
+        Some(format!("not in the clause families of profile {} ({})", p.name, fams.join(", ")))
+    } else {
+        None
+    };
+    let run = match skip {
+        Some(why) => vmc::engine::CheckRun { unsupported: Some(why), ..Default::default() },
+        None => s.engine.run(check),
+    };
     if let Some(e) = &run.restore_error {
         s.wedged = Some(e.clone());
     }
-    let (outcome, reason) = classify(&run, s.strict);
-    let result = CheckResult::new(check, &run, outcome, reason, reproduce);
+    let (mut outcome, mut reason) = classify(&run, s.strict);
+    let mut deviation = None;
+    if let Some(p) = &s.profile {
+        let broken: Vec<String> = run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
+        let (o, d) = p.apply(&check.id, outcome, &broken);
+        if let Some(d) = d {
+            deviation = Some(format!("{}: {} [{}]", p.name, d.describe(), d.at));
+            reason = Some(if o == Outcome::Xpass {
+                format!("profile {} declares a deviation that did not happen: {}", p.name, d.describe())
+            } else {
+                format!("known deviation of {}: {}", p.name, d.describe())
+            });
+        }
+        outcome = o;
+    }
+    let mut result = CheckResult::new(check, &run, outcome, reason, reproduce);
+    result.deviation = deviation;
     if s.trace {
         for t in &result.trace {
             eprintln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());

@@ -117,6 +117,8 @@ impl fmt::Display for Cmp {
 pub enum ExpectKind {
     /// The call succeeded.
     Ok,
+    /// The call failed (any errno).
+    Fails,
     /// The call failed with one of these errnos.
     Errno(Vec<Errno>),
     /// GET MIG_DEVICE_STATE after the step returns this state.
@@ -169,6 +171,7 @@ impl ExpectKind {
     pub fn describe(&self) -> String {
         match self {
             ExpectKind::Ok => "the call succeeds".to_string(),
+            ExpectKind::Fails => "the call fails".to_string(),
             ExpectKind::Errno(v) => {
                 format!("the call fails with {}", v.iter().map(|e| e.name()).collect::<Vec<_>>().join(" or "))
             }

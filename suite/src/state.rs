@@ -107,7 +107,7 @@ impl fmt::Display for MigState {
 
 /// A state value as the suite sends or receives it: a named state or any raw `u32`
 /// (the suite deliberately sends values >= 8, and hostile drivers may return them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum StateArg {
     Named(MigState),
@@ -125,6 +125,38 @@ impl StateArg {
     /// The named state if the raw value is one the uAPI defines.
     pub fn state(self) -> Option<MigState> {
         MigState::from_raw(self.raw())
+    }
+}
+
+impl<'de> Deserialize<'de> for StateArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StateArg;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a state name (STOP, RUNNING, STOP_COPY, ...) or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StateArg, E> {
+                MigState::ALL.iter().find(|s| s.name() == v).map(|s| StateArg::Named(*s)).ok_or_else(|| {
+                    let names: Vec<&str> = MigState::ALL.iter().map(|s| s.name()).collect();
+                    E::custom(format!(
+                        "unknown state `{v}`: expected one of {} or a number",
+                        names.join(", ")
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StateArg, E> {
+                u32::try_from(v)
+                    .map(StateArg::Raw)
+                    .map_err(|_| E::custom(format!("state value {v} does not fit in 32 bits")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StateArg, E> {
+                u32::try_from(v)
+                    .map(StateArg::Raw)
+                    .map_err(|_| E::custom(format!("state value {v} is not a u32")))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) fn evaluate(
     for e in &step.expect {
         let failed: Option<String> = match &e.kind {
             ExpectKind::Ok => obs.errno.map(|_| actual_errno(obs)),
+            ExpectKind::Fails => obs.errno.is_none().then(|| obs.summary()),
             ExpectKind::Errno(list) => match obs.errno {
                 Some(got) if list.contains(&got) => None,
                 _ => Some(actual_errno(obs)),

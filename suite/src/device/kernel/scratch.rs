@@ -1,0 +1,170 @@
+//! Guarded argument buffers for ioctls whose size the driver decides.
+//!
+//! A [`Scratch`] is an anonymous mapping whose data ends exactly where a `PROT_NONE` guard
+//! page begins. The kernel copies into it with `copy_to_user()`, so a driver that writes
+//! past the size it was given gets `EFAULT` instead of corrupting this process's memory.
+//! Untouched pages are never committed (`MAP_NORESERVE`), so a 4 GiB `argsz` costs only
+//! address space.
+
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+
+use crate::errno::Errno;
+
+/// A zero-filled buffer of `len` bytes followed by an inaccessible guard page.
+#[derive(Debug)]
+pub(super) struct Scratch {
+    base: NonNull<c_void>,
+    map_len: usize,
+    data_off: usize,
+    len: usize,
+}
+
+// SAFETY: `Scratch` exclusively owns its private anonymous mapping; nothing else in the
+// process holds a pointer into it, so moving it to another thread is sound.
+unsafe impl Send for Scratch {}
+
+pub(super) fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+impl Scratch {
+    /// A zeroed buffer of `len` bytes (ENOMEM when the address space runs out).
+    pub(super) fn zeroed(len: usize) -> Result<Scratch, Errno> {
+        let page = page_size();
+        let data_pages = len.div_ceil(page).max(1);
+        let map_len =
+            data_pages.checked_add(1).and_then(|p| p.checked_mul(page)).ok_or(Errno::ENOMEM)?;
+        let nz = NonZeroUsize::new(map_len).ok_or(Errno::ENOMEM)?;
+        // SAFETY: a fresh private anonymous mapping at an address the kernel chooses; it
+        // aliases no existing Rust object.
+        let base = unsafe {
+            mmap_anonymous(
+                None,
+                nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+            )
+        }
+        .map_err(Errno::from)?;
+        let data_end = data_pages * page;
+        // SAFETY: `data_end` is within the `map_len`-byte mapping just created (one page
+        // before its end), and the resulting pointer stays inside it.
+        let guard = unsafe { NonNull::new_unchecked(base.as_ptr().cast::<u8>().add(data_end).cast()) };
+        // SAFETY: the guard page is the last page of our own mapping; no reference into it
+        // exists.
+        if let Err(e) = unsafe { mprotect(guard, page, ProtFlags::PROT_NONE) } {
+            // SAFETY: unmapping the mapping created above, to which nothing refers yet.
+            let _ = unsafe { munmap(base, map_len) };
+            return Err(e.into());
+        }
+        Ok(Scratch { base, map_len, data_off: data_end - len, len })
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub(super) fn from_bytes(bytes: &[u8]) -> Result<Scratch, Errno> {
+        let mut s = Scratch::zeroed(bytes.len())?;
+        s.as_mut_slice().copy_from_slice(bytes);
+        Ok(s)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first data byte, for the kernel (valid for `len()` bytes, then the guard page).
+    pub(super) fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: `data_off <= map_len - page`, inside the mapping.
+        unsafe { self.base.as_ptr().cast::<u8>().add(self.data_off) }
+    }
+
+    pub(super) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` readable, initialised (zero-filled anonymous memory) bytes start at
+        // `data_off`; `&self` keeps the mapping alive and unaliased mutably.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<u8>().add(self.data_off), self.len) }
+    }
+
+    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>().add(self.data_off), self.len)
+        }
+    }
+
+    pub(super) fn put_u32(&mut self, off: usize, v: u32) {
+        if let Some(d) = self.as_mut_slice().get_mut(off..off + 4) {
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
+    pub(super) fn put_u64(&mut self, off: usize, v: u64) {
+        if let Some(d) = self.as_mut_slice().get_mut(off..off + 8) {
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
+    pub(super) fn u32_at(&self, off: usize) -> Option<u32> {
+        self.as_slice().get(off..off + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(super) fn u64_at(&self, off: usize) -> Option<u64> {
+        let b = self.as_slice().get(off..off + 8)?;
+        Some(u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; the borrow checker guarantees no slice from
+        // `as_slice`/`as_mut_slice` outlives `self`.
+        let _ = unsafe { munmap(self.base, self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_ends_at_the_guard_page() {
+        for len in [0usize, 1, 7, 24, 4095, 4096, 4097, 70_000] {
+            let mut s = Scratch::zeroed(len).expect("mmap");
+            assert_eq!(s.len(), len);
+            assert!(s.as_slice().iter().all(|&b| b == 0));
+            let end = s.as_mut_ptr() as usize + len;
+            assert_eq!(end % page_size(), 0, "len {len}");
+            s.put_u32(0, 0xdead_beef);
+            if len >= 4 {
+                assert_eq!(s.u32_at(0), Some(0xdead_beef));
+            }
+            assert_eq!(s.u64_at(len), None);
+        }
+    }
+
+    #[test]
+    fn the_kernel_cannot_write_past_the_end() {
+        // read(2) into the last 4 bytes with a count of 8 crosses into the guard page: the
+        // kernel reports EFAULT instead of writing past the buffer.
+        let mut s = Scratch::zeroed(4).expect("mmap");
+        let f = std::fs::File::open("/dev/zero").expect("/dev/zero");
+        use std::os::fd::AsRawFd;
+        // SAFETY: the pointer is valid for 4 bytes followed by our own PROT_NONE page; the
+        // kernel faults on the guard page rather than writing elsewhere.
+        let r = unsafe { libc::read(f.as_raw_fd(), s.as_mut_ptr().cast(), 8) };
+        assert!(r == 4 || (r == -1 && Errno::last() == Errno::EFAULT), "read returned {r}");
+    }
+
+    #[test]
+    fn huge_buffers_cost_only_address_space() {
+        let s = Scratch::zeroed(u32::MAX as usize).expect("4 GiB of address space");
+        assert_eq!(s.as_slice()[s.len() - 1], 0);
+    }
+}
