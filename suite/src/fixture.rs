@@ -878,7 +878,11 @@ mod tests {
         let big = vec![b'#'; MAX_FILE + 1];
         assert!(load_str("t.yaml", &big).unwrap_err().message.contains("limited"));
         let deep = format!("id: a.b.c\ntitle: t\nsteps: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(load_str("t.yaml", deep.as_bytes()).is_err());
+        let e = load_str("t.yaml", deep.as_bytes()).unwrap_err();
+        assert!(
+            e.message.contains("depth") || e.message.contains("budget") || e.message.contains("nest"),
+            "{e}"
+        );
         let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..9 {
             laughs.push_str(&format!(
