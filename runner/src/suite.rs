@@ -16,10 +16,10 @@ fn load_errors(errors: &[vmc::fixture::LoadError]) -> Exit {
 }
 
 /// The checks to offer for this run, in a stable order grouped by family.
-pub fn checks(args: &RunArgs, _engine: &Engine) -> Result<Vec<Check>, Exit> {
+pub fn checks(args: &RunArgs, engine: &Engine) -> Result<Vec<Check>, Exit> {
     let mut checks = Vec::new();
     if args.sequence.is_empty() {
-        checks.extend(vmc::checks::generated());
+        checks.extend(vmc::checks::generated_for(vmc::checks::Kind::of(engine.slots[0].dev.info())));
         if args.fixtures.is_empty() {
             checks.extend(vmc::embedded::fixtures().map_err(|e| load_errors(&e))?);
         } else {

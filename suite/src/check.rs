@@ -129,6 +129,9 @@ pub enum ExpectKind {
     DataFd(bool),
     /// Bytes moved.
     Bytes(Cmp),
+    /// Bytes moved are at most `factor` times a value saved earlier (`data_size` holds the
+    /// last MIG_DATA_SIZE).
+    BytesAtMost { saved: String, factor: u32 },
     /// The read loop ended with end of stream (read returned 0).
     Eof(bool),
     /// The bytes read equal (hash and length) a captured stream.
@@ -182,6 +185,7 @@ impl ExpectKind {
             ExpectKind::DataFd(true) => "a data fd is returned".to_string(),
             ExpectKind::DataFd(false) => "data_fd -1".to_string(),
             ExpectKind::Bytes(c) => format!("bytes {c}"),
+            ExpectKind::BytesAtMost { saved, factor } => format!("at most {factor} x `{saved}` bytes"),
             ExpectKind::Eof(true) => "the stream ends (read returns 0)".to_string(),
             ExpectKind::Eof(false) => "the stream does not end (no read returning 0)".to_string(),
             ExpectKind::Equals(s) => format!("the bytes equal captured stream `{s}`"),
@@ -282,6 +286,8 @@ pub struct Requires {
     pub devices: Vec<String>,
     /// The second device must be of another type than the first (foreign streams).
     pub other_type: bool,
+    /// The check cannot run on this kind of device at all (why).
+    pub unavailable: Option<String>,
 }
 
 /// Where a check comes from.

@@ -663,7 +663,10 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
                 if let Source::Stream(n) = &a.data {
                     need_capture(n, &captures)?;
                 }
-                if let Some(crate::op::Mutation::Splice { other, .. }) = &a.mutate {
+                if let Some(
+                    crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. },
+                ) = &a.mutate
+                {
                     need_capture(other, &captures)?;
                 }
             }
@@ -752,6 +755,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             features: y.requires.features,
             devices: if y.requires.devices.is_empty() { Vec::new() } else { devices },
             other_type: y.requires.other_type,
+            unavailable: None,
         },
         steps,
         origin: Origin::Fixture(Loc { file: Arc::clone(&file), line: 1, col: 1 }),
@@ -879,10 +883,7 @@ mod tests {
         assert!(load_str("t.yaml", &big).unwrap_err().message.contains("limited"));
         let deep = format!("id: a.b.c\ntitle: t\nsteps: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
         let e = load_str("t.yaml", deep.as_bytes()).unwrap_err();
-        assert!(
-            e.message.contains("recursion limit") && e.line == 3,
-            "{e}"
-        );
+        assert!(e.message.contains("recursion limit") && e.line == 3, "{e}");
         let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..9 {
             laughs.push_str(&format!(

@@ -151,8 +151,14 @@ pub enum Mutation {
     DropTail(u64),
     /// Flip bit `bit` (0-7) of byte `offset` (offset wraps modulo the stream length).
     FlipBit { offset: u64, bit: u8 },
+    /// Keep the first `num/den` of the stream (device-independent truncation).
+    Fraction { num: u32, den: u32 },
+    /// Flip bit `bit` of the byte at `num/den` of the stream.
+    FlipAt { num: u32, den: u32, bit: u8 },
     /// The first `at` bytes of this stream followed by the bytes of `other` from `at` on.
     Splice { other: StreamName, at: u64 },
+    /// The same with the splice point at `num/den` of this stream.
+    SpliceAt { other: StreamName, num: u32, den: u32 },
     /// Write nothing at all.
     Empty,
 }

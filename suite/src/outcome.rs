@@ -91,7 +91,9 @@ pub fn classify(run: &CheckRun, strict: bool) -> (Outcome, Option<String>) {
     if let Some(e) = &run.error {
         return (Outcome::Error, Some(e.clone()));
     }
-    if let Some(u) = &run.unsupported {
+    if let Some(u) = &run.unsupported
+        && run.findings.is_empty()
+    {
         return (Outcome::Unsupported, Some(u.clone()));
     }
     let levels: Vec<Level> = run.findings.iter().map(finding_level).collect();

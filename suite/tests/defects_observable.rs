@@ -64,7 +64,6 @@ const PROBES: &[(&str, &str)] = &[
     ),
     ("reset_keeps_state", "[{set_state: STOP}, reset, get_state]"),
     ("reset_keeps_fd", "[{set_state: STOP_COPY}, reset, {read: {}}]"),
-    ("open_not_running", "[close_device, reopen, get_state]"),
     ("close_keeps_fd", "[{set_state: STOP_COPY}, close_device, {read: {}}]"),
     ("data_size_fails_in_resuming", "[{set_state: RESUMING}, data_size]"),
     ("stream_exceeds_data_size", "[data_size]"),
@@ -78,7 +77,6 @@ const PROBES: &[(&str, &str)] = &[
         "[{set_state: PRE_COPY}, {precopy_info: {}}, {read: {once: true, chunk: 10}}, {precopy_info: {}}]",
     ),
     ("dirty_bytes_starts_nonzero", "[{set_state: PRE_COPY}, {precopy_info: {}}]"),
-    ("small_precopy_argsz_accepted", "[{set_state: PRE_COPY}, {precopy_info: {argsz: 8}}]"),
     ("second_dma_log_start_accepted", "[{dma_log_start: {count: 1}}, {dma_log_start: {count: 1}}]"),
     ("report_before_start_ok", "[{dma_log_report: {}}]"),
     (

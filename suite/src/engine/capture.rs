@@ -128,9 +128,26 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     pub fn new(base: &'a Capture, mutation: Option<&Mutation>, other: Option<&'a Capture>) -> View<'a> {
+        // A relative splice point becomes an absolute one.
+        let resolved;
+        let mutation = match mutation {
+            Some(Mutation::SpliceAt { other: name, num, den }) => {
+                resolved = Mutation::Splice {
+                    other: name.clone(),
+                    at: base.len().saturating_mul(u64::from(*num)) / u64::from((*den).max(1)),
+                };
+                Some(&resolved)
+            }
+            m => m,
+        };
         let len = match mutation {
             None | Some(Mutation::FlipBit { .. }) => base.len(),
             Some(Mutation::Truncate(n)) => base.len().min(*n),
+            Some(Mutation::Fraction { num, den }) => {
+                (base.len().saturating_mul(u64::from(*num)) / u64::from((*den).max(1))).min(base.len())
+            }
+            Some(Mutation::FlipAt { .. }) => base.len(),
+            Some(Mutation::SpliceAt { .. }) => base.len(),
             Some(Mutation::DropTail(n)) => base.len().saturating_sub(*n),
             Some(Mutation::Empty) => 0,
             Some(Mutation::Splice { at, .. }) => {
@@ -174,7 +191,14 @@ impl<'a> View<'a> {
             }
             _ => self.base.read_at(pos, buf)?,
         };
-        if let Some(Mutation::FlipBit { offset, bit }) = &self.mutation
+        let flip = match &self.mutation {
+            Some(Mutation::FlipBit { offset, bit }) => Some((*offset, *bit)),
+            Some(Mutation::FlipAt { num, den, bit }) => {
+                Some((self.len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1)), *bit))
+            }
+            _ => None,
+        };
+        if let Some((offset, bit)) = flip
             && self.len > 0
         {
             let at = offset % self.len;

@@ -146,6 +146,9 @@ impl Engine {
                     obs.value = Some(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
                 }
                 let v = slot.model.judge_data_size(&obs);
+                if let Some(size) = obs.value {
+                    self.saved.insert("data_size".to_string(), size);
+                }
                 (obs, v)
             }
             Op::Feature(a) => {
@@ -445,18 +448,51 @@ impl Engine {
                     eof: eof && keep == len,
                 })
             }
-            Some(Mutation::FlipBit { offset, bit }) => Some(Piece::Invalid(format!(
-                "bit {} of byte {} is flipped",
-                bit % 8,
-                if len > 0 { offset % len } else { 0 }
-            ))),
-            Some(Mutation::Splice { other, at }) => match self.streams.get(&other.0).map(|o| &o.provenance) {
-                Some(Provenance::Stream { session: s2, .. }) if *s2 == session && *at < len => {
-                    Some(Piece::Stream { device_type, session, start, end, eof })
+            Some(Mutation::Fraction { num, den }) => {
+                let keep = (len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1))).min(len);
+                if keep == 0 {
+                    return None;
                 }
-                _ if *at >= len => Some(Piece::Stream { device_type, session, start, end, eof }),
-                _ => Some(Piece::Invalid(format!("streams `{name}` and `{other}` are spliced at byte {at}"))),
-            },
+                Some(Piece::Stream {
+                    device_type,
+                    session,
+                    start,
+                    end: start + keep,
+                    eof: eof && keep == len,
+                })
+            }
+            Some(Mutation::FlipBit { .. } | Mutation::FlipAt { .. }) if len > 0 => {
+                let at = match mutation {
+                    Some(Mutation::FlipBit { offset, .. }) => offset % len,
+                    Some(Mutation::FlipAt { num, den, .. }) => {
+                        (len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1))) % len
+                    }
+                    _ => 0,
+                };
+                Some(Piece::Invalid(format!("a bit of byte {at} is flipped")))
+            }
+            Some(Mutation::FlipBit { .. } | Mutation::FlipAt { .. }) => None,
+            Some(Mutation::Splice { other, .. } | Mutation::SpliceAt { other, .. }) => {
+                // A splice is only corrupt if the result differs from both sources (captures of
+                // an unchanged device are identical, and so is their splice).
+                let o = self.streams.get(&other.0)?;
+                let view = View::new(c, mutation, Some(o));
+                let h = view_hash(&view);
+                if view.len() == c.len() && h == Some(c.hash()) {
+                    Some(Piece::Stream { device_type, session, start, end, eof })
+                } else if view.len() == o.len() && h == Some(o.hash()) {
+                    match o.provenance.clone() {
+                        Provenance::Stream { device_type, session, start, end, eof } => {
+                            Some(Piece::Stream { device_type, session, start, end, eof })
+                        }
+                        _ => Some(Piece::Invalid(format!("capture `{other}` is not one saving stream"))),
+                    }
+                } else {
+                    Some(Piece::Invalid(format!(
+                        "streams `{name}` and `{other}` are spliced and differ from both"
+                    )))
+                }
+            }
             Some(Mutation::Empty) => None,
         }
     }
@@ -492,11 +528,13 @@ impl Engine {
             _ => return Err("no data to write".to_string()),
         };
         let other = match &a.mutate {
-            Some(crate::op::Mutation::Splice { other, .. }) => Some(
-                self.streams
-                    .get(&other.0)
-                    .ok_or_else(|| format!("no captured stream `{other}` to splice in"))?,
-            ),
+            Some(crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. }) => {
+                Some(
+                    self.streams
+                        .get(&other.0)
+                        .ok_or_else(|| format!("no captured stream `{other}` to splice in"))?,
+                )
+            }
             _ => None,
         };
         let view = View::new(base, a.mutate.as_ref(), other);
@@ -698,6 +736,13 @@ impl Engine {
             }
             if size == 0 {
                 obs.notes.push(format!("data_size 0 with pending_bytes {pending}: stop (as QEMU does)"));
+                if !a.once {
+                    violations.push(Violation::new(
+                        ["V1-SAVE-008"],
+                        "pending_bytes reaches 0 once every staged byte has been read".to_string(),
+                        format!("pending_bytes {pending} with nothing staged (data_size 0)"),
+                    ));
+                }
                 break;
             }
             let mut done = 0u64;
@@ -753,7 +798,9 @@ impl Engine {
             _ => return Err("no data to write".to_string()),
         };
         let other = match &a.mutate {
-            Some(crate::op::Mutation::Splice { other, .. }) => self.streams.get(&other.0),
+            Some(crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. }) => {
+                self.streams.get(&other.0)
+            }
             _ => None,
         };
         let view = View::new(base, a.mutate.as_ref(), other);
@@ -802,6 +849,22 @@ impl Engine {
         obs.bytes = Some(pos);
         Ok((obs, violations))
     }
+}
+
+/// The hash of a view's bytes (None if the capture cannot be read back).
+fn view_hash(view: &View<'_>) -> Option<u64> {
+    let mut h = StreamHash::default();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut pos = 0u64;
+    while pos < view.len() {
+        let n = view.read_at(pos, &mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Some(h.value())
 }
 
 /// The core's VFIO_DEVICE_FEATURE plumbing rules (V2-FEAT-*), for raw `feature` steps.

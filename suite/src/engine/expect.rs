@@ -50,6 +50,11 @@ pub(super) fn evaluate(
                 let b = obs.bytes.unwrap_or(0);
                 (!c.holds(b)).then(|| obs.summary())
             }
+            ExpectKind::BytesAtMost { saved, factor } => match engine.saved.get(saved) {
+                Some(v) if obs.bytes.unwrap_or(0) <= v.saturating_mul(u64::from(*factor)) => None,
+                Some(v) => Some(format!("{} bytes, `{saved}` was {v}", obs.bytes.unwrap_or(0))),
+                None => Some(format!("no saved value `{saved}`")),
+            },
             ExpectKind::Eof(want) => {
                 let got = obs.end == Some(StreamEnd::Eof);
                 (got != *want).then(|| obs.summary())

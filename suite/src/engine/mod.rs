@@ -48,7 +48,15 @@ pub struct DeviceFacts {
     pub initial_state: Option<u32>,
     /// Why the device is not migratable, when api is None.
     pub why_not: Option<String>,
+    /// DMA_LOGGING_REPORT fails with EOPNOTSUPP right after a successful START: the kernel's
+    /// iova_bitmap is a stub (built without IOMMUFD), whatever the driver does.
+    #[serde(default)]
+    pub report_stub: bool,
 }
+
+/// Why report-based checks cannot observe anything on a kernel whose iova_bitmap is a stub.
+pub const REPORT_STUB: &str = "DMA_LOGGING_REPORT fails with EOPNOTSUPP for every driver on this kernel: its \
+    iova_bitmap is a stub (no CONFIG_IOMMUFD_DRIVER), so the driver's read_and_clear is never called";
 
 /// The data fds the engine holds for one device.
 #[derive(Clone, Debug, Default)]
@@ -177,6 +185,14 @@ fn feature_get(dev: &mut dyn Device, feature: u32, len: usize) -> Result<Vec<u8>
     Ok(payload)
 }
 
+/// Stops DMA logging a check may have left running (restoring a device includes its logging).
+fn stop_logging(slot: &mut Slot) {
+    if slot.facts.dma_logging {
+        let mut empty = [0u8; 0];
+        let _ = slot.dev.feature(8, uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_STOP, &mut empty);
+    }
+}
+
 /// Learns what a device supports: v2 flags and features, or a v1 migration region.
 pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
     let mut facts = DeviceFacts {
@@ -187,6 +203,7 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
         migration_region: None,
         initial_state: None,
         why_not: None,
+        report_stub: false,
     };
     match feature_get(dev, uapi::FEATURE_MIGRATION, 8) {
         Ok(p) => {
@@ -209,6 +226,11 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
                 .is_ok();
             if let Ok(p) = feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE, 8) {
                 facts.initial_state = Some(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])));
+            }
+            if facts.dma_logging && dev.dma_log_start(4096, &[(0, 4096)]).is_ok() {
+                let mut bitmap = [0u64; 1];
+                facts.report_stub = dev.dma_log_report(0, 4096, 4096, &mut bitmap) == Err(Errno::EOPNOTSUPP);
+                let _ = dev.feature(8, uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_STOP, &mut empty);
             }
             return facts;
         }
@@ -263,13 +285,50 @@ impl Engine {
         self.slots.iter().map(|s| s.dev.info().clone()).collect()
     }
 
+    /// Which slot plays each of the check's device labels: the first label is the device
+    /// under test; the others prefer devices of the same type (streams move between them),
+    /// except that with `other_type` the second label gets a device of another type.
+    pub fn slot_map(&self, check: &Check) -> Result<Vec<usize>, String> {
+        let labels = check.devices();
+        let mut map = vec![0usize];
+        let model0 = self.slots[0].dev.info().model.clone();
+        for i in 1..labels.len() {
+            let free = |j: &usize| !map.contains(j);
+            let want_other = check.requires.other_type && i == 1;
+            let pick = (1..self.slots.len())
+                .filter(free)
+                .find(|&j| (self.slots[j].dev.info().model != model0) == want_other)
+                .or_else(|| if want_other { None } else { (1..self.slots.len()).find(free) });
+            match pick {
+                Some(j) => map.push(j),
+                None if want_other => {
+                    return Err(format!(
+                        "needs a second device of a type other than {} (add one with --peer)",
+                        model0.as_deref().unwrap_or("the first")
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "needs {} devices, {} given (add more with --peer)",
+                        labels.len(),
+                        self.slots.len()
+                    ));
+                }
+            }
+        }
+        Ok(map)
+    }
+
     /// Why `check` cannot run here, if it cannot.
     pub fn unsupported(&self, check: &Check) -> Option<String> {
-        let labels = check.devices();
-        if labels.len() > self.slots.len() {
-            return Some(format!("needs {} devices, {} given", labels.len(), self.slots.len()));
+        if let Some(why) = &check.requires.unavailable {
+            return Some(why.clone());
         }
-        for slot in &self.slots[..labels.len()] {
+        let map = match self.slot_map(check) {
+            Ok(m) => m,
+            Err(e) => return Some(e),
+        };
+        for slot in map.iter().map(|&i| &self.slots[i]) {
             let f = &slot.facts;
             if let Some(api) = check.requires.api
                 && api != f.api
@@ -292,30 +351,24 @@ impl Engine {
                 }
             }
         }
-        if check.requires.other_type && labels.len() >= 2 {
-            let a = self.slots[0].dev.info().model.clone();
-            let b = self.slots[1].dev.info().model.clone();
-            if a == b {
-                return Some("needs a second device of another type".to_string());
-            }
-        }
         None
     }
 
-    fn slot_index(&self, check: &Check, label: Option<&str>) -> Option<usize> {
-        let labels = check.devices();
+    fn slot_index(check: &Check, map: &[usize], label: Option<&str>) -> Option<usize> {
         match label {
-            None => Some(0),
-            Some(l) => labels.iter().position(|x| x == l),
+            None => Some(map[0]),
+            Some(l) => check.devices().iter().position(|x| x == l).and_then(|i| map.get(i).copied()),
         }
     }
 
     /// Restores every device the check uses and resets the per-check state.
-    fn prepare(&mut self, n: usize) -> Result<(), String> {
+    fn prepare(&mut self, map: &[usize]) -> Result<(), String> {
         self.streams.clear();
         self.marks.clear();
         self.saved.clear();
-        for slot in &mut self.slots[..n] {
+        for &i in map {
+            let slot = &mut self.slots[i];
+            stop_logging(slot);
             slot.dev
                 .restore()
                 .map_err(|e| format!("device {} could not be reset before the check: {e}", slot.label))?;
@@ -345,15 +398,22 @@ impl Engine {
             run.unsupported = Some(why);
             return run;
         }
-        let n = check.devices().len();
-        if let Err(e) = self.prepare(n) {
+        let map = match self.slot_map(check) {
+            Ok(m) => m,
+            Err(e) => {
+                run.unsupported = Some(e);
+                return run;
+            }
+        };
+        let labels = check.devices();
+        if let Err(e) = self.prepare(&map) {
             run.error = Some(e.clone());
             run.restore_error = Some(e);
             run.duration_us = start.elapsed().as_micros() as u64;
             return run;
         }
         for (i, step) in check.steps.iter().enumerate() {
-            let Some(si) = self.slot_index(check, step.device.as_deref()) else {
+            let Some(si) = Self::slot_index(check, &map, step.device.as_deref()) else {
                 run.error = Some(format!(
                     "step {} names unknown device `{}`",
                     i + 1,
@@ -364,7 +424,7 @@ impl Engine {
             let t0 = Instant::now();
             let outcome = self.exec_step(si, step);
             let micros = t0.elapsed().as_micros() as u64;
-            let label = self.slots[si].label.clone();
+            let label = step.device.clone().unwrap_or_else(|| labels[0].clone());
             let op = render_op(&step.op);
             let (obs, mut violations, notes) = match outcome {
                 Ok(x) => x,
@@ -386,6 +446,14 @@ impl Engine {
             } else {
                 Vec::new()
             };
+            if matches!(step.op, crate::op::Op::DmaLogReport(_))
+                && obs.errno == Some(Errno::EOPNOTSUPP)
+                && self.slots[si].facts.report_stub
+            {
+                run.unsupported = Some(REPORT_STUB.to_string());
+                run.trace.push(StepRecord { step: i, device: label, op, obs, micros });
+                break;
+            }
             violations.extend(expect::evaluate(self, &irq_now, step, &obs));
             run.notes.extend(notes);
             run.trace.push(StepRecord { step: i, device: label.clone(), op: op.clone(), obs, micros });
@@ -406,8 +474,8 @@ impl Engine {
                 break;
             }
         }
-        for slot in &self.slots[..n] {
-            if slot.model.report_stub {
+        for slot in map.iter().map(|&i| &self.slots[i]) {
+            if slot.model.report_stub && !slot.facts.report_stub {
                 run.notes.push(format!(
                     "device {}: DMA_LOGGING_REPORT failed with EOPNOTSUPP after a successful START: the kernel's \
                      iova_bitmap is a stub (built without CONFIG_IOMMUFD_DRIVER), so REPORT cannot work for any \
@@ -417,7 +485,9 @@ impl Engine {
                 break;
             }
         }
-        for slot in &mut self.slots[..n] {
+        for &i in &map {
+            let slot = &mut self.slots[i];
+            stop_logging(slot);
             if let Err(e) = slot.dev.restore() {
                 run.restore_error =
                     Some(format!("device {} did not return to RUNNING after the check: {e}", slot.label));

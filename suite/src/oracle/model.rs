@@ -74,6 +74,9 @@ impl ResumeLog {
                         }
                         _ => session = Some(s),
                     }
+                    if complete {
+                        return (Some(false), "data follows the end of a complete stream".to_string());
+                    }
                     if *start != expect_start {
                         return (None, "the written pieces are not contiguous".to_string());
                     }
@@ -414,6 +417,14 @@ impl Model {
                     ));
                 }
                 if let Some(s) = after
+                    && MigState::from_raw(s).is_none()
+                {
+                    v.push(Violation::new(
+                        ["V2-STATE-001", "V2-STATE-009"],
+                        format!("GET after SET {req_name} returns a uAPI state value"),
+                        format!("state value {s}"),
+                    ));
+                } else if let Some(s) = after
                     && s != req
                 {
                     v.push(Violation::new(

@@ -89,8 +89,6 @@ defects! {
         "VFIO_DEVICE_RESET does not return the FSM to RUNNING"),
     ResetKeepsFd => ("reset_keeps_fd", V2, ["V2-RESET-001"],
         "VFIO_DEVICE_RESET returns to RUNNING but the old data fd keeps working"),
-    OpenNotRunning => ("open_not_running", V2, ["V2-OPEN-001"],
-        "after close and reopen the device is in STOP"),
     CloseKeepsFd => ("close_keeps_fd", V2, ["V2-FD-002"],
         "closing the device leaves the saving fd delivering data"),
     DataSizeFailsInResuming => ("data_size_fails_in_resuming", V2, ["V2-DATASIZE-002"],
@@ -112,8 +110,6 @@ defects! {
         "initial_bytes grows after data is read"),
     DirtyBytesStartsNonzero => ("dirty_bytes_starts_nonzero", V2, ["V2-PRECOPY-005"],
         "the first PRECOPY_INFO reports dirty_bytes > 0"),
-    SmallPrecopyArgszAccepted => ("small_precopy_argsz_accepted", V2, ["V2-PRECOPY-009"],
-        "PRECOPY_INFO accepts an argsz smaller than the structure"),
     // ---- v2: DMA logging ----
     SecondDmaStartAccepted => ("second_dma_log_start_accepted", V2, ["V2-LOG-005"],
         "a second DMA_LOGGING_START while logging is on succeeds"),

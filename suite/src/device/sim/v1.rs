@@ -36,6 +36,8 @@ pub struct SimV1 {
     open: bool,
     session: V1Session,
     window: Vec<u8>,
+    /// A value written to pending_bytes (v1_pending_bytes_writable defect).
+    pending_override: Option<u64>,
 }
 
 impl SimV1 {
@@ -57,6 +59,7 @@ impl SimV1 {
             open: true,
             session: V1Session::None,
             window: vec![0; DATA_WINDOW as usize],
+            pending_override: None,
         }
     }
 
@@ -174,6 +177,9 @@ impl SimV1 {
                     *staged = None;
                     *offset_reads = 0;
                 }
+                if let Some(p) = self.pending_override {
+                    return Ok(p);
+                }
                 let p = self.pending();
                 let finished =
                     matches!(&self.session, V1Session::Saving { saver, .. } if saver.is_finished());
@@ -231,11 +237,7 @@ impl SimV1 {
             field::DEVICE_STATE => self.write_state(value as u32),
             field::RESERVED => Ok(()),
             field::PENDING_BYTES if self.has(Defect::V1PendingWritable) => {
-                if let V1Session::Saving { saver, .. } = &mut self.session
-                    && value == 0
-                {
-                    saver.finish(&self.hw);
-                }
+                self.pending_override = Some(value);
                 Ok(())
             }
             field::DATA_SIZE => {
@@ -361,6 +363,7 @@ impl Device for SimV1 {
     fn reset(&mut self) -> DevResult<()> {
         self.check_open()?;
         self.session = V1Session::None;
+        self.pending_override = None;
         self.state = if self.has(Defect::V1ResetNotRunning) { 0 } else { o::RUNNING };
         Ok(())
     }

@@ -222,7 +222,6 @@ impl SimV2 {
                 if self.has(Defect::ResumeRequiresReset) && !self.reset_since_resume {
                     return Err(Errno::EBUSY);
                 }
-                self.reset_since_resume = false;
                 self.end_session();
                 let id = self.next_session;
                 self.next_session += 1;
@@ -262,13 +261,13 @@ impl SimV2 {
                     }
                 }
             }
+            // The device runs again: it is "used" (matters to the resume_requires_reset defect).
+            (RunningP2p, Running) | (Stop, Running) => {
+                self.reset_since_resume = false;
+                Ok(None)
+            }
             // Quiesce arcs: nothing to do for a device without real DMA.
-            (Running, RunningP2p)
-            | (RunningP2p, Running)
-            | (RunningP2p, Stop)
-            | (Stop, RunningP2p)
-            | (Running, Stop)
-            | (Stop, Running) => Ok(None),
+            (Running, RunningP2p) | (RunningP2p, Stop) | (Stop, RunningP2p) | (Running, Stop) => Ok(None),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -659,7 +658,7 @@ impl Device for SimV2 {
             return Err(Errno::EFAULT);
         }
         let argsz = get_u32(arg, 0)?;
-        if argsz < 24 && !self.has(Defect::SmallPrecopyArgszAccepted) {
+        if argsz < 24 {
             return Err(Errno::EINVAL);
         }
         if !matches!(self.state, MigState::PreCopy | MigState::PreCopyP2p)
@@ -725,10 +724,9 @@ impl Device for SimV2 {
         if self.open {
             return Err(Errno::EBUSY);
         }
+        // Like the in-tree PCI drivers, a fresh open starts in RUNNING.
         self.open = true;
-        if self.has(Defect::OpenNotRunning) {
-            self.state = MigState::Stop;
-        }
+        self.state = MigState::Running;
         Ok(())
     }
 

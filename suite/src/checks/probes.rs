@@ -1,0 +1,89 @@
+//! What the suite knows about specific device kinds, for the few checks that need a
+//! device-specific stimulus: a register that holds migrated internal state, and a way to make
+//! the device raise interrupts on its own. Everything else in the suite is device-neutral.
+
+use crate::check::Step;
+use crate::device::DeviceInfo;
+use crate::op::{Op, RegionArgs, RegionRef};
+
+/// Device kinds with known probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The built-in simulators.
+    Sim,
+    /// Linux `samples/vfio-mdev/mtty.c`: 16550 UARTs on I/O BARs.
+    Mtty,
+    Other,
+}
+
+impl Kind {
+    pub fn of(info: &DeviceInfo) -> Kind {
+        match info.driver.as_deref() {
+            Some(d) if d.starts_with("sim-") => Kind::Sim,
+            Some(d) if d.contains("mtty") => Kind::Mtty,
+            _ => Kind::Other,
+        }
+    }
+
+    /// A register whose value is part of the migrated internal state: (region, offset, width).
+    pub fn state_register(self) -> Option<(RegionRef, u64, u8)> {
+        match self {
+            // BAR0 SCRATCH (32-bit), carried by the REGS record.
+            Kind::Sim => Some((RegionRef::Bar0, 4, 4)),
+            // UART_SCR of port 0, part of struct serial_port uart_reg[].
+            Kind::Mtty => Some((RegionRef::Bar0, 7, 1)),
+            Kind::Other => None,
+        }
+    }
+
+    /// Registers in different parts of the stream, to make two saved streams differ in both
+    /// halves (spliced-stream checks).
+    pub fn splice_registers(self) -> Vec<(RegionRef, u64, u8)> {
+        match self {
+            Kind::Sim => vec![(RegionRef::Bar0, 4, 4)],
+            // UART_SCR of port 0 (stream bytes 24-59) and of port 1 (60-95, mtty-2).
+            Kind::Mtty => vec![(RegionRef::Bar0, 7, 1), (RegionRef::Bar1, 7, 1)],
+            Kind::Other => Vec::new(),
+        }
+    }
+
+    /// Steps that make a running device raise interrupts without further user I/O.
+    pub fn irq_source(self) -> Option<Vec<Step>> {
+        match self {
+            Kind::Sim => Some(vec![region_write(RegionRef::Bar0, 8, 4, 1)]),
+            // mtty only interrupts in response to user MMIO: with no stimulus the check still
+            // verifies that nothing is raised while stopped.
+            Kind::Mtty => Some(Vec::new()),
+            Kind::Other => None,
+        }
+    }
+
+    pub fn why_unknown() -> String {
+        "no device-specific probe for this driver (known: sim, mtty)".to_string()
+    }
+}
+
+/// `region_write` as a setup step.
+pub fn region_write(region: RegionRef, offset: u64, width: u8, value: u64) -> Step {
+    Step::new(Op::RegionWrite(RegionArgs {
+        region,
+        offset,
+        width,
+        value: Some(value),
+        via: Default::default(),
+        save_as: None,
+    }))
+    .setup()
+}
+
+/// `region_read` saving the value under `save_as`.
+pub fn region_read(region: RegionRef, offset: u64, width: u8, save_as: Option<&str>) -> Step {
+    Step::new(Op::RegionRead(RegionArgs {
+        region,
+        offset,
+        width,
+        value: None,
+        via: Default::default(),
+        save_as: save_as.map(str::to_string),
+    }))
+}
