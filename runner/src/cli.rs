@@ -17,6 +17,8 @@ pub mod exit {
     pub const DEVICE: u8 = 3;
     /// The device has no migration support (kselftest SKIP).
     pub const SKIP: u8 = 4;
+    /// Interrupted by SIGINT/SIGTERM; the device was restored and results flushed.
+    pub const INTERRUPTED: u8 = 5;
     /// The device could not be returned to RUNNING: it needs attention.
     pub const WEDGED: u8 = 6;
 }
@@ -116,6 +118,9 @@ pub struct RunArgs {
     /// Per-operation watchdog in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    /// Run checks in this process instead of one child process per check (no watchdog).
+    #[arg(long)]
+    pub no_fork: bool,
     /// Bound on any one migration stream read (bytes; k/m/g suffixes).
     #[arg(long, value_name = "BYTES", default_value = "4g")]
     pub max_stream: String,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod isolate;
 mod open;
 mod run;
 mod suite;

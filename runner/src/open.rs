@@ -26,3 +26,62 @@ pub fn open(spec: &str, device_name: Option<&str>) -> Result<Box<dyn Device>, Ex
     }
     vmc::device::kernel::open(spec, device_name).map_err(|e| Exit::new(exit::DEVICE, e.to_string()))
 }
+
+/// Holds the per-device lock for the whole run.
+#[derive(Debug)]
+pub struct DeviceLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn lock_dir() -> std::path::PathBuf {
+    let run = std::path::Path::new("/run/lock");
+    if run.is_dir() {
+        run.join("vfio-mig-conform")
+    } else {
+        std::env::temp_dir().join("vfio-mig-conform-locks")
+    }
+}
+
+/// Takes an exclusive lock for a real device (simulated devices need none), so that a second
+/// runner on the same device refuses clearly instead of failing in the middle of a check.
+pub fn lock(spec: &str) -> Result<Option<DeviceLock>, Exit> {
+    use std::io::{Read, Seek, Write};
+    if spec.starts_with("sim:") {
+        return Ok(None);
+    }
+    let key: String = std::fs::canonicalize(spec)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| spec.to_string())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    let dir = lock_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{key}.lock"));
+    let mut file =
+        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+            Ok(f) => f,
+            // No lock possible (read-only /run, ...): the kernel's own exclusivity still applies.
+            Err(_) => return Ok(None),
+        };
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut f) => {
+            let _ = f.set_len(0);
+            let _ = f.rewind();
+            let _ = writeln!(f, "{}", std::process::id());
+            Ok(Some(DeviceLock { _file: f }))
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Exit::new(
+            exit::DEVICE,
+            format!(
+                "{spec}: another vfio-mig-conform (pid {}) is testing this device; wait for it to finish \
+                 (lock {})",
+                holder.trim(),
+                path.display()
+            ),
+        )),
+        Err(_) => Ok(None),
+    }
+}

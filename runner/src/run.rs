@@ -90,6 +90,7 @@ fn libtest_args(args: &RunArgs) -> Arguments {
 /// Everything the trials share.
 struct Shared {
     engine: Engine,
+    iso: crate::isolate::Isolation,
     strict: bool,
     profile: Option<vmc::profile::Profile>,
     record: Option<RecordWriter>,
@@ -102,6 +103,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// A check that was not run: KTAP still needs its line to keep the plan whole.
+    fn ktap_only(&mut self, r: &CheckResult) {
+        for k in [&mut self.ktap_out, &mut self.ktap_file].into_iter().flatten() {
+            let _ = k.result(r);
+        }
+    }
+
     fn finish_check(&mut self, r: CheckResult) {
         if let Some(w) = &mut self.record
             && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
@@ -122,8 +130,12 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         Exit::new(exit::USAGE, format!("--max-stream `{}` is not a size like 4g or 65536", args.max_stream))
     })?;
     let device = args.device.clone().ok_or_else(|| Exit::new(exit::USAGE, "no DEVICE given"))?;
+    // Every input file is validated before a device is opened.
+    let inputs = crate::suite::Inputs::load(args)?;
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
+    let mut _locks = Vec::new();
     for spec in std::iter::once(&device).chain(args.peers.iter()) {
+        _locks.push(open::lock(spec)?);
         devices.push(open::open(spec, args.device_name.as_deref())?);
     }
     let engine = Engine::new(devices, EngineOptions { max_stream });
@@ -141,8 +153,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         return Ok(exit::SKIP);
     }
 
-    let checks = crate::suite::checks(args, &engine)?;
-    let profile = crate::suite::profile(args, &engine)?;
+    let checks = crate::suite::checks(&inputs, &engine)?;
+    let profile = crate::suite::profile(&inputs, &engine);
     if let Some(p) = &profile {
         if args.profile.is_none()
             && !args.quiet
@@ -223,8 +235,16 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         }
     }
     let strict = args.strict || profile.as_ref().is_some_and(|p| p.strict);
+    if !args.list {
+        crate::isolate::install_signal_handlers();
+    }
+    let iso = crate::isolate::Isolation {
+        fork: !args.no_fork,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+    };
     let shared = Arc::new(Mutex::new(Shared {
         engine,
+        iso,
         strict,
         profile,
         record,
@@ -252,9 +272,16 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let mut shared =
         shared.lock().map_err(|_| Exit::new(exit::VIOLATION, "internal error: a trial panicked"))?;
     let totals = Totals::from_results(&shared.results);
+    let interrupted = crate::isolate::interrupted();
     let code = if let Some(w) = &shared.wedged {
         eprintln!("vfio-mig-conform: stopped early: {w}");
         exit::WEDGED
+    } else if let Some(why) = &interrupted {
+        eprintln!(
+            "vfio-mig-conform: {why}: the device was restored; {} finished checks are in the record",
+            shared.results.len()
+        );
+        exit::INTERRUPTED
     } else if totals.fail + totals.timeout + totals.error > 0 || (args.strict_profile && totals.xpass > 0) {
         exit::VIOLATION
     } else {
@@ -276,7 +303,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             totals: totals.clone(),
             exit_code: i32::from(code),
             duration_ms: started.elapsed().as_millis() as u64,
-            interrupted: None,
+            interrupted,
         };
         let _ = w.write(&Line::End(footer));
     }
@@ -293,6 +320,18 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
 
 fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
     let mut s = shared.lock().map_err(|_| Failed::from("internal error: an earlier trial panicked"))?;
+    if let Some(why) = crate::isolate::interrupted() {
+        // Not run: keep the KTAP plan whole, record nothing in the run record.
+        let r = CheckResult::new(
+            check,
+            &vmc::engine::CheckRun::default(),
+            Outcome::Unsupported,
+            Some(format!("not run: {why}")),
+            reproduce,
+        );
+        s.ktap_only(&r);
+        return Ok(Completion::ignored_with(format!("not run: {why}")));
+    }
     let skip = if let Some(w) = &s.wedged {
         Some(format!("not run: {w}"))
     } else if let Some(p) = s.profile.as_ref().filter(|p| !p.covers(&check.clauses)) {
@@ -303,8 +342,29 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     };
     let run = match skip {
         Some(why) => vmc::engine::CheckRun { unsupported: Some(why), ..Default::default() },
-        None => s.engine.run(check),
+        None => {
+            let iso = s.iso;
+            crate::isolate::run_check(&mut s.engine, check, iso)
+        }
     };
+    if crate::isolate::interrupted().is_some()
+        && run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+    {
+        // The interrupted check did not finish: not recorded, only reported on stderr.
+        eprintln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
+        if let Some(e) = &run.restore_error {
+            s.wedged = Some(e.clone());
+        }
+        let r = CheckResult::new(
+            check,
+            &run,
+            Outcome::Unsupported,
+            Some("not finished: interrupted".to_string()),
+            reproduce,
+        );
+        s.ktap_only(&r);
+        return Ok(Completion::ignored_with("interrupted"));
+    }
     if let Some(e) = &run.restore_error {
         s.wedged = Some(e.clone());
     }

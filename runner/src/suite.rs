@@ -1,5 +1,6 @@
-//! Assembling the checks of a run: the generated families and the YAML fixtures, or the
-//! sequences given with `--sequence`; and choosing the vendor profile.
+//! Assembling a run: the YAML inputs (fixtures, `--sequence` files, the profile) are loaded
+//! and validated before any device is opened, so bad input never touches a device; then the
+//! generated families for the device's kind are added.
 
 use std::collections::BTreeSet;
 
@@ -10,41 +11,87 @@ use vmc::profile::Profile;
 use crate::cli::{RunArgs, exit};
 use crate::run::Exit;
 
+/// Everything read from files, validated.
+#[derive(Debug)]
+pub struct Inputs {
+    /// Fixture checks (built-in or `--fixtures`), or the `--sequence` checks.
+    pub fixtures: Vec<Check>,
+    /// `--sequence` given: run only those.
+    pub only_sequences: bool,
+    /// `--profile` given explicitly (None: automatic; Some(None): `none`).
+    pub profile: Option<Option<Profile>>,
+}
+
 fn load_errors(errors: &[vmc::fixture::LoadError]) -> Exit {
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
     Exit::new(exit::USAGE, lines.join("\n"))
 }
 
-/// The checks to offer for this run, in a stable order grouped by family.
-pub fn checks(args: &RunArgs, engine: &Engine) -> Result<Vec<Check>, Exit> {
-    let mut checks = Vec::new();
-    if args.sequence.is_empty() {
-        checks.extend(vmc::checks::generated_for(vmc::checks::Kind::of(engine.slots[0].dev.info())));
-        if args.fixtures.is_empty() {
-            checks.extend(vmc::embedded::fixtures().map_err(|e| load_errors(&e))?);
-        } else {
-            for dir in &args.fixtures {
-                if !dir.is_dir() {
-                    return Err(Exit::new(
-                        exit::USAGE,
-                        format!("{}: not a directory of fixtures", dir.display()),
-                    ));
+impl Inputs {
+    /// Loads and validates every input file.
+    pub fn load(args: &RunArgs) -> Result<Inputs, Exit> {
+        let mut fixtures = Vec::new();
+        if args.sequence.is_empty() {
+            if args.fixtures.is_empty() {
+                fixtures.extend(vmc::embedded::fixtures().map_err(|e| load_errors(&e))?);
+            } else {
+                for dir in &args.fixtures {
+                    if !dir.is_dir() {
+                        return Err(Exit::new(
+                            exit::USAGE,
+                            format!("{}: not a directory of fixtures", dir.display()),
+                        ));
+                    }
+                    fixtures.extend(vmc::fixture::load_dir(dir).map_err(|e| load_errors(&e))?);
                 }
-                checks.extend(vmc::fixture::load_dir(dir).map_err(|e| load_errors(&e))?);
+            }
+        } else {
+            let mut errors = Vec::new();
+            for f in &args.sequence {
+                match vmc::fixture::load_file(f) {
+                    Ok(c) => fixtures.push(c),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(load_errors(&errors));
             }
         }
-    } else {
-        let mut errors = Vec::new();
-        for f in &args.sequence {
-            match vmc::fixture::load_file(f) {
-                Ok(c) => checks.push(c),
-                Err(e) => errors.push(e),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(load_errors(&errors));
+        let profile = match args.profile.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some(p) => Some(Some(explicit_profile(p)?)),
+        };
+        Ok(Inputs { fixtures, only_sequences: !args.sequence.is_empty(), profile })
+    }
+}
+
+fn explicit_profile(p: &str) -> Result<Profile, Exit> {
+    let bad = |e: vmc::fixture::LoadError| Exit::new(exit::USAGE, e.to_string());
+    let path = std::path::Path::new(p);
+    if path.exists() || p.contains('/') || p.ends_with(".yaml") {
+        return Profile::load_file(path).map_err(bad);
+    }
+    match vmc::embedded::profile(p) {
+        Some(r) => r.map_err(bad),
+        None => {
+            let names: Vec<String> =
+                vmc::embedded::profiles().into_iter().filter_map(Result::ok).map(|p| p.name).collect();
+            Err(Exit::new(
+                exit::USAGE,
+                format!("no profile `{p}`: not a file, and the built-in profiles are {}", names.join(", ")),
+            ))
         }
     }
+}
+
+/// The checks to offer for this run, in a stable order grouped by family.
+pub fn checks(inputs: &Inputs, engine: &Engine) -> Result<Vec<Check>, Exit> {
+    let mut checks = Vec::new();
+    if !inputs.only_sequences {
+        checks.extend(vmc::checks::generated_for(vmc::checks::Kind::of(engine.slots[0].dev.info())));
+    }
+    checks.extend(inputs.fixtures.iter().cloned());
     let mut seen = BTreeSet::new();
     for c in &checks {
         if !seen.insert(c.id.clone()) {
@@ -63,35 +110,11 @@ pub fn checks(args: &RunArgs, engine: &Engine) -> Result<Vec<Check>, Exit> {
     Ok(checks)
 }
 
-/// The profile to apply: `--profile NAME|FILE|none`, else the one built-in profile whose
-/// `match` names the device's driver (and model).
-pub fn profile(args: &RunArgs, engine: &Engine) -> Result<Option<Profile>, Exit> {
-    let bad = |e: vmc::fixture::LoadError| Exit::new(exit::USAGE, e.to_string());
-    match args.profile.as_deref() {
-        Some("none") => Ok(None),
-        Some(p) => {
-            let path = std::path::Path::new(p);
-            if path.exists() || p.contains('/') || p.ends_with(".yaml") {
-                return Profile::load_file(path).map(Some).map_err(bad);
-            }
-            match vmc::embedded::profile(p) {
-                Some(r) => r.map(Some).map_err(bad),
-                None => {
-                    let names: Vec<String> = vmc::embedded::profiles()
-                        .into_iter()
-                        .filter_map(Result::ok)
-                        .map(|p| p.name)
-                        .collect();
-                    Err(Exit::new(
-                        exit::USAGE,
-                        format!(
-                            "no profile `{p}`: not a file, and the built-in profiles are {}",
-                            names.join(", ")
-                        ),
-                    ))
-                }
-            }
-        }
+/// The profile to apply: the explicit one, else the one built-in profile whose `match` names
+/// the device's driver (and model).
+pub fn profile(inputs: &Inputs, engine: &Engine) -> Option<Profile> {
+    match &inputs.profile {
+        Some(p) => p.clone(),
         None => {
             let info = engine.slots[0].dev.info();
             let matching: Vec<Profile> = vmc::embedded::profiles()
@@ -99,7 +122,7 @@ pub fn profile(args: &RunArgs, engine: &Engine) -> Result<Option<Profile>, Exit>
                 .filter_map(Result::ok)
                 .filter(|p| p.matches(info.driver.as_deref(), info.model.as_deref()))
                 .collect();
-            Ok(if matching.len() == 1 { matching.into_iter().next() } else { None })
+            if matching.len() == 1 { matching.into_iter().next() } else { None }
         }
     }
 }

@@ -88,6 +88,9 @@ pub fn finding_level(f: &Finding) -> Level {
 
 /// The outcome from the findings alone (before the profile is applied).
 pub fn classify(run: &CheckRun, strict: bool) -> (Outcome, Option<String>) {
+    if let Some(t) = &run.timeout {
+        return (Outcome::Timeout, Some(t.clone()));
+    }
     if let Some(e) = &run.error {
         return (Outcome::Error, Some(e.clone()));
     }

@@ -355,13 +355,20 @@ impl Engine {
         let device_type = self.slots[si].dev.info().model.clone();
         let session = format!("{}:{fd}", self.slots[si].label);
         let in_stop_copy = self.slots[si].model.state == Some(crate::state::MigState::StopCopy);
-        let dev = self.slots[si].dev.as_mut();
         let limit = a.max.unwrap_or(self.opts.max_stream);
         let mut hash = StreamHash::default();
         let mut total = 0u64;
         let end;
         let mut errno = None;
+        let mut next_beat = 64u64 << 20;
         loop {
+            if total >= next_beat {
+                next_beat += 64 << 20;
+                if let Some(p) = &mut self.progress {
+                    p(self.current_step, "");
+                }
+            }
+            let dev = self.slots[si].dev.as_mut();
             if total >= limit {
                 end = if a.max.is_some() { StreamEnd::Limit } else { StreamEnd::Overflow };
                 break;
@@ -539,6 +546,8 @@ impl Engine {
         };
         let view = View::new(base, a.mutate.as_ref(), other);
         let dev = self.slots[si].dev.as_mut();
+        let step = self.current_step;
+        let progress = &mut self.progress;
         if let Some(offset) = a.offset {
             let mut buf = vec![0u8; view.len().min(4096) as usize];
             let n = view.read_at(0, &mut buf).map_err(|e| e.to_string())?;
@@ -547,12 +556,19 @@ impl Engine {
             obs.bytes = Some(r.unwrap_or(0) as u64);
             return Ok(obs);
         }
-        let run = |dev: &mut dyn Device| -> Result<Observation, String> {
+        let mut run = |dev: &mut dyn Device| -> Result<Observation, String> {
             let mut buf = vec![0u8; (view.len().min(MAX_WRITE)) as usize];
             let mut pos = 0u64;
             let mut accepted = 0u64;
             let mut obs = Observation::ok();
+            let mut next_beat = 64u64 << 20;
             for size in Segments::new(&a.segment, view.len()) {
+                if pos >= next_beat {
+                    next_beat += 64 << 20;
+                    if let Some(p) = progress.as_mut() {
+                        p(step, "");
+                    }
+                }
                 let piece = &mut buf[..size];
                 let n =
                     view.read_at(pos, piece).map_err(|e| format!("cannot read the captured stream: {e}"))?;
@@ -587,7 +603,7 @@ impl Engine {
             Ok(obs)
         };
         if a.from_thread {
-            std::thread::scope(|s| s.spawn(|| run(dev)).join())
+            std::thread::scope(|s| s.spawn(move || run(dev)).join())
                 .map_err(|_| "the writer thread panicked".to_string())?
         } else {
             run(dev)

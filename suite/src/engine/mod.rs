@@ -137,6 +137,9 @@ pub struct CheckRun {
     pub unsupported: Option<String>,
     /// A harness or environment problem (not a driver violation).
     pub error: Option<String>,
+    /// A device operation did not return within the watchdog (which step, how long).
+    #[serde(default)]
+    pub timeout: Option<String>,
     /// Facts worth reporting that are not violations (environment limits, values).
     pub notes: Vec<String>,
     /// The device could not be restored to RUNNING (before or after the check): the run
@@ -163,10 +166,19 @@ pub fn render_op(op: &crate::op::Op) -> String {
     }
 }
 
+/// Called before every step (index, step as YAML) and as a heartbeat inside long loops
+/// (index, `""`): the process-isolation watchdog resets its timer on each call.
+pub type Progress = Box<dyn FnMut(usize, &str) + Send>;
+
 /// The engine.
 pub struct Engine {
     pub slots: Vec<Slot>,
     pub opts: EngineOptions,
+    /// Progress callback (watchdog heartbeats).
+    pub progress: Option<Progress>,
+    /// Set from a signal handler: stop the current check at the next step.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    current_step: usize,
     streams: BTreeMap<String, Capture>,
     marks: BTreeMap<String, crate::device::IrqCounts>,
     saved: BTreeMap<String, u64>,
@@ -277,7 +289,16 @@ impl Engine {
                 Slot { label, dev, facts, model, fds: FdTable::default() }
             })
             .collect();
-        Engine { slots, opts, streams: BTreeMap::new(), marks: BTreeMap::new(), saved: BTreeMap::new() }
+        Engine {
+            slots,
+            opts,
+            progress: None,
+            interrupt: None,
+            current_step: 0,
+            streams: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            saved: BTreeMap::new(),
+        }
     }
 
     /// Device info of every slot.
@@ -413,6 +434,14 @@ impl Engine {
             return run;
         }
         for (i, step) in check.steps.iter().enumerate() {
+            if self.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)) {
+                run.error = Some(format!("interrupted before step {}", i + 1));
+                break;
+            }
+            self.current_step = i;
+            if let Some(p) = &mut self.progress {
+                p(i, &render_op(&step.op));
+            }
             let Some(si) = Self::slot_index(check, &map, step.device.as_deref()) else {
                 run.error = Some(format!(
                     "step {} names unknown device `{}`",

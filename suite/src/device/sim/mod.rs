@@ -1,7 +1,8 @@
 //! Simulated devices: `sim:v2` and `sim:v1`, reference implementations of the two uAPIs
 //! with a living internal state and injectable [`defects`].
 //!
-//! Device strings: `sim:v2?flags=stop_copy,p2p,pre_copy&size=20480&dma=on&defect=NAME`.
+//! Device strings: `sim:v2?flags=stop_copy,p2p,pre_copy&size=20480&dma=on&defect=NAME`;
+//! `sim:plain` is a VFIO device without migration support.
 //! Keys: `flags` (v2 migration flags), `size` (state bytes, `k`/`m`/`g` suffixes), `dma`
 //! (`on`/`off`: DMA logging), `report` (`stub`: DMA_LOGGING_REPORT fails with EOPNOTSUPP like
 //! a kernel without IOMMUFD), `type` (device type name: streams of other types are foreign),
@@ -83,7 +84,11 @@ impl SimConfig {
         for d in &self.defects {
             parts.push(format!("defect={}", d.name()));
         }
-        let api = if self.api == MigrationApi::V1 { "v1" } else { "v2" };
+        let api = match self.api {
+            MigrationApi::V1 => "v1",
+            MigrationApi::V2 => "v2",
+            MigrationApi::None => "plain",
+        };
         format!("sim:{api}?{}", parts.join("&"))
     }
 
@@ -129,9 +134,10 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
     let mut cfg = match kind {
         "v2" => SimConfig::v2(),
         "v1" => SimConfig::v1(),
+        "plain" => SimConfig { api: MigrationApi::None, dma_logging: false, ..SimConfig::v2() },
         other => {
             return Err(SpecError(format!(
-                "`{spec}`: unknown simulated device `{other}` (expected v1 or v2)"
+                "`{spec}`: unknown simulated device `{other}` (expected v1, v2 or plain)"
             )));
         }
     };

@@ -316,6 +316,10 @@ impl SimV2 {
     }
 
     fn feature_impl(&mut self, argsz: u32, flags: u32, payload: &mut [u8]) -> DevResult<()> {
+        if self.cfg.api == crate::device::MigrationApi::None {
+            // A device without mig_ops: the core answers ENOTTY for every migration feature.
+            return Err(Errno::ENOTTY);
+        }
         let minsz = 8u32;
         if argsz < minsz {
             return Err(Errno::EINVAL);

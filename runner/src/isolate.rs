@@ -1,0 +1,287 @@
+//! Running each check in a child process under a watchdog, as the kselftest harness does: a
+//! thread stuck in the kernel can block its child, never the runner. The child reports every
+//! step (and heartbeats inside long loops) over a pipe; the parent kills it when one operation
+//! takes longer than `--timeout`, then restores the device (in another child, also watched).
+//! SIGINT and SIGTERM set a flag: the current check is abandoned, the device restored, the
+//! results flushed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe};
+use serde::{Deserialize, Serialize};
+use vmc::check::Check;
+use vmc::engine::{CheckRun, Engine};
+
+/// Set by SIGINT/SIGTERM.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Which signal interrupted the run.
+pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs the SIGINT/SIGTERM handlers (without SA_RESTART, so waits wake up).
+pub fn install_signal_handlers() {
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores into atomics, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Whether the run was interrupted, and by what.
+pub fn interrupted() -> Option<String> {
+    INTERRUPTED.load(Ordering::SeqCst).then(|| match SIGNAL.load(Ordering::SeqCst) {
+        libc::SIGINT => "interrupted by SIGINT".to_string(),
+        libc::SIGTERM => "interrupted by SIGTERM".to_string(),
+        s => format!("interrupted by signal {s}"),
+    })
+}
+
+/// How checks run.
+#[derive(Clone, Copy, Debug)]
+pub struct Isolation {
+    /// One child process per check (the default); false runs checks in-process.
+    pub fork: bool,
+    /// Longest any one device operation may take.
+    pub timeout: Duration,
+}
+
+/// A message from the child.
+#[derive(Serialize, Deserialize)]
+enum Msg {
+    Step(usize, String),
+    Beat,
+    Done(Box<CheckRun>),
+}
+
+fn send(out: &mut std::fs::File, m: &Msg) {
+    if let Ok(mut line) = serde_json::to_string(m) {
+        line.push('\n');
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// Runs the check in this process (panics become ERROR).
+fn run_here(engine: &mut Engine, check: &Check) -> CheckRun {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| engine.run(check))) {
+        Ok(r) => r,
+        Err(p) => {
+            let mut r = CheckRun {
+                error: Some(format!(
+                    "internal error (a bug in vfio-mig-conform): panic: {}",
+                    panic_message(&*p)
+                )),
+                ..Default::default()
+            };
+            if let Err(e) = restore_all(engine) {
+                r.restore_error = Some(e);
+            }
+            r
+        }
+    }
+}
+
+/// Restores every device of the engine.
+fn restore_all(engine: &mut Engine) -> Result<(), String> {
+    for slot in &mut engine.slots {
+        slot.dev.restore().map_err(|e| format!("device {} did not return to RUNNING: {e}", slot.label))?;
+    }
+    Ok(())
+}
+
+/// Kills a child and reaps it, waiting at most `patience`.
+fn kill_and_reap(pid: Pid, patience: Duration) -> Option<WaitStatus> {
+    let _ = kill(pid, Signal::SIGKILL);
+    let until = Instant::now() + patience;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(s) => return Some(s),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Restores the devices from a child process, so that a reset stuck in the kernel cannot
+/// hang the runner. Simulated devices live in this process and are restored here too.
+pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), String> {
+    // SAFETY: the runner is single-threaded here (libtest-mimic runs trials on the main thread
+    // with one test thread); the child only restores and leaves with _exit.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = i32::from(restore_all(engine).is_err());
+            // SAFETY: leave without running destructors: the parent owns every resource.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let until = Instant::now() + timeout;
+            let status = loop {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Ok(WaitStatus::StillAlive) => {
+                        let _ = kill_and_reap(child, Duration::from_secs(1));
+                        return Err(format!(
+                            "VFIO_DEVICE_RESET did not return within {} s (an earlier operation is still stuck in the kernel)",
+                            timeout.as_secs()
+                        ));
+                    }
+                    Ok(s) => break s,
+                    Err(e) => return Err(format!("waiting for the restore process failed: {e}")),
+                }
+            };
+            match status {
+                WaitStatus::Exited(_, 0) => restore_all(engine),
+                other => Err(format!("the device could not be reset ({other:?})")),
+            }
+        }
+        Err(e) => restore_all(engine).map_err(|r| format!("{r} (fork failed: {e})")),
+    }
+}
+
+/// Runs one check according to `iso`.
+pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
+    if !iso.fork {
+        return run_here(engine, check);
+    }
+    let (rd, wr) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            let mut r = run_here(engine, check);
+            r.notes.push(format!("ran in-process: pipe() failed with {e}"));
+            return r;
+        }
+    };
+    // SAFETY: single-threaded at this point (see restore_watched); the child runs the check
+    // and leaves with _exit, never returning into libtest-mimic.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+            for sig in [Signal::SIGINT, Signal::SIGTERM] {
+                // SAFETY: ignoring signals installs no handler code.
+                let _ = unsafe { sigaction(sig, &ignore) };
+            }
+            let mut out = std::fs::File::from(wr);
+            if let Ok(mut progress_out) = out.try_clone() {
+                engine.progress = Some(Box::new(move |i, op| {
+                    let m = if op.is_empty() { Msg::Beat } else { Msg::Step(i, op.to_string()) };
+                    send(&mut progress_out, &m);
+                }));
+            }
+            let run = run_here(engine, check);
+            send(&mut out, &Msg::Done(Box::new(run)));
+            let _ = out.flush();
+            // SAFETY: leave without running destructors or atexit handlers of the parent's
+            // libraries; the kernel closes this process's fds.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(wr);
+            supervise(engine, child, rd, iso)
+        }
+        Err(e) => {
+            let mut r = run_here(engine, check);
+            r.notes.push(format!("ran in-process: fork() failed with {e}"));
+            r
+        }
+    }
+}
+
+fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> CheckRun {
+    let raw = rd.as_raw_fd();
+    let mut reader = BufReader::new(std::fs::File::from(rd));
+    let mut deadline = Instant::now() + iso.timeout;
+    let mut step: Option<(usize, String)> = None;
+    let mut done: Option<CheckRun> = None;
+    let fail = |engine: &mut Engine, mut r: CheckRun| {
+        if let Err(e) = restore_watched(engine, iso.timeout) {
+            r.restore_error = Some(e);
+        }
+        r
+    };
+    let where_ = |step: &Option<(usize, String)>| match step {
+        Some((i, op)) => format!("step {} `{op}`", i + 1),
+        None => "setting up the check".to_string(),
+    };
+    loop {
+        if let Some(why) = interrupted() {
+            let _ = kill_and_reap(child, Duration::from_secs(2));
+            let r = CheckRun { error: Some(format!("{why} during {}", where_(&step))), ..Default::default() };
+            return fail(engine, r);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let reaped = kill_and_reap(child, Duration::from_secs(2));
+            let mut r = CheckRun {
+                timeout: Some(format!("{} did not return within {} s", where_(&step), iso.timeout.as_secs())),
+                ..Default::default()
+            };
+            if reaped.is_none() {
+                r.notes.push(
+                    "the check process could not be killed: it is stuck in the kernel (D state)".to_string(),
+                );
+            }
+            return fail(engine, r);
+        }
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        // SAFETY: `raw` is the read end of our pipe, owned by `reader` for this whole loop.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        let mut fds = [PollFd::new(bfd.as_fd(), PollFlags::POLLIN)];
+        let ready =
+            poll(&mut fds, PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO));
+        if !matches!(ready, Ok(n) if n > 0) {
+            continue;
+        }
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                // The child closed the pipe: it finished or died.
+                let status = waitpid(child, None).ok();
+                if let Some(r) = done {
+                    return r;
+                }
+                let how = match status {
+                    Some(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig:?}"),
+                    Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+                    other => format!("ended ({other:?})"),
+                };
+                let r = CheckRun {
+                    error: Some(format!("the check process {how} during {}", where_(&step))),
+                    ..Default::default()
+                };
+                return fail(engine, r);
+            }
+            Ok(_) => match serde_json::from_str::<Msg>(line.trim_end()) {
+                Ok(Msg::Step(i, op)) => {
+                    step = Some((i, op));
+                    deadline = Instant::now() + iso.timeout;
+                }
+                Ok(Msg::Beat) => deadline = Instant::now() + iso.timeout,
+                Ok(Msg::Done(r)) => done = Some(*r),
+                Err(_) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The command-line contract, tested on the simulated devices: exit codes, failure blocks,
+//! located input errors, the watchdog, interruption, and the report formats agreeing with
+//! each other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run vfio-mig-conform")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vmc-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn the_main_job_on_the_reference_simulator_exits_0() {
+    let out = run(&["sim:v2", "--format", "terse"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("fail:0"));
+}
+
+#[test]
+fn a_violation_exits_1_with_clause_expected_actual_and_reproducer() {
+    let out = run(&["sim:v2?defect=stop_copy_to_pre_copy_accepted", "--exact", "fsm.arc.stop_copy.pre_copy"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for want in [
+        "V2-STATE-007 [MUST]",
+        "Expected: SET PRE_COPY from STOP_COPY fails with EINVAL",
+        "Actual: succeeded",
+        "Reproduce: vfio-mig-conform",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in\n{stdout}");
+    }
+}
+
+#[test]
+fn a_filter_that_selects_nothing_exits_2() {
+    let out = run(&["sim:v2", "no.such.check", "--exact"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no checks selected"));
+}
+
+#[test]
+fn a_device_without_migration_is_a_skip_with_exit_4() {
+    let out = run(&["sim:plain", "--format", "ktap"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stdout).starts_with("KTAP version 1\n1..0 # SKIP"));
+}
+
+#[test]
+fn a_bad_device_string_is_a_usage_error() {
+    let out = run(&["sim:v2?defect=nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown defect `nope`"));
+}
+
+#[test]
+fn a_malformed_sequence_is_reported_with_file_line_and_column_and_exit_2() {
+    let d = tmp("badseq");
+    let f = d.join("bad.yaml");
+    std::fs::write(&f, "id: a.b.c\ntitle: t\nsteps:\n  - set_state: STOP\n  - set_stat: STOP\n")
+        .expect("write");
+    let out = run(&["sim:v2", "--sequence", f.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{}:5:5: unknown step `set_stat`", f.display())), "{stderr}");
+}
+
+#[test]
+fn an_unknown_clause_in_a_profile_is_reported_with_its_position() {
+    let d = tmp("badprofile");
+    let f = d.join("p.yaml");
+    std::fs::write(
+        &f,
+        "name: p\ndescription: d\nverified: no\ndeviations:\n  - checks: [fsm.*]\n    clauses: [V2-NOPE-001]\n    reason: r\n",
+    )
+    .expect("write");
+    let out = run(&["sim:v2", "--profile", f.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains(&format!("{}:6:15: unknown clause ID `V2-NOPE-001`", f.display())));
+}
+
+#[test]
+fn a_hanging_operation_is_a_timeout_naming_the_step_and_the_run_goes_on() {
+    let out = run(&["sim:v2?defect=hang_on_set", "fsm.arc.stop.", "--timeout", "1"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("TIMEOUT: step 2 `set_state: STOP_COPY` did not return within 1 s"), "{stdout}");
+    assert!(stdout.contains("test fsm.arc.stop.resuming") && stdout.contains("... ok"), "{stdout}");
+}
+
+fn ktap_ok(ktap: &str) -> Result<(), String> {
+    // The rules kunit_parser.py enforces: version line, plan, numbered results in order,
+    // nested blocks with `# Subtest:` whose parent result repeats the name.
+    let lines: Vec<&str> = ktap.lines().collect();
+    if lines.first() != Some(&"KTAP version 1") {
+        return Err("no KTAP version line".into());
+    }
+    let plan: usize = lines
+        .get(1)
+        .and_then(|l| l.strip_prefix("1.."))
+        .and_then(|n| n.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or("no plan")?;
+    let mut top = 0;
+    let mut sub_name: Option<String> = None;
+    let mut sub_plan = 0;
+    let mut sub_n = 0;
+    for l in &lines[2..] {
+        if let Some(name) = l.strip_prefix("  # Subtest: ") {
+            sub_name = Some(name.to_string());
+            sub_n = 0;
+        } else if let Some(p) = l.strip_prefix("  1..") {
+            sub_plan = p.parse().map_err(|_| format!("bad subplan {l}"))?;
+        } else if l.starts_with("  ok ") || l.starts_with("  not ok ") {
+            sub_n += 1;
+            let num: usize = l
+                .trim_start()
+                .trim_start_matches("not ")
+                .trim_start_matches("ok ")
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or(format!("bad line {l}"))?;
+            if num != sub_n {
+                return Err(format!("expected subtest number {sub_n}, found {num}"));
+            }
+        } else if l.starts_with("ok ") || l.starts_with("not ok ") {
+            top += 1;
+            let rest = l.trim_start_matches("not ").trim_start_matches("ok ");
+            let (num, name) = rest.split_once(' ').ok_or(format!("bad line {l}"))?;
+            if num.parse::<usize>().ok() != Some(top) {
+                return Err(format!("expected test number {top}, found {num}"));
+            }
+            if let Some(s) = sub_name.take() {
+                if name != s {
+                    return Err(format!("parent result `{name}` does not repeat subtest `{s}`"));
+                }
+                if sub_n != sub_plan {
+                    return Err(format!("subtest {s} planned {sub_plan}, ran {sub_n}"));
+                }
+            }
+        }
+    }
+    if top != plan {
+        return Err(format!("planned {plan}, found {top}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn ktap_junit_and_the_record_agree_and_the_record_rebuilds_the_ktap() {
+    let d = tmp("formats");
+    let (json, ktap, junit) = (d.join("r.jsonl"), d.join("r.ktap"), d.join("r.xml"));
+    let out = run(&[
+        "sim:v2?defect=eof_at_precopy_temporary_end,stale_saving_fd_readable",
+        "--json",
+        json.to_str().expect("p"),
+        "--ktap",
+        ktap.to_str().expect("p"),
+        "--junit",
+        junit.to_str().expect("p"),
+        "--format",
+        "ktap",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let live = std::fs::read_to_string(&ktap).expect("ktap file");
+    assert_eq!(text(&out.stdout), live, "stdout KTAP and --ktap file differ");
+    ktap_ok(&live).unwrap_or_else(|e| panic!("KTAP invalid: {e}\n{live}"));
+    assert!(live.contains("not ok") && live.contains("# SKIP unsupported"));
+    let rebuilt = run(&["report", json.to_str().expect("p"), "--format", "ktap"]);
+    assert_eq!(text(&rebuilt.stdout), live, "report --format ktap does not rebuild the live KTAP");
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("<failure message=\"V2-ARC-STOP-004"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), xml.matches("</testcase>").count());
+    let record = std::fs::read_to_string(&json).expect("record");
+    let last: serde_json::Value = serde_json::from_str(record.lines().last().expect("lines")).expect("json");
+    assert_eq!(last["type"], "end");
+    assert_eq!(last["exit_code"], 1);
+}
+
+fn wait_for(path: &Path, lines: usize) {
+    for _ in 0..600 {
+        if std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0) >= lines {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never reached {lines} lines", path.display());
+}
+
+#[test]
+fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
+    let d = tmp("sigint");
+    let json = d.join("r.jsonl");
+    let mut child = bin()
+        .args(["sim:v2?size=48m", "stream.", "--json", json.to_str().expect("p"), "--format", "terse"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(&json, 3);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("interrupted by SIGINT"));
+    let record = std::fs::read_to_string(&json).expect("record");
+    let lines: Vec<serde_json::Value> =
+        record.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    assert_eq!(lines[0]["type"], "run");
+    let checks = lines.iter().filter(|l| l["type"] == "check").count();
+    assert!(checks >= 2, "{checks} finished checks recorded");
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["interrupted"], "interrupted by SIGINT");
+    assert_eq!(end["totals"]["pass"].as_u64().unwrap_or(0) as usize, checks);
+}
