@@ -19,7 +19,9 @@ const fn vfio_code(n: u32) -> ioctl_num_type {
     nix::request_code_none!(b::VFIO_TYPE, b::VFIO_BASE + n)
 }
 
-/// `IOMMUFD_TYPE` is `';'`, like VFIO; commands start at 0x80.
+/// `IOMMUFD_TYPE` (include/uapi/linux/iommufd.h).
+const IOMMUFD_TYPE: u8 = b';';
+/// `IOMMUFD_CMD_IOAS_ALLOC` (`IOMMUFD_CMD_BASE` 0x80 + 1).
 const IOMMUFD_CMD_IOAS_ALLOC: u32 = 0x81;
 
 pub(super) const VFIO_GET_API_VERSION: ioctl_num_type = vfio_code(0);
@@ -36,8 +38,8 @@ pub(super) const VFIO_DEVICE_RESET: ioctl_num_type = vfio_code(11);
 pub(super) const VFIO_DEVICE_FEATURE: ioctl_num_type = vfio_code(17);
 pub(super) const VFIO_DEVICE_BIND_IOMMUFD: ioctl_num_type = vfio_code(18);
 pub(super) const VFIO_DEVICE_ATTACH_IOMMUFD_PT: ioctl_num_type = vfio_code(19);
-pub(super) const VFIO_MIG_GET_PRECOPY_INFO: ioctl_num_type = vfio_code(21);
-pub(super) const IOMMU_IOAS_ALLOC: ioctl_num_type = nix::request_code_none!(b::VFIO_TYPE, IOMMUFD_CMD_IOAS_ALLOC);
+pub(super) const IOMMU_IOAS_ALLOC: ioctl_num_type =
+    nix::request_code_none!(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC);
 
 /// `struct iommu_ioas_alloc` (include/uapi/linux/iommufd.h; vfio-bindings has no iommufd).
 #[repr(C)]
@@ -191,12 +193,14 @@ mod tests {
     use super::*;
 
     #[test]
+    // `ioctl_num_type` is `c_ulong` on glibc and `c_int` on musl.
+    #[allow(clippy::unnecessary_cast)]
     fn request_codes_match_vfio_h() {
         assert_eq!(VFIO_GET_API_VERSION as u64, 0x3b64);
         assert_eq!(VFIO_GROUP_GET_DEVICE_FD as u64, 0x3b6a);
         assert_eq!(VFIO_DEVICE_RESET as u64, 0x3b6f);
         assert_eq!(VFIO_DEVICE_FEATURE as u64, crate::device::VFIO_DEVICE_FEATURE);
-        assert_eq!(VFIO_MIG_GET_PRECOPY_INFO as u64, crate::device::VFIO_MIG_GET_PRECOPY_INFO);
+        assert_eq!(vfio_code(21) as u64, crate::device::VFIO_MIG_GET_PRECOPY_INFO);
         assert_eq!(VFIO_DEVICE_BIND_IOMMUFD as u64, 0x3b76);
         assert_eq!(IOMMU_IOAS_ALLOC as u64, 0x3b81);
         assert_eq!(std::mem::size_of::<IommuIoasAlloc>(), 12);

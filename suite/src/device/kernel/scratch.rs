@@ -41,8 +41,7 @@ impl Scratch {
     pub(super) fn zeroed(len: usize) -> Result<Scratch, Errno> {
         let page = page_size();
         let data_pages = len.div_ceil(page).max(1);
-        let map_len =
-            data_pages.checked_add(1).and_then(|p| p.checked_mul(page)).ok_or(Errno::ENOMEM)?;
+        let map_len = data_pages.checked_add(1).and_then(|p| p.checked_mul(page)).ok_or(Errno::ENOMEM)?;
         let nz = NonZeroUsize::new(map_len).ok_or(Errno::ENOMEM)?;
         // SAFETY: a fresh private anonymous mapping at an address the kernel chooses; it
         // aliases no existing Rust object.
@@ -74,10 +73,6 @@ impl Scratch {
         let mut s = Scratch::zeroed(bytes.len())?;
         s.as_mut_slice().copy_from_slice(bytes);
         Ok(s)
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.len
     }
 
     /// The first data byte, for the kernel (valid for `len()` bytes, then the guard page).
@@ -137,7 +132,7 @@ mod tests {
     fn data_ends_at_the_guard_page() {
         for len in [0usize, 1, 7, 24, 4095, 4096, 4097, 70_000] {
             let mut s = Scratch::zeroed(len).expect("mmap");
-            assert_eq!(s.len(), len);
+            assert_eq!(s.as_slice().len(), len);
             assert!(s.as_slice().iter().all(|&b| b == 0));
             let end = s.as_mut_ptr() as usize + len;
             assert_eq!(end % page_size(), 0, "len {len}");
@@ -165,6 +160,6 @@ mod tests {
     #[test]
     fn huge_buffers_cost_only_address_space() {
         let s = Scratch::zeroed(u32::MAX as usize).expect("4 GiB of address space");
-        assert_eq!(s.as_slice()[s.len() - 1], 0);
+        assert_eq!(s.as_slice()[s.as_slice().len() - 1], 0);
     }
 }
