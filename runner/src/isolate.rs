@@ -113,7 +113,7 @@ fn kill_and_reap(pid: Pid, patience: Duration) -> Option<WaitStatus> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(10))
+                std::thread::sleep(Duration::from_millis(10));
             }
             Ok(WaitStatus::StillAlive) => return None,
             Ok(s) => return Some(s),
@@ -138,7 +138,7 @@ pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), Str
             let status = loop {
                 match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(10))
+                        std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(WaitStatus::StillAlive) => {
                         let _ = kill_and_reap(child, Duration::from_secs(1));

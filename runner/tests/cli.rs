@@ -207,7 +207,7 @@ fn wait_for(path: &Path, lines: usize) {
 fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
     let d = tmp("sigint");
     let json = d.join("r.jsonl");
-    let mut child = bin()
+    let child = bin()
         .args(["sim:v2?size=48m", "stream.", "--json", json.to_str().expect("p"), "--format", "terse"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
