@@ -175,6 +175,9 @@ pub enum Segmentation {
     Cycle(Vec<u32>),
     /// Pseudo-random sizes between 1 and `max` from `seed`.
     Random { seed: u64, max: u32 },
+    /// Writes cycling through `sizes` for the first `head` bytes, then large writes (keeps
+    /// tiny segmentations affordable on multi-GiB streams).
+    Head { sizes: Vec<u32>, head: u64 },
 }
 
 impl Default for Segmentation {

@@ -10,8 +10,8 @@ use crate::state::MigState;
 
 const SEGMENTATIONS: &[(&str, &str)] = &[
     ("whole", "all at once"),
-    ("one_byte", "1 byte per write"),
-    ("primes", "writes of 2, 3, 5, 7, 11, 13, 17, 19, 23 bytes in turn"),
+    ("one_byte", "1 byte per write (for the first MiB)"),
+    ("primes", "writes of 2, 3, 5, ... 23 bytes in turn (for the first MiB)"),
     ("page_minus_1", "4095-byte writes"),
     ("page_plus_1", "4097-byte writes"),
     ("random", "pseudo-random sizes up to 9000 bytes"),
@@ -19,8 +19,8 @@ const SEGMENTATIONS: &[(&str, &str)] = &[
 
 fn segmentation(name: &str) -> Segmentation {
     match name {
-        "one_byte" => Segmentation::Fixed(1),
-        "primes" => Segmentation::Cycle(vec![2, 3, 5, 7, 11, 13, 17, 19, 23]),
+        "one_byte" => Segmentation::Head { sizes: vec![1], head: 1 << 20 },
+        "primes" => Segmentation::Head { sizes: vec![2, 3, 5, 7, 11, 13, 17, 19, 23], head: 1 << 20 },
         "page_minus_1" => Segmentation::Fixed(4095),
         "page_plus_1" => Segmentation::Fixed(4097),
         "random" => Segmentation::Random { seed: 7, max: 9000 },

@@ -215,6 +215,7 @@ impl<'a> View<'a> {
 pub struct Segments {
     seg: Segmentation,
     left: u64,
+    done: u64,
     i: usize,
     rng: u64,
 }
@@ -228,7 +229,7 @@ impl Segments {
             Segmentation::Random { seed, .. } => *seed | 1,
             _ => 1,
         };
-        Segments { seg: seg.clone(), left: len, i: 0, rng }
+        Segments { seg: seg.clone(), left: len, done: 0, i: 0, rng }
     }
 }
 
@@ -245,6 +246,14 @@ impl Iterator for Segments {
                 let s = v.get(self.i % v.len().max(1)).copied().unwrap_or(1).max(1);
                 u64::from(s)
             }
+            Segmentation::Head { sizes, head } => {
+                if self.done < *head {
+                    let s = sizes.get(self.i % sizes.len().max(1)).copied().unwrap_or(1).max(1);
+                    u64::from(s).min(*head - self.done)
+                } else {
+                    MAX_WRITE
+                }
+            }
             Segmentation::Random { max, .. } => {
                 self.rng ^= self.rng << 13;
                 self.rng ^= self.rng >> 7;
@@ -255,6 +264,7 @@ impl Iterator for Segments {
         self.i += 1;
         let take = size.min(self.left).min(MAX_WRITE);
         self.left -= take;
+        self.done += take;
         Some(take as usize)
     }
 }

@@ -360,13 +360,12 @@ impl Engine {
         let mut total = 0u64;
         let end;
         let mut errno = None;
-        let mut next_beat = 64u64 << 20;
+        let mut pacer = Pacer::default();
         loop {
-            if total >= next_beat {
-                next_beat += 64 << 20;
-                if let Some(p) = &mut self.progress {
-                    p(self.current_step, "");
-                }
+            if pacer.due()
+                && let Some(p) = &mut self.progress
+            {
+                p(self.current_step, "");
             }
             let dev = self.slots[si].dev.as_mut();
             if total >= limit {
@@ -561,13 +560,12 @@ impl Engine {
             let mut pos = 0u64;
             let mut accepted = 0u64;
             let mut obs = Observation::ok();
-            let mut next_beat = 64u64 << 20;
+            let mut pacer = Pacer::default();
             for size in Segments::new(&a.segment, view.len()) {
-                if pos >= next_beat {
-                    next_beat += 64 << 20;
-                    if let Some(p) = progress.as_mut() {
-                        p(step, "");
-                    }
+                if pacer.due()
+                    && let Some(p) = progress.as_mut()
+                {
+                    p(step, "");
                 }
                 let piece = &mut buf[..size];
                 let n =
@@ -864,6 +862,36 @@ impl Engine {
         }
         obs.bytes = Some(pos);
         Ok((obs, violations))
+    }
+}
+
+/// Decides when a long loop sends a watchdog heartbeat: at most every 100 ms, looking at
+/// the clock only every 256 iterations.
+#[derive(Debug)]
+struct Pacer {
+    n: u32,
+    last: std::time::Instant,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer { n: 0, last: std::time::Instant::now() }
+    }
+}
+
+impl Pacer {
+    fn due(&mut self) -> bool {
+        self.n = self.n.wrapping_add(1);
+        if !self.n.is_multiple_of(256) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last) >= std::time::Duration::from_millis(100) {
+            self.last = now;
+            true
+        } else {
+            false
+        }
     }
 }
 
