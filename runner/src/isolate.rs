@@ -18,6 +18,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe};
 use serde::{Deserialize, Serialize};
 use vmc::check::Check;
 use vmc::engine::{CheckRun, Engine};
+use vmc::op::Op;
 
 /// Set by SIGINT/SIGTERM.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -165,6 +166,27 @@ pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun
     if !iso.fork {
         return run_here(engine, check);
     }
+    // A check that closes the device must hold the only device fd, or closing it would not
+    // release the device (the parent's copy would keep it open): the parent closes its own
+    // and the child opens a fresh one.
+    let exclusive = check.steps.iter().any(|s| matches!(s.op, Op::CloseDevice | Op::Reopen));
+    if exclusive {
+        for slot in &mut engine.slots {
+            let _ = slot.dev.close();
+        }
+    }
+    let mut run = run_forked(engine, check, iso, exclusive);
+    if exclusive {
+        for slot in &mut engine.slots {
+            if let Err(e) = slot.dev.reopen() {
+                run.restore_error = Some(format!("device {} could not be opened again after the check: {e}", slot.label));
+            }
+        }
+    }
+    run
+}
+
+fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: bool) -> CheckRun {
     let (rd, wr) = match pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -190,7 +212,18 @@ pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun
                     send(&mut progress_out, &m);
                 }));
             }
-            let run = run_here(engine, check);
+            let mut reopened = Ok(());
+            if reopen_first {
+                for slot in &mut engine.slots {
+                    if let Err(e) = slot.dev.reopen() {
+                        reopened = Err(format!("device {} could not be opened in the check process: {e}", slot.label));
+                    }
+                }
+            }
+            let run = match reopened {
+                Ok(()) => run_here(engine, check),
+                Err(e) => CheckRun { error: Some(e), ..Default::default() },
+            };
             send(&mut out, &Msg::Done(Box::new(run)));
             let _ = out.flush();
             // SAFETY: leave without running destructors or atexit handlers of the parent's

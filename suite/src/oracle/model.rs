@@ -48,7 +48,7 @@ impl ResumeLog {
     /// None: the suite cannot tell.
     fn validity(&self, my_type: Option<&str>) -> (Option<bool>, String) {
         if self.pieces.is_empty() {
-            return (Some(false), "no data was written".to_string());
+            return (Some(false), "the device accepted no data".to_string());
         }
         let mut expect_start = 0u64;
         let mut session: Option<&str> = None;
@@ -610,21 +610,38 @@ impl Model {
     /// Judges a write loop on `fd` that wrote `piece`.
     pub fn judge_write(&mut self, fd: i32, piece: Option<Piece>, obs: &Observation) -> Vec<Violation> {
         let mut v = Vec::new();
+        let original = piece.clone();
         let Some(info) = self.fds.get(&fd) else { return v };
         if !info.saving
             && info.ended.is_none()
             && let Some(log) = &mut self.resume
         {
+            // The device holds only what it accepted: a refused write adds nothing, a short
+            // one a prefix.
+            let accepted = obs.bytes.unwrap_or(0);
+            let piece = match piece {
+                Some(Piece::Stream { device_type, session, start, end, eof }) if accepted > 0 => {
+                    let kept = accepted.min(end - start);
+                    Some(Piece::Stream { device_type, session, start, end: start + kept, eof: eof && kept == end - start })
+                }
+                Some(Piece::Invalid(why)) if accepted > 0 => Some(Piece::Invalid(why)),
+                _ => None,
+            };
             if obs.errno.is_some() {
                 log.write_failed = true;
-                let valid_so_far = log.validity(self.facts.device_type.as_deref()).0 != Some(false);
-                if let (Some(Piece::Stream { device_type, .. }), true) = (&piece, valid_so_far)
+                let was_valid = log.validity(self.facts.device_type.as_deref()).0 != Some(false);
+                // Judge what the suite tried to write, not what the driver kept.
+                let mut with = log.clone();
+                with.pieces.extend(original.clone());
+                // A valid stream of this device type that the driver refuses part of.
+                if was_valid
+                    && !matches!(with.validity(self.facts.device_type.as_deref()).0, Some(false))
+                    && let Some(Piece::Stream { device_type, .. }) = &original
                     && device_type.as_deref() == self.facts.device_type.as_deref()
                 {
                     v.push(Violation::new(
                         ["V2-FD-001"],
-                        "writes of a valid stream of this device type are accepted in any segmentation"
-                            .to_string(),
+                        "writes of a valid stream of this device type are accepted in any segmentation".to_string(),
                         obs.summary(),
                     ));
                 }

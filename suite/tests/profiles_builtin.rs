@@ -1,0 +1,68 @@
+//! The built-in vendor profiles: they load, name real checks and clauses, and turn declared
+//! failures (and only those) into XFAIL.
+
+use vmc::checks::generated;
+use vmc::outcome::Outcome;
+use vmc::profile::{Profile, glob};
+
+fn builtin() -> Vec<Profile> {
+    vmc::embedded::profiles().into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+#[test]
+fn every_builtin_profile_loads_with_a_unique_name_equal_to_its_file_stem() {
+    let profiles = builtin();
+    assert!(profiles.len() >= 9, "{} profiles", profiles.len());
+    let mut names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+    for p in &profiles {
+        let stem = std::path::Path::new(&p.file).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        assert_eq!(p.name, stem, "{}", p.file);
+        assert!(!p.verified.trim().is_empty(), "{} says nothing about verification", p.name);
+    }
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), profiles.len());
+}
+
+#[test]
+fn every_deviation_names_checks_that_exist() {
+    let ids: Vec<String> = generated().into_iter().map(|c| c.id).collect();
+    let fixture_ids: Vec<String> =
+        vmc::embedded::fixtures().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    for p in builtin() {
+        for d in &p.deviations {
+            for g in &d.checks {
+                let known = ids.iter().chain(&fixture_ids).any(|id| glob(g, id))
+                    || ["qemu.", "ch.", "debate."].iter().any(|pre| g.starts_with(pre));
+                assert!(known, "profile {}: `{g}` ({}) matches no check", p.name, d.at);
+            }
+            assert!(!d.reason.trim().is_empty(), "profile {}: deviation at {} has no reason", p.name, d.at);
+        }
+    }
+}
+
+#[test]
+fn a_declared_failure_becomes_xfail_and_an_undeclared_clause_stays_fail() {
+    // Arrange
+    let mtty = vmc::embedded::profile("mtty").expect("mtty profile").expect("loads");
+    let declared = vec!["V2-LOG-005".to_string()];
+    let other = vec!["V2-STATE-005".to_string()];
+    // Act
+    let (xfail, dev) = mtty.apply("dmalog.start.twice", Outcome::Fail, &declared);
+    let (fail, none) = mtty.apply("dmalog.start.twice", Outcome::Fail, &other);
+    let (xpass, _) = mtty.apply("dmalog.start.twice", Outcome::Pass, &[]);
+    // Assert
+    assert_eq!(xfail, Outcome::Xfail);
+    assert!(dev.is_some_and(|d| d.reason.contains("stub")));
+    assert_eq!(fail, Outcome::Fail);
+    assert!(none.is_none());
+    assert_eq!(xpass, Outcome::Xpass);
+}
+
+#[test]
+fn the_mtty_profile_is_chosen_for_the_mtty_driver_only() {
+    let matching: Vec<String> =
+        builtin().into_iter().filter(|p| p.matches(Some("mtty"), Some("mtty-2"))).map(|p| p.name).collect();
+    assert_eq!(matching, vec!["mtty".to_string()]);
+    assert!(builtin().iter().all(|p| !p.matches(Some("sim-v2"), Some("sim"))));
+}
