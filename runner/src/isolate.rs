@@ -179,7 +179,8 @@ pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun
     if exclusive {
         for slot in &mut engine.slots {
             if let Err(e) = slot.dev.reopen() {
-                run.restore_error = Some(format!("device {} could not be opened again after the check: {e}", slot.label));
+                run.restore_error =
+                    Some(format!("device {} could not be opened again after the check: {e}", slot.label));
             }
         }
     }
@@ -216,7 +217,10 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
             if reopen_first {
                 for slot in &mut engine.slots {
                     if let Err(e) = slot.dev.reopen() {
-                        reopened = Err(format!("device {} could not be opened in the check process: {e}", slot.label));
+                        reopened = Err(format!(
+                            "device {} could not be opened in the check process: {e}",
+                            slot.label
+                        ));
                     }
                 }
             }

@@ -286,6 +286,9 @@ pub struct Requires {
     pub devices: Vec<String>,
     /// The second device must be of another type than the first (foreign streams).
     pub other_type: bool,
+    /// Every device must be of the first one's type (streams move between them).
+    #[serde(default)]
+    pub same_type: bool,
     /// The check cannot run on this kind of device at all (why).
     pub unavailable: Option<String>,
 }

@@ -416,6 +416,8 @@ pub struct RequiresYaml {
     pub devices: Vec<Spanned<String>>,
     #[serde(default)]
     pub other_type: bool,
+    #[serde(default)]
+    pub same_type: bool,
 }
 
 /// `api: v1 | v2`.
@@ -755,6 +757,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             features: y.requires.features,
             devices: if y.requires.devices.is_empty() { Vec::new() } else { devices },
             other_type: y.requires.other_type,
+            same_type: y.requires.same_type,
             unavailable: None,
         },
         steps,

@@ -132,7 +132,7 @@ pub fn checks(kind: Kind) -> Vec<Check> {
     let mut c = check(
         "device.state.moves_to_peer",
         "the state saved on one device is restored on another device of the same type",
-        Requires { devices: vec!["A".into(), "B".into()], ..v2(1) },
+        Requires { devices: vec!["A".into(), "B".into()], same_type: true, ..v2(1) },
         steps,
         &["V2-ARC-RUN-001", "V2-ARC-RES-001"],
     );

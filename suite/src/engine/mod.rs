@@ -52,6 +52,9 @@ pub struct DeviceFacts {
     /// iova_bitmap is a stub (built without IOMMUFD), whatever the driver does.
     #[serde(default)]
     pub report_stub: bool,
+    /// The PCI command register when the suite opened the device (restored after each check).
+    #[serde(default)]
+    pub pci_command: Option<u16>,
 }
 
 /// Why report-based checks cannot observe anything on a kernel whose iova_bitmap is a stub.
@@ -197,11 +200,24 @@ fn feature_get(dev: &mut dyn Device, feature: u32, len: usize) -> Result<Vec<u8>
     Ok(payload)
 }
 
-/// Stops DMA logging a check may have left running (restoring a device includes its logging).
+/// Undoes what a check may have left behind besides the migration state: DMA logging,
+/// armed interrupts, the PCI command register. Errors are ignored (an index that was not
+/// enabled refuses to be disabled on some drivers).
 fn stop_logging(slot: &mut Slot) {
     if slot.facts.dma_logging {
         let mut empty = [0u8; 0];
         let _ = slot.dev.feature(8, uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_STOP, &mut empty);
+    }
+    for index in [2, 1, 0] {
+        let _ = slot.dev.set_irqs(index, crate::op::IrqAction::Trigger, 0, 0, crate::op::IrqData::None);
+    }
+    if let Some(cmd) = slot.facts.pci_command {
+        let _ = slot.dev.region_write(
+            uapi::PCI_CONFIG_REGION_INDEX,
+            4,
+            &cmd.to_le_bytes(),
+            crate::op::Access::Rw,
+        );
     }
 }
 
@@ -216,7 +232,12 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
         initial_state: None,
         why_not: None,
         report_stub: false,
+        pci_command: None,
     };
+    let mut cmd = [0u8; 2];
+    if dev.region_read(uapi::PCI_CONFIG_REGION_INDEX, 4, &mut cmd, crate::op::Access::Rw) == Ok(2) {
+        facts.pci_command = Some(u16::from_le_bytes(cmd));
+    }
     match feature_get(dev, uapi::FEATURE_MIGRATION, 8) {
         Ok(p) => {
             facts.api = MigrationApi::V2;
@@ -316,16 +337,24 @@ impl Engine {
         for i in 1..labels.len() {
             let free = |j: &usize| !map.contains(j);
             let want_other = check.requires.other_type && i == 1;
+            let strict = want_other || check.requires.same_type;
             let pick = (1..self.slots.len())
                 .filter(free)
                 .find(|&j| (self.slots[j].dev.info().model != model0) == want_other)
-                .or_else(|| if want_other { None } else { (1..self.slots.len()).find(free) });
+                .or_else(|| if strict { None } else { (1..self.slots.len()).find(free) });
             match pick {
                 Some(j) => map.push(j),
                 None if want_other => {
                     return Err(format!(
                         "needs a second device of a type other than {} (add one with --peer)",
                         model0.as_deref().unwrap_or("the first")
+                    ));
+                }
+                None if check.requires.same_type => {
+                    return Err(format!(
+                        "needs {} devices of type {} (add them with --peer)",
+                        labels.len(),
+                        model0.as_deref().unwrap_or("of the first")
                     ));
                 }
                 None => {

@@ -588,6 +588,14 @@ impl Model {
                     ));
                 }
                 match obs.end {
+                    Some(StreamEnd::Errno(e)) if e != Errno::ENOMSG && e != Errno::EAGAIN => {
+                        v.push(Violation::new(
+                            ["V2-SAVE-006"],
+                            "the STOP_COPY stream delivers the whole state and ends with read() returning 0"
+                                .to_string(),
+                            format!("read failed with {e} after {bytes} bytes"),
+                        ))
+                    }
                     Some(StreamEnd::Errno(Errno::ENOMSG)) => v.push(Violation::new(
                         ["V2-PRECOPY-008"],
                         "no ENOMSG in STOP_COPY: the end of stream is permanent (read returns 0)".to_string(),
@@ -622,7 +630,13 @@ impl Model {
             let piece = match piece {
                 Some(Piece::Stream { device_type, session, start, end, eof }) if accepted > 0 => {
                     let kept = accepted.min(end - start);
-                    Some(Piece::Stream { device_type, session, start, end: start + kept, eof: eof && kept == end - start })
+                    Some(Piece::Stream {
+                        device_type,
+                        session,
+                        start,
+                        end: start + kept,
+                        eof: eof && kept == end - start,
+                    })
                 }
                 Some(Piece::Invalid(why)) if accepted > 0 => Some(Piece::Invalid(why)),
                 _ => None,
@@ -641,7 +655,8 @@ impl Model {
                 {
                     v.push(Violation::new(
                         ["V2-FD-001"],
-                        "writes of a valid stream of this device type are accepted in any segmentation".to_string(),
+                        "writes of a valid stream of this device type are accepted in any segmentation"
+                            .to_string(),
                         obs.summary(),
                     ));
                 }
