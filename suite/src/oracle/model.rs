@@ -594,7 +594,7 @@ impl Model {
                             "the STOP_COPY stream delivers the whole state and ends with read() returning 0"
                                 .to_string(),
                             format!("read failed with {e} after {bytes} bytes"),
-                        ))
+                        ));
                     }
                     Some(StreamEnd::Errno(Errno::ENOMSG)) => v.push(Violation::new(
                         ["V2-PRECOPY-008"],
