@@ -8,7 +8,7 @@ set -euo pipefail
 
 # Bump when the layout/recipe of a prepared kernel directory changes: a
 # kernel directory prepared by another recipe is rebuilt.
-RECIPE=3
+RECIPE=4
 
 usage() {
 	cat <<EOF
@@ -227,6 +227,9 @@ build_kernel_dir() { # VERSION ABI DLDIR
 	say "extracting samples/vfio-mdev from linux-source-$VMC_SERIES (in the background)"
 	local want=(mtty.c mdpy.c mdpy-defs.h) pat=() f
 	for f in "${want[@]}"; do pat+=("*/samples/vfio-mdev/$f"); done
+	# The kernel's KTAP parser (kunit.py parse), to validate the suite's KTAP in CI.
+	local kunit=(kunit.py kunit_parser.py kunit_printer.py kunit_json.py kunit_kernel.py kunit_config.py qemu_config.py)
+	for f in "${kunit[@]}"; do pat+=("*/tools/testing/kunit/$f"); done
 	# The 1.5 GB source tarball must be decompressed up to samples/ (~6 s of
 	# CPU); overlap that with the rest. --occurrence stops tar once all
 	# members are found, which breaks the pipe upstream: ignore the pipeline
@@ -284,6 +287,12 @@ build_kernel_dir() { # VERSION ABI DLDIR
 	for f in "${want[@]}"; do
 		[ -s "$kd/src/$f" ] || vmc_die "samples/vfio-mdev/$f not found in linux-source-$VMC_SERIES=$v"
 	done
+	mkdir -p "$kd/kunit"
+	for f in "${kunit[@]}"; do
+		[ -s "$kd/src/kunit/$f" ] || vmc_die "tools/testing/kunit/$f not found in linux-source-$VMC_SERIES=$v"
+		mv "$kd/src/kunit/$f" "$kd/kunit/"
+	done
+	rmdir "$kd/src/kunit" 2>/dev/null || true
 
 	say "building mtty.ko and mdpy.ko out of tree"
 	cp "$kd"/src/* "$w/build/"
@@ -338,6 +347,7 @@ KREL=$krel
 VMLINUZ=vmlinuz
 BASE_CPIO=base.cpio
 UAPI_INCLUDE=include
+KUNIT=kunit
 HEADERS=$headers
 MODULES="$(tr '\n' ' ' <"$kd/load-order" | sed 's/ $//')"
 EOF

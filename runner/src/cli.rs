@@ -168,6 +168,12 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Pretty)]
         format: ReportFormat,
+        /// Compare the verdicts of two runs check by check (exit 1 if any differs).
+        #[arg(long)]
+        diff: bool,
+        /// With --diff: only checks whose name starts with this.
+        #[arg(long, value_name = "PREFIX")]
+        filter: Option<String>,
     },
     /// Print shell completions.
     Completions {

@@ -110,3 +110,48 @@ pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> 
     }
     Ok(worst)
 }
+
+/// `vfio-mig-conform report A B --diff`: the checks whose raw verdict (before any profile)
+/// differs between two runs. Exit 1 when any does, 0 when all agree.
+pub fn diff(runs: &[std::path::PathBuf], filter: Option<&str>) -> Result<u8, String> {
+    use vmc::report::record::Run;
+    let [a, b] = runs else {
+        return Err(format!("--diff compares exactly two runs, {} given", runs.len()));
+    };
+    let (ra, rb) = (Run::read(a)?, Run::read(b)?);
+    // XFAIL/XPASS come from a profile: compare what the device did.
+    let raw = |c: &vmc::report::record::CheckResult| match c.outcome {
+        vmc::outcome::Outcome::Xfail => {
+            if c.findings.iter().any(|f| f.level.is_mandatory()) {
+                "FAIL"
+            } else {
+                "NON-STRICT/INFO"
+            }
+        }
+        vmc::outcome::Outcome::Xpass => "PASS",
+        o => o.as_str(),
+    };
+    let keep = |id: &str| filter.is_none_or(|f| id.starts_with(f));
+    let mut compared = 0;
+    let mut differ = 0;
+    for ca in ra.checks.iter().filter(|c| keep(&c.id)) {
+        let Some(cb) = rb.checks.iter().find(|c| c.id == ca.id) else {
+            println!("{:<48} {:<12} (not in {})", ca.id, raw(ca), b.display());
+            differ += 1;
+            continue;
+        };
+        compared += 1;
+        if raw(ca) != raw(cb) {
+            differ += 1;
+            println!("{:<48} {:<12} {:<12}", ca.id, raw(ca), raw(cb));
+        }
+    }
+    for cb in rb.checks.iter().filter(|c| keep(&c.id)) {
+        if !ra.checks.iter().any(|c| c.id == cb.id) {
+            println!("{:<48} {:<12} (not in {})", cb.id, raw(cb), a.display());
+            differ += 1;
+        }
+    }
+    println!("{compared} checks compared, {differ} differ ({} vs {})", a.display(), b.display());
+    Ok(if differ == 0 { exit::OK } else { exit::VIOLATION })
+}

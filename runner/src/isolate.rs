@@ -178,9 +178,13 @@ pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun
     let mut run = run_forked(engine, check, iso, exclusive);
     if exclusive {
         for slot in &mut engine.slots {
-            if let Err(e) = slot.dev.reopen() {
-                run.restore_error =
-                    Some(format!("device {} could not be opened again after the check: {e}", slot.label));
+            match slot.dev.reopen() {
+                // EBUSY: the restore after a failure already opened it again.
+                Ok(()) | Err(vmc::errno::Errno::EBUSY) => {}
+                Err(e) => {
+                    run.restore_error =
+                        Some(format!("device {} could not be opened again after the check: {e}", slot.label));
+                }
             }
         }
     }

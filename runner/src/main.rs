@@ -41,7 +41,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Report { runs, format }) => match commands::report(&runs, format) {
+        Some(Command::Report { runs, diff: true, filter, .. }) => {
+            match commands::diff(&runs, filter.as_deref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("vfio-mig-conform report: {e}");
+                    exit::USAGE
+                }
+            }
+        }
+        Some(Command::Report { runs, format, .. }) => match commands::report(&runs, format) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vfio-mig-conform report: {e}");

@@ -84,6 +84,8 @@ struct AdvertisesYaml {
 struct DeviationYaml {
     checks: Vec<Spanned<String>>,
     #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
     clauses: Vec<Spanned<String>>,
     reason: String,
     #[serde(default)]
@@ -117,6 +119,8 @@ pub struct Deviation {
     pub checks: Vec<String>,
     /// When non-empty, the deviation covers a failure only if every broken clause is listed.
     pub clauses: Vec<String>,
+    /// When non-empty, the deviation applies only to these device models.
+    pub models: Vec<String>,
     pub reason: String,
     pub link: Option<String>,
     pub evidence: Option<String>,
@@ -221,6 +225,7 @@ impl Profile {
             deviations.push(Deviation {
                 checks: d.checks.into_iter().map(|c| c.value).collect(),
                 clauses,
+                models: d.models,
                 reason: d.reason,
                 link: d.link,
                 evidence: d.evidence,
@@ -283,9 +288,18 @@ impl Profile {
 
     /// Applies the deviations to an outcome: FAIL/NON-STRICT/INFO covered by a deviation become
     /// XFAIL; a PASS of a check a deviation names exactly becomes XPASS.
-    pub fn apply(&self, id: &str, outcome: Outcome, broken: &[String]) -> (Outcome, Option<&Deviation>) {
+    pub fn apply(
+        &self,
+        id: &str,
+        model: Option<&str>,
+        outcome: Outcome,
+        broken: &[String],
+    ) -> (Outcome, Option<&Deviation>) {
         for d in &self.deviations {
             if !d.matches_id(id) {
+                continue;
+            }
+            if !d.models.is_empty() && !model.is_some_and(|m| d.models.iter().any(|x| x == m)) {
                 continue;
             }
             let covered = d.clauses.is_empty() || broken.iter().all(|c| d.clauses.contains(c));
@@ -349,10 +363,10 @@ mod tests {
     fn covered_failures_become_xfail_and_named_passes_xpass() {
         let p = Profile::load_str("p.yaml", P.as_bytes()).unwrap();
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
-        assert_eq!(p.apply("a.b.c", Outcome::Fail, &s(&["V2-STATE-007"])).0, Outcome::Xfail);
-        assert_eq!(p.apply("a.b.c", Outcome::Fail, &s(&["V2-STATE-005"])).0, Outcome::Fail);
-        assert_eq!(p.apply("a.b.c", Outcome::Pass, &[]).0, Outcome::Xpass);
-        assert_eq!(p.apply("x.y.z", Outcome::Pass, &[]).0, Outcome::Pass);
+        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &s(&["V2-STATE-007"])).0, Outcome::Xfail);
+        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &s(&["V2-STATE-005"])).0, Outcome::Fail);
+        assert_eq!(p.apply("a.b.c", None, Outcome::Pass, &[]).0, Outcome::Xpass);
+        assert_eq!(p.apply("x.y.z", None, Outcome::Pass, &[]).0, Outcome::Pass);
     }
 
     #[test]

@@ -48,9 +48,9 @@ fn a_declared_failure_becomes_xfail_and_an_undeclared_clause_stays_fail() {
     let declared = vec!["V2-LOG-005".to_string()];
     let other = vec!["V2-STATE-005".to_string()];
     // Act
-    let (xfail, dev) = mtty.apply("dmalog.start.twice", Outcome::Fail, &declared);
-    let (fail, none) = mtty.apply("dmalog.start.twice", Outcome::Fail, &other);
-    let (xpass, _) = mtty.apply("dmalog.start.twice", Outcome::Pass, &[]);
+    let (xfail, dev) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Fail, &declared);
+    let (fail, none) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Fail, &other);
+    let (xpass, _) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Pass, &[]);
     // Assert
     assert_eq!(xfail, Outcome::Xfail);
     assert!(dev.is_some_and(|d| d.reason.contains("stub")));

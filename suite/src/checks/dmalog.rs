@@ -91,7 +91,7 @@ pub fn checks() -> Vec<Check> {
             &["V2-LOG-009", "V2-ARC-STOP-001"],
         ),
         check(
-            "dmalog.quiet_in_stop",
+            "dmalog.dma.quiet_in_stop",
             "a stopped device does no DMA: nothing new is logged while it is in STOP",
             dma(),
             vec![
@@ -105,7 +105,7 @@ pub fn checks() -> Vec<Check> {
             &["V2-ARC-STOP-001"],
         ),
         check(
-            "dmalog.survives_the_fsm",
+            "dmalog.fsm.survives_transitions",
             "logging keeps working across STOP_COPY -> STOP -> RUNNING (it is not tied to the FSM)",
             dma(),
             vec![

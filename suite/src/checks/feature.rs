@@ -74,7 +74,7 @@ pub fn checks() -> Vec<Check> {
             &["V2-MIG-001"],
         ),
         check(
-            "datasize.set_rejected",
+            "datasize.feature.set_rejected",
             "SET of VFIO_DEVICE_FEATURE_MIG_DATA_SIZE fails with EINVAL (GET only)",
             v2(1),
             vec![feature(uapi::FEATURE_MIG_DATA_SIZE, &[Set], 8, None, 0)],
@@ -136,7 +136,7 @@ pub fn checks() -> Vec<Check> {
         ));
     }
     out.push(check(
-        "datasize.estimate_matches_stream",
+        "datasize.estimate.matches_stream",
         "the STOP_COPY stream is not far larger than MIG_DATA_SIZE announced (at most 4x)",
         v2(1),
         vec![
@@ -150,7 +150,7 @@ pub fn checks() -> Vec<Check> {
         &["V2-DATASIZE-004"],
     ));
     out.push(check(
-        "datasize.nonzero",
+        "datasize.estimate.nonzero",
         "MIG_DATA_SIZE announces a non-zero estimate",
         v2(1),
         vec![

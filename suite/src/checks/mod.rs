@@ -39,3 +39,33 @@ pub fn generated_for(kind: Kind) -> Vec<Check> {
 pub fn generated() -> Vec<Check> {
     generated_for(Kind::Sim)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_generated_id_is_unique_and_has_a_family_and_a_name() {
+        for kind in [Kind::Sim, Kind::Mtty, Kind::Other] {
+            let checks = generated_for(kind);
+            let mut ids: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
+            for id in &ids {
+                assert!(crate::fixture::valid_id(id), "{id}: ids need at least three lower-case components");
+            }
+            let n = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "duplicate generated ids");
+        }
+    }
+
+    #[test]
+    fn every_generated_check_names_known_clauses() {
+        for c in generated() {
+            assert!(!c.clauses.is_empty(), "{} observes no clause", c.id);
+            for cl in &c.clauses {
+                assert!(crate::clauses::catalog().contains(cl), "{}: unknown clause {cl}", c.id);
+            }
+        }
+    }
+}

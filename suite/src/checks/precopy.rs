@@ -69,7 +69,7 @@ pub fn checks() -> Vec<Check> {
             &["V2-PRECOPY-009"],
         ),
         check(
-            "precopy.temporary_end_enomsg",
+            "precopy.read.temporary_end_enomsg",
             "at a temporary end of the PRE_COPY stream read() fails with ENOMSG, not 0",
             v2(5),
             vec![
@@ -81,7 +81,7 @@ pub fn checks() -> Vec<Check> {
             &["V2-PRECOPY-007"],
         ),
         check(
-            "precopy.temporary_end_then_stop_copy",
+            "precopy.read.temporary_end_then_stop_copy",
             "after a temporary end in PRE_COPY the stream continues in STOP_COPY to a permanent end",
             v2(5),
             vec![
