@@ -20,6 +20,11 @@ use vmc::check::Check;
 use vmc::engine::{CheckRun, Engine};
 use vmc::op::Op;
 
+/// How long restoring a device after a failed check may take, at least: a reset is allowed
+/// more time than one operation, so a slow (or loaded) machine is not mistaken for a wedged
+/// device.
+const RESTORE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Set by SIGINT/SIGTERM.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Which signal interrupted the run.
@@ -257,7 +262,7 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
     let mut step: Option<(usize, String)> = None;
     let mut done: Option<CheckRun> = None;
     let fail = |engine: &mut Engine, mut r: CheckRun| {
-        if let Err(e) = restore_watched(engine, iso.timeout) {
+        if let Err(e) = restore_watched(engine, iso.timeout.max(RESTORE_PATIENCE)) {
             r.restore_error = Some(e);
         }
         r
