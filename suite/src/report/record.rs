@@ -242,20 +242,60 @@ pub struct RunFooter {
     pub interrupted: Option<String>,
 }
 
+/// One discrepancy the fuzzer found (after shrinking).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FuzzFinding {
+    pub clauses: Vec<String>,
+    pub expected: String,
+    pub actual: String,
+    /// The minimal YAML sequence that reproduces it (replay with `--sequence`).
+    pub reproducer: String,
+    /// Where the reproducer was written, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproducer_file: Option<String>,
+    /// The profile deviation that declares it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
+    /// Seconds from the start of fuzzing to the first sighting.
+    pub after_secs: f64,
+}
+
+/// What a fuzzing session covered and found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FuzzSummary {
+    pub device: String,
+    pub seed: u64,
+    pub duration_ms: u64,
+    /// Operations executed.
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    /// (cur, new) SET pairs exercised, as `RUNNING->STOP_COPY`.
+    pub arcs_covered: Vec<String>,
+    /// How many (cur, new) pairs the device's flags make possible.
+    pub arcs_possible: usize,
+    /// Error paths hit, as `op:ERRNO` with a count (`set_state:EINVAL`, `read:ENOMSG`).
+    pub error_paths: Vec<(String, u64)>,
+    pub findings: Vec<FuzzFinding>,
+}
+
 /// One line of the record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Line {
     Run(RunHeader),
     Check(Box<CheckResult>),
+    Fuzz(Box<FuzzSummary>),
     End(RunFooter),
 }
 
 /// A whole run read back from JSON Lines.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub header: RunHeader,
     pub checks: Vec<CheckResult>,
+    /// Fuzzing sessions recorded in the run, if any.
+    #[serde(default)]
+    pub fuzz: Vec<FuzzSummary>,
     /// None when the run did not finish (crash, kill): the checks present are still valid.
     pub footer: Option<RunFooter>,
 }
@@ -267,6 +307,7 @@ impl Run {
         let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut header = None;
         let mut checks = Vec::new();
+        let mut fuzz = Vec::new();
         let mut footer = None;
         let lines: Vec<String> = std::io::BufReader::new(f)
             .lines()
@@ -280,6 +321,7 @@ impl Run {
             match serde_json::from_str::<Line>(line) {
                 Ok(Line::Run(h)) => header = Some(h),
                 Ok(Line::Check(c)) => checks.push(*c),
+                Ok(Line::Fuzz(f)) => fuzz.push(*f),
                 Ok(Line::End(e)) => footer = Some(e),
                 Err(_) if i + 1 == n => {} // torn last line
                 Err(e) => return Err(format!("{}:{}: not a run record line: {e}", path.display(), i + 1)),
@@ -288,7 +330,7 @@ impl Run {
         let header = header.ok_or_else(|| {
             format!("{}: no run header line (is this a vfio-mig-conform --json record?)", path.display())
         })?;
-        Ok(Run { header, checks, footer })
+        Ok(Run { header, checks, fuzz, footer })
     }
 }
 
