@@ -13,7 +13,9 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     let cat = catalog();
     if coverage {
         let mut observers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in vmc::checks::generated() {
+        let mut checks = vmc::checks::generated();
+        checks.extend(vmc::embedded::fixtures().unwrap_or_default());
+        for c in checks {
             for cl in &c.clauses {
                 observers.entry(cl.clone()).or_default().push(c.id.clone());
             }

@@ -269,8 +269,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         return Ok(exit::OK);
     }
 
-    let mut shared =
-        shared.lock().map_err(|_| Exit::new(exit::VIOLATION, "internal error: a trial panicked"))?;
+    // A panic in one trial's bookkeeping must not lose the others' results.
+    let mut shared = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let totals = Totals::from_results(&shared.results);
     let interrupted = crate::isolate::interrupted();
     let code = if let Some(w) = &shared.wedged {
@@ -319,7 +319,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
 }
 
 fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
-    let mut s = shared.lock().map_err(|_| Failed::from("internal error: an earlier trial panicked"))?;
+    let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(why) = crate::isolate::interrupted() {
         // Not run: keep the KTAP plan whole, record nothing in the run record.
         let r = CheckResult::new(

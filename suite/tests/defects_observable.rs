@@ -68,6 +68,10 @@ const PROBES: &[(&str, &str)] = &[
     ("data_size_fails_in_resuming", "[{set_state: RESUMING}, data_size]"),
     ("stream_exceeds_data_size", "[data_size]"),
     ("data_fd_not_stream", "[{set_state: STOP_COPY}, {read: {offset: 0}}]"),
+    (
+        "pre_copy_stops_device",
+        "[{set_state: PRE_COPY}, {region_write: {region: bar0, offset: 4, value: 119}}, {region_read: {region: bar0, offset: 4}}]",
+    ),
     ("precopy_info_outside_pre_copy", "[{set_state: PRE_COPY}, {set_state: STOP_COPY}, {precopy_info: {}}]"),
     ("precopy_info_unsupported", "[{set_state: PRE_COPY}, {precopy_info: {}}]"),
     ("eof_at_precopy_temporary_end", "[{set_state: PRE_COPY}, {read: {}}]"),

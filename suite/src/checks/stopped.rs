@@ -118,6 +118,24 @@ pub fn checks(kind: Kind) -> Vec<Check> {
         }
         out.push(c);
     }
+    // The saving arcs do not stop the device: in PRE_COPY it still answers MMIO.
+    let mut c = check(
+        "device.running.in_pre_copy",
+        "a device in PRE_COPY keeps running: its registers still take writes and read back",
+        v2(5),
+        vec![
+            set(MigState::PreCopy),
+            region_write(r.clone(), o, w, 0x77),
+            region_read(r.clone(), o, w, None)
+                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x77 }), &["V2-SAVE-004"]),
+            get().expect(ExpectKind::State(MigState::PreCopy), &["V2-SAVE-004"]),
+        ],
+        &["V2-SAVE-004"],
+    );
+    if reg.is_none() {
+        c.requires.unavailable = Some(Kind::why_unknown());
+    }
+    out.push(c);
     // State moves to a second device of the same type.
     let mut steps = vec![mark(0x5a), set(MigState::StopCopy), super::build::capture("s")];
     steps.push(region_write(r.clone(), o, w, 0x33).on("B"));

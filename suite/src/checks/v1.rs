@@ -81,8 +81,8 @@ pub fn checks() -> Vec<Check> {
         "v1.state.default_running",
         "device_state reads 001b (running) on a fresh device",
         v1(),
-        vec![state_is(1, &["V1-FLOW-001"])],
-        &["V1-FLOW-001"],
+        vec![state_is(1, &["V1-FLOW-001", "V1-REG-002"])],
+        &["V1-FLOW-001", "V1-REG-002"],
     ));
     out.push(check(
         "v1.header.reserved",

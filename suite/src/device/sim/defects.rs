@@ -98,6 +98,8 @@ defects! {
     DataFdNotStream => ("data_fd_not_stream", V2, ["V2-FD-003"],
         "data fds accept pread() at an offset instead of failing with ESPIPE"),
     // ---- v2: pre-copy ----
+    PreCopyStopsDevice => ("pre_copy_stops_device", V2, ["V2-SAVE-004"],
+        "entering PRE_COPY stops the device: register writes are ignored until it leaves the saving group"),
     PrecopyInfoOutsidePreCopy => ("precopy_info_outside_pre_copy", V2, ["V2-PRECOPY-002"],
         "VFIO_MIG_GET_PRECOPY_INFO succeeds in STOP_COPY"),
     PrecopyInfoUnsupported => ("precopy_info_unsupported", V2, ["V2-PRECOPY-001"],

@@ -1,0 +1,194 @@
+//! Bad input never panics, never hangs and never touches a device: every malformed sequence or
+//! profile is an error naming file:line:col with exit 2, reported before any device is opened
+//! (a device that cannot even be opened still yields exit 2, not 3); bad device paths give a
+//! clear message and exit 3.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform")).args(args).output().expect("run vfio-mig-conform")
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vmc-bad-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn write(d: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = d.join(name);
+    std::fs::write(&p, bytes).expect("write");
+    p.display().to_string()
+}
+
+/// (file name, contents, the line:col and message fragment the error must carry)
+fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
+    let head = "id: a.b.c\ntitle: t\n";
+    // Nested expectation lists (the one recursive type of the schema), each level 8 aliases
+    // of the previous one: 8^12 nodes if expanded.
+    let mut laughs = format!(
+        "{head}steps:\n  - get_state:\n    expect: &e0 [oracle, oracle, oracle, oracle, oracle, oracle, oracle, oracle]\n"
+    );
+    for i in 1..12 {
+        let p = i - 1;
+        laughs.push_str(&format!(
+            "  - get_state:\n    expect: &e{i} [*e{p}, *e{p}, *e{p}, *e{p}, *e{p}, *e{p}, *e{p}, *e{p}]\n"
+        ));
+    }
+    vec![
+        (
+            "syntax.yaml",
+            format!("{head}steps:\n  - set_state: STOP\n    expect: {{ok: true\n").into_bytes(),
+            ":5:13:",
+            "unclosed bracket",
+        ),
+        (
+            "wrong-type.yaml",
+            format!("{head}steps:\n  - read: {{max: lots}}\n").into_bytes(),
+            ":4:17:",
+            "invalid",
+        ),
+        (
+            "unknown-step.yaml",
+            format!("{head}steps:\n  - set_stat: STOP\n").into_bytes(),
+            ":4:5:",
+            "unknown step `set_stat`",
+        ),
+        (
+            "unknown-field.yaml",
+            format!("{head}steps:\n  - read: {{maximum: 3}}\n").into_bytes(),
+            ":4:",
+            "unknown field `maximum`",
+        ),
+        (
+            "unknown-state.yaml",
+            format!("{head}steps:\n  - set_state: HALTED\n").into_bytes(),
+            ":4:",
+            "unknown state `HALTED`",
+        ),
+        (
+            "unknown-clause.yaml",
+            format!("{head}steps:\n  - reset:\n    expect: {{ok: true}}\n    clauses: [V2-NOPE-001]\n")
+                .into_bytes(),
+            ":6:",
+            "unknown clause ID `V2-NOPE-001`",
+        ),
+        (
+            "unknown-label.yaml",
+            format!("{head}requires: {{devices: [A, B]}}\nsteps:\n  - reset:\n    device: C\n").into_bytes(),
+            ":6:",
+            "unknown device label `C`",
+        ),
+        ("laughs.yaml", laughs.into_bytes(), ":", "budget"),
+        (
+            "deep.yaml",
+            format!("{head}steps: {}{}\n", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+            ":3:",
+            "recursion limit",
+        ),
+        ("big.yaml", vec![b'#'; 10 << 20], ":1:1:", "limited to"),
+        (
+            "utf8.yaml",
+            b"id: a.b.c\ntitle: caf\xe9\nsteps: [get_state]\n".to_vec(),
+            ":2:11:",
+            "not valid UTF-8",
+        ),
+        ("empty.yaml", Vec::new(), ":1:1:", "empty"),
+    ]
+}
+
+#[test]
+fn every_malformed_sequence_is_a_located_error_with_exit_2_before_any_device_is_opened() {
+    let d = dir("seq");
+    for (name, bytes, at, what) in malformed() {
+        let path = write(&d, name, &bytes);
+        // The device does not exist: the input error must still win (nothing is opened first).
+        let out = run(&["/dev/vfio/424242", "--sequence", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{path}{at}")) && stderr.contains(what), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn a_malformed_profile_is_a_located_error_with_exit_2() {
+    let d = dir("profile");
+    let cases: Vec<(&str, &[u8], &str)> = vec![
+        (
+            "unknown-key.yaml",
+            b"name: p\ndescription: d\nverified: x\nstrictness: high\n",
+            "unknown field `strictness`",
+        ),
+        ("no-verified.yaml", b"name: p\ndescription: d\n", "verified"),
+        ("bad-family.yaml", b"name: p\ndescription: d\nverified: x\nfamilies: [v3-core]\n", "v3-core"),
+        ("utf8.yaml", b"name: p\xff\n", "UTF-8"),
+    ];
+    for (name, bytes, what) in cases {
+        let path = write(&d, name, bytes);
+        let out = run(&["/dev/vfio/424242", "--profile", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&path) && stderr.contains(what), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn paths_that_are_not_vfio_devices_are_refused_with_exit_3_and_say_what_they_are() {
+    let d = dir("paths");
+    let file = write(&d, "regular", b"x");
+    let link = d.join("link-to-null");
+    std::os::unix::fs::symlink("/dev/null", &link).expect("symlink");
+    let cases = [
+        ("/no/such/device".to_string(), "no such file"),
+        (file, "regular file"),
+        (d.display().to_string(), "directory"),
+        ("/dev/null".to_string(), "not a VFIO group"),
+        (link.display().to_string(), "symlink to /dev/null"),
+    ];
+    for (path, what) in cases {
+        let out = run(&[&path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{path}: {stderr}");
+        assert!(stderr.contains(what), "{path}: {stderr}");
+    }
+}
+
+#[test]
+fn a_fixture_directory_with_one_bad_file_reports_it_and_runs_nothing() {
+    let d = dir("fixtures");
+    write(&d, "good.yaml", b"id: a.b.good\ntitle: t\nsteps: [get_state]\n");
+    let bad = write(&d, "bad.yaml", b"id: a.b.bad\ntitle: t\nsteps:\n  - teleport: now\n");
+    let out = run(&["sim:v2", "--fixtures", &d.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{bad}:4:5: unknown step `teleport`")), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "checks ran despite the bad fixture");
+}
+
+#[test]
+fn sigterm_mid_run_is_handled_like_sigint() {
+    let d = dir("sigterm");
+    let json = d.join("r.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
+        .args(["sim:v2?size=48m", "stream.", "--json", &json.display().to_string(), "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    for _ in 0..600 {
+        if std::fs::read_to_string(&json).map(|s| s.lines().count()).unwrap_or(0) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let record = std::fs::read_to_string(&json).expect("record");
+    let last: serde_json::Value = serde_json::from_str(record.lines().last().expect("line")).expect("json");
+    assert_eq!(last["interrupted"], "interrupted by SIGTERM");
+}
