@@ -757,6 +757,13 @@ impl Device for SimV2 {
         {
             return Err(Errno::EBUSY);
         }
+        if index == REGION_BAR0
+            && matches!(self.state, MigState::PreCopy | MigState::PreCopyP2p)
+            && self.has(Defect::PreCopyStopsDevice)
+        {
+            // The write "succeeds" but a stopped device ignores it.
+            return Ok(buf.len());
+        }
         region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)
     }
 
