@@ -255,6 +255,16 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
     }
 }
 
+/// Whether the pipe's read end has data (or EOF) within `wait`.
+fn pipe_ready(raw: std::os::fd::RawFd, wait: Duration) -> bool {
+    // SAFETY: `raw` is the read end of the check's pipe, owned by the caller's reader for the
+    // whole supervision loop, so it stays open while borrowed here.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    let mut fds = [PollFd::new(bfd.as_fd(), PollFlags::POLLIN)];
+    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO)), Ok(n) if n > 0)
+}
+
 fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> CheckRun {
     let raw = rd.as_raw_fd();
     let mut reader = BufReader::new(std::fs::File::from(rd));
@@ -277,8 +287,12 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             let r = CheckRun { error: Some(format!("{why} during {}", where_(&step))), ..Default::default() };
             return fail(engine, r);
         }
+        // Lines already buffered (two steps can arrive in one read) are handled before the pipe is
+        // polled again, and a deadline that passed while this process was descheduled only counts
+        // once the pipe holds nothing newer.
+        let buffered = !reader.buffer().is_empty();
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline && !buffered && !pipe_ready(raw, Duration::ZERO) {
             let reaped = kill_and_reap(child, Duration::from_secs(2));
             let mut r = CheckRun {
                 timeout: Some(format!("{} did not return within {} s", where_(&step), iso.timeout.as_secs())),
@@ -291,13 +305,8 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             }
             return fail(engine, r);
         }
-        let wait = (deadline - now).min(Duration::from_millis(200));
-        // SAFETY: `raw` is the read end of our pipe, owned by `reader` for this whole loop.
-        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-        let mut fds = [PollFd::new(bfd.as_fd(), PollFlags::POLLIN)];
-        let ready =
-            poll(&mut fds, PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO));
-        if !matches!(ready, Ok(n) if n > 0) {
+        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+        if !buffered && !pipe_ready(raw, wait) {
             continue;
         }
         let mut line = String::new();
