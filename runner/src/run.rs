@@ -165,6 +165,17 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
                 p.name, p.file
             );
         }
+        let info = engine.slots[0].dev.info();
+        if !p.drivers.is_empty() && !p.matches(info.driver.as_deref(), info.model.as_deref()) {
+            eprintln!(
+                "vfio-mig-conform: warning: profile `{}` is for driver {} (models {}); this device is driver {}, model {}",
+                p.name,
+                p.drivers.join("/"),
+                if p.models.is_empty() { "any".to_string() } else { p.models.join("/") },
+                info.driver.as_deref().unwrap_or("unknown"),
+                info.model.as_deref().unwrap_or("unknown"),
+            );
+        }
         for m in p.claim_mismatches(&engine.slots[0].facts) {
             eprintln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
         }
@@ -308,6 +319,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let _ = w.write(&Line::End(footer));
     }
     if !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json) && !args.quiet {
+        print!("{}", vmc::report::notable::render(&shared.results));
         println!(
             "vfio-mig-conform: {} checks in {:.2}s: {}",
             totals.total(),
@@ -335,7 +347,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     let skip = if let Some(w) = &s.wedged {
         Some(format!("not run: {w}"))
     } else if let Some(p) = s.profile.as_ref().filter(|p| !p.covers(&check.clauses)) {
-        let fams: Vec<String> = p.families.iter().map(|f| format!("{f:?}")).collect();
+        let fams: Vec<&str> = p.families.iter().map(|f| f.as_str()).collect();
         Some(format!("not in the clause families of profile {} ({})", p.name, fams.join(", ")))
     } else {
         None

@@ -232,3 +232,33 @@ fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
         end["totals"].as_object().expect("totals").values().filter_map(serde_json::Value::as_u64).sum();
     assert_eq!(totals as usize, checks, "the footer's totals count exactly the recorded checks");
 }
+
+#[test]
+fn a_profile_for_another_driver_is_applied_with_a_warning_naming_both_drivers() {
+    let out = run(&["sim:v2", "--profile", "mlx5", "--exact", "fsm.arc.stop.stop_copy"]);
+
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: profile `mlx5` is for driver mlx5_vfio_pci/mlx5-vfio-pci (models any); this device is driver sim-v2, model sim"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn known_deviations_and_unexpected_passes_are_listed_after_the_checks() {
+    let out = run(&["sim:v2?defect=eof_at_precopy_temporary_end", "--profile", "mtty", "precopy"]);
+
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let xfail = stdout.find("XFAIL (known deviations").expect("an XFAIL section");
+    let xpass = stdout.find("XPASS (declared deviations").expect("an XPASS section");
+    assert!(xfail < xpass, "{stdout}");
+    assert!(
+        stdout.contains("  precopy.read.temporary_end_enomsg: V2-PRECOPY-007 [SHOULD] expected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  qemu.v2.save_precopy: passed, yet mtty:"), "{stdout}");
+}

@@ -41,6 +41,19 @@ pub enum ClauseFamily {
 }
 
 impl ClauseFamily {
+    /// The name used in profiles (`v2-core`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClauseFamily::V2Core => "v2-core",
+            ClauseFamily::V2Precopy => "v2-precopy",
+            ClauseFamily::V2P2p => "v2-p2p",
+            ClauseFamily::V2Dmalog => "v2-dmalog",
+            ClauseFamily::V2PrecopyV2 => "v2-precopy-v2",
+            ClauseFamily::V1 => "v1",
+            ClauseFamily::V1Strict => "v1-strict",
+        }
+    }
+
     /// The family a clause belongs to.
     pub fn of(c: &Clause) -> ClauseFamily {
         match (c.family, c.feature) {

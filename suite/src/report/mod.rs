@@ -3,4 +3,5 @@
 
 pub mod junit;
 pub mod ktap;
+pub mod notable;
 pub mod record;
