@@ -176,7 +176,8 @@ pub fn report_html(runs: &[std::path::PathBuf], dir: &std::path::Path) -> Result
         let path = dir.join(&p.file);
         std::fs::write(&path, &p.html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    println!("{}: {} runs, {} pages", dir.join("index.html").display(), loaded.len(), pages.len());
+    let plural = if loaded.len() == 1 { "" } else { "s" };
+    println!("{}: {} run{plural}, {} pages", dir.join("index.html").display(), loaded.len(), pages.len());
     Ok(worst)
 }
 

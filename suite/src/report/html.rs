@@ -290,6 +290,11 @@ fn label_of(run: &Run) -> RunLabel {
     RunLabel { device, flags, kernel, profile }
 }
 
+/// The record's file name, for places where the whole path is too long.
+fn short(name: &str) -> &str {
+    name.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(name)
+}
+
 fn run_file(i: usize) -> String {
     format!("run-{}.html", i + 1)
 }
@@ -343,6 +348,7 @@ table.clauses td.verdict{min-width:130px}
 table.clauses tr.clause{cursor:pointer}
 table.clauses tr.clause:hover td{filter:brightness(.97)}
 table.clauses td.verdict details>summary{list-style:none;cursor:pointer}
+table.clauses td.verdict summary small{color:inherit;opacity:.8}
 table.clauses td.verdict details>summary::-webkit-details-marker{display:none}
 table.clauses td.verdict details[open]{min-width:380px}
 table.clauses td.verdict .finding,.failure .finding{background:#fff;color:var(--fg);border:1px solid var(--line);border-left:4px solid #e53935;border-radius:3px;padding:.35em .6em;margin:.4em 0}
@@ -823,7 +829,7 @@ fn run_page(i: usize, name: &str, run: &Run) -> Page {
     let mut b = format!(
         "<nav class=\"top\"><a href=\"index.html\">&larr; all runs</a></nav>\n<h1>Run {}: {}</h1>\n",
         i + 1,
-        esc(name)
+        esc(short(name))
     );
     b.push_str(&run_info(run, name));
     b.push_str(&legend());
@@ -862,10 +868,11 @@ fn runs_table(runs: &[(String, Run)], labels: &[RunLabel]) -> String {
         let unfinished =
             if run.footer.is_none() { " <span class=\"badge o-error\">unfinished</span>" } else { "" };
         s.push_str(&format!(
-            "<tr><td><a href=\"{}\">R{}</a> <small>{}</small>{unfinished}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><a href=\"{}\">R{}</a> <small title=\"{}\">{}</small>{unfinished}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             run_file(i),
             i + 1,
             esc(name),
+            esc(short(name)),
             esc(&l.device),
             esc(&l.flags),
             esc(&l.kernel),
@@ -1084,7 +1091,7 @@ fn index_page(runs: &[(String, Run)]) -> Page {
             esc(&l.device),
             esc(&l.flags),
             esc(&l.kernel),
-            esc(name)
+            esc(short(name))
         ));
         b.push_str(&arc_matrix(run, &run_file(i)));
         b.push_str("</figure>\n");
