@@ -144,7 +144,10 @@ pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> 
                 }
                 for c in run.checks.iter().filter(|c| c.outcome != vmc::outcome::Outcome::Pass) {
                     println!("{:<12} {}", c.outcome.as_str(), c.id);
-                    if c.outcome.is_failure() || !c.findings.is_empty() {
+                    if c.outcome.is_failure()
+                        || !c.findings.is_empty()
+                        || c.outcome == vmc::outcome::Outcome::Xpass
+                    {
                         for line in c.failure_block().lines() {
                             println!("    {line}");
                         }
