@@ -1176,8 +1176,10 @@ mod tests {
 
     /// A run on a device with `flags` where every arc check passes except the given ones.
     fn run(flags: u64, special: &[Special<'_>]) -> Run {
-        let dir =
-            std::env::temp_dir().join(format!("vmc-html-{}-{flags}-{}", std::process::id(), special.len()));
+        // One file per call: tests run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("vmc-html-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("r.jsonl");
         let mut lines = vec![HEADER.replace("FLAGS", &flags.to_string())];
@@ -1193,7 +1195,9 @@ mod tests {
         lines.push(check("fsm.arc.running.raw_8", Outcome::Pass, &[]));
         lines.push(r#"{"type":"fuzz","device":"A","seed":7,"duration_ms":1000,"ops":500,"ops_per_sec":500.0,"arcs_covered":["RUNNING->STOP","STOP->RUNNING"],"arcs_possible":42,"error_paths":[["set_state:EINVAL",3]],"findings":[]}"#.to_string());
         std::fs::write(&path, lines.join("\n")).expect("write record");
-        Run::read(&path).expect("read record")
+        let run = Run::read(&path).expect("read record");
+        let _ = std::fs::remove_dir_all(&dir);
+        run
     }
 
     fn ids_and_links(html: &str) -> (BTreeSet<String>, Vec<String>) {
@@ -1359,6 +1363,21 @@ mod tests {
         );
         assert_eq!(pages[1].html.matches("<td class=\"arc hit\"").count(), 2);
         assert!(pages[1].html.contains("set_state:EINVAL"));
+    }
+
+    #[test]
+    fn any_flags_and_odd_headers_render_without_panicking() {
+        for flags in 0..16 {
+            let r = run(flags, &[]);
+            assert_eq!(arc_matrix(&r, "").matches("<td class=\"arc ").count(), 64, "flags {flags}");
+        }
+        let mut r = run(7, &[]);
+        r.header.devices.clear();
+        r.footer = None;
+        let pages = render(&[(String::new(), r)]);
+        assert!(pages[0].html.contains("The record names no device."));
+        assert!(pages[1].html.contains("no: the record ends after"));
+        assert_eq!(render(&[]).len(), 1, "no runs: an index only");
     }
 
     #[test]
