@@ -18,13 +18,14 @@ const ARTIFACTS = path.resolve(process.env.ARTIFACTS ?? '.');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 let context;
+let profile;
 const problems = []; // page errors, console errors, network requests: must stay empty
 
 before(async () => {
   for (const dir of [ALL, MTTY]) {
     assert.ok(fs.existsSync(path.join(dir, 'index.html')), `no report in ${dir} (run report-tests/run.sh)`);
   }
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vmc-chromium-'));
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vmc-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -45,6 +46,7 @@ before(async () => {
 
 after(async () => {
   await context?.close();
+  if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
 async function open(dir, file, hash = '') {
