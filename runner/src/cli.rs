@@ -174,6 +174,10 @@ pub enum Command {
         /// With --diff: only checks whose name starts with this.
         #[arg(long, value_name = "PREFIX")]
         filter: Option<String>,
+        /// Write a static HTML report (index.html and one page per run) into DIR instead:
+        /// arc matrix, clause table, runs x clauses matrix, fuzz coverage.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["diff", "format"])]
+        html: Option<PathBuf>,
     },
     /// Print shell completions.
     Completions {

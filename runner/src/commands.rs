@@ -8,6 +8,51 @@ use vmc::device::sim::Defect;
 
 use crate::cli::{ClauseFormat, exit};
 
+/// `vfio-mig-conform man`: one roff page (docs/vfio-mig-conform.1) for the whole command
+/// line, the subcommands as sections of it, generated from the clap definition.
+pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    cmd.build();
+    let main = clap_mangen::Man::new(cmd.clone());
+    main.render_title(out)?;
+    main.render_name_section(out)?;
+    main.render_synopsis_section(out)?;
+    main.render_description_section(out)?;
+    main.render_options_section(out)?;
+    main.render_extra_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("vfio-mig-conform {}", sub.get_name());
+        writeln!(out, ".SS {}", name.replace('-', "\\-"))?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{}", about.to_string().replace('-', "\\-"))?;
+        }
+        let mut buf = Vec::new();
+        let page = clap_mangen::Man::new(sub.clone().bin_name(&name));
+        page.render_synopsis_section(&mut buf)?;
+        page.render_options_section(&mut buf)?;
+        // The subcommand's sections become paragraphs of its COMMANDS entry.
+        for line in String::from_utf8_lossy(&buf).lines() {
+            if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+                // The quote-string prelude, already defined at the top of the page.
+            } else if line == ".SH SYNOPSIS" {
+                writeln!(out, ".PP")?;
+            } else if let Some(title) = line.strip_prefix(".SH ") {
+                writeln!(out, ".PP\n\\fI{}\\fR", title.to_lowercase())?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        ".SH SEE ALSO\nShell completions: \\fBvfio\\-mig\\-conform completions bash\\fR (or zsh, fish, elvish, powershell).\n\
+The user guide docs/guide.md; the clause catalog docs/clauses.md."
+    )?;
+    main.render_version_section(out)
+}
+
 /// `vfio-mig-conform clauses`.
 pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     let cat = catalog();
@@ -101,7 +146,10 @@ pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> 
                 }
                 for c in run.checks.iter().filter(|c| c.outcome != vmc::outcome::Outcome::Pass) {
                     println!("{:<12} {}", c.outcome.as_str(), c.id);
-                    if c.outcome.is_failure() || !c.findings.is_empty() {
+                    if c.outcome.is_failure()
+                        || !c.findings.is_empty()
+                        || c.outcome == vmc::outcome::Outcome::Xpass
+                    {
                         for line in c.failure_block().lines() {
                             println!("    {line}");
                         }
@@ -110,6 +158,31 @@ pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> 
             }
         }
     }
+    Ok(worst)
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --html DIR`: the static HTML report. Exit 1 when a
+/// run has a FAIL, TIMEOUT or ERROR (as the other report formats), 0 otherwise.
+pub fn report_html(runs: &[std::path::PathBuf], dir: &std::path::Path) -> Result<u8, String> {
+    use vmc::report::record::{Run, Totals};
+    let mut loaded = Vec::new();
+    let mut worst = exit::OK;
+    for path in runs {
+        let run = Run::read(path)?;
+        let t = Totals::from_results(&run.checks);
+        if t.fail + t.timeout + t.error > 0 {
+            worst = exit::VIOLATION;
+        }
+        loaded.push((path.display().to_string(), run));
+    }
+    let pages = vmc::report::html::render(&loaded);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for p in &pages {
+        let path = dir.join(&p.file);
+        std::fs::write(&path, &p.html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let plural = if loaded.len() == 1 { "" } else { "s" };
+    println!("{}: {} run{plural}, {} pages", dir.join("index.html").display(), loaded.len(), pages.len());
     Ok(worst)
 }
 

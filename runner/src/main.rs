@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod isolate;
 mod open;
+mod progress;
 mod run;
 mod suite;
 
@@ -31,16 +32,20 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
             exit::OK
         }
-        Some(Command::Man) => {
-            let man = clap_mangen::Man::new(Cli::command());
-            match man.render(&mut std::io::stdout()) {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("vfio-mig-conform: {e}");
-                    exit::USAGE
-                }
+        Some(Command::Man) => match commands::man(&mut std::io::stdout()) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("vfio-mig-conform: {e}");
+                exit::USAGE
             }
-        }
+        },
+        Some(Command::Report { runs, html: Some(dir), .. }) => match commands::report_html(&runs, &dir) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vfio-mig-conform report: {e}");
+                exit::USAGE
+            }
+        },
         Some(Command::Report { runs, diff: true, filter, .. }) => {
             match commands::diff(&runs, filter.as_deref()) {
                 Ok(code) => code,

@@ -100,6 +100,8 @@ struct Shared {
     trace: bool,
     /// Set when a device could not be returned to RUNNING: later checks are not run.
     wedged: Option<String>,
+    /// The progress line on stderr (only drawn when stderr is a terminal and stdout is not).
+    progress: crate::progress::Progress,
 }
 
 impl Shared {
@@ -111,9 +113,11 @@ impl Shared {
     }
 
     fn finish_check(&mut self, r: CheckResult) {
+        self.progress.finish(r.outcome.is_failure());
         if let Some(w) = &mut self.record
             && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
         {
+            self.progress.clear();
             eprintln!("vfio-mig-conform: cannot write the run record: {e}");
         }
         for k in [&mut self.ktap_out, &mut self.ktap_file].into_iter().flatten() {
@@ -264,6 +268,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         results: Vec::new(),
         trace: args.trace,
         wedged: None,
+        progress: crate::progress::Progress::auto(selected_ids.len(), args.quiet || args.list),
     }));
 
     let trials: Vec<Trial> = checks
@@ -282,6 +287,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
 
     // A panic in one trial's bookkeeping must not lose the others' results.
     let mut shared = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    shared.progress.clear();
     let totals = Totals::from_results(&shared.results);
     let interrupted = crate::isolate::interrupted();
     let code = if let Some(w) = &shared.wedged {
@@ -332,6 +338,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
 
 fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
     let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.progress.start(&check.id);
     if let Some(why) = crate::isolate::interrupted() {
         // Not run: keep the KTAP plan whole, record nothing in the run record.
         let r = CheckResult::new(
@@ -363,6 +370,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
         && run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
     {
         // The interrupted check did not finish: not recorded, only reported on stderr.
+        s.progress.clear();
         eprintln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
         if let Some(e) = &run.restore_error {
             s.wedged = Some(e.clone());
@@ -399,6 +407,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     let mut result = CheckResult::new(check, &run, outcome, reason, reproduce);
     result.deviation = deviation;
     if s.trace {
+        s.progress.clear();
         for t in &result.trace {
             eprintln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
         }

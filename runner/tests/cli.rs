@@ -262,3 +262,50 @@ fn known_deviations_and_unexpected_passes_are_listed_after_the_checks() {
     );
     assert!(stdout.contains("  qemu.v2.save_precopy: passed, yet mtty:"), "{stdout}");
 }
+
+#[test]
+fn report_html_writes_an_index_and_one_page_per_run() {
+    let d = tmp("html");
+    let (a, b) = (d.join("a.jsonl"), d.join("b.jsonl"));
+    let out = run(&[
+        "sim:v2?defect=stop_copy_to_pre_copy_accepted",
+        "fsm.arc.",
+        "-q",
+        "--json",
+        a.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["sim:v2?flags=stop_copy", "fsm.arc.", "-q", "--json", b.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(0));
+    let html = d.join("html");
+    let out =
+        run(&["report", a.to_str().expect("p"), b.to_str().expect("p"), "--html", html.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(1), "a run with a FAIL: exit 1 as the other report formats");
+    assert!(text(&out.stdout).contains("2 runs, 3 pages"), "{}", text(&out.stdout));
+    let index = std::fs::read_to_string(html.join("index.html")).expect("index.html");
+    assert_eq!(index.matches("<td class=\"arc ").count(), 128, "two 8x8 arc matrices");
+    assert!(index.contains("data-cur=\"STOP_COPY\" data-new=\"PRE_COPY\" data-outcome=\"FAIL\""));
+    assert!(index.contains("<table class=\"mx\">"), "two runs: the runs x clauses matrix");
+    let run1 = std::fs::read_to_string(html.join("run-1.html")).expect("run-1.html");
+    assert!(run1.contains("id=\"check-fsm.arc.stop_copy.pre_copy\""));
+    assert!(html.join("run-2.html").is_file());
+}
+
+#[test]
+fn report_html_on_a_corrupt_record_is_a_clear_usage_error() {
+    let d = tmp("html-bad");
+    let bad = d.join("bad.jsonl");
+    std::fs::write(&bad, "{\"type\":\"run\"}\nnot json at all\n{}\n").expect("write");
+    let out = run(&["report", bad.to_str().expect("p"), "--html", d.join("out").to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{}:1: not a run record line", bad.display())), "{stderr}");
+    assert!(!d.join("out").exists(), "nothing written from a bad record");
+    let empty = d.join("empty.jsonl");
+    std::fs::write(&empty, "").expect("write");
+    let out = run(&["report", empty.to_str().expect("p"), "--html", d.join("out").to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no run header line"), "{}", text(&out.stderr));
+    let out = run(&["report", empty.to_str().expect("p"), "--html", "x", "--diff"]);
+    assert_eq!(out.status.code(), Some(2), "--html and --diff do not combine");
+}
