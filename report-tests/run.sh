@@ -26,6 +26,11 @@ if ! command -v chromium >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 chromium_bin=$(command -v chromium)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "report-tests: installing Debian's nodejs and npm"
+	[ "$(id -u)" = 0 ] || { echo "report-tests: node/npm are missing and this is not root: apt-get install nodejs npm" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 
 (cd report-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
