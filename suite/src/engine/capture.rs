@@ -67,6 +67,21 @@ impl Capture {
 
     pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.hash.update(bytes);
+        self.append_unhashed(bytes)
+    }
+
+    /// Takes the running hash out, for a caller that hashes the bytes it appends with
+    /// [`Capture::append_unhashed`] itself and puts the hash back with [`Capture::set_hash`].
+    pub(crate) fn take_hash(&mut self) -> StreamHash {
+        std::mem::take(&mut self.hash)
+    }
+
+    pub(crate) fn set_hash(&mut self, hash: StreamHash) {
+        self.hash = hash;
+    }
+
+    /// Appends bytes without hashing them (see [`Capture::take_hash`]).
+    pub(crate) fn append_unhashed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.len += bytes.len() as u64;
         if self.file.is_none() && self.mem.len() + bytes.len() > SPILL_THRESHOLD {
             let mut f = tempfile()?;
@@ -97,6 +112,75 @@ impl Capture {
             None => buf[..n].copy_from_slice(&self.mem[pos as usize..pos as usize + n]),
         }
         Ok(n)
+    }
+}
+
+/// A capture's bytes in one piece without a copy: its memory, or its spill file mapped
+/// read-only for as long as this lives.
+#[derive(Debug)]
+pub enum Contiguous<'a> {
+    Mem(&'a [u8]),
+    Mapped {
+        ptr: std::ptr::NonNull<std::ffi::c_void>,
+        len: usize,
+        capture: std::marker::PhantomData<&'a Capture>,
+    },
+}
+
+// SAFETY: a `Contiguous` only ever reads its bytes (a shared slice, or a read-only mapping
+// that nothing writes while it lives; see `bytes`), so sharing it between threads is as
+// sound as sharing a `&[u8]`.
+unsafe impl Sync for Contiguous<'_> {}
+// SAFETY: as for `Sync`; unmapping (on drop) may happen on any thread.
+unsafe impl Send for Contiguous<'_> {}
+
+impl Contiguous<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Contiguous::Mem(b) => b,
+            // SAFETY: `ptr` is a live read-only mapping of `len` bytes of the capture's spill
+            // file (unmapped only when `self` drops). The file is an unlinked temporary that
+            // only its `Capture` writes, through `&mut Capture`, which the borrow this value
+            // holds excludes; so the bytes do not change while the slice lives.
+            Contiguous::Mapped { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), *len)
+            },
+        }
+    }
+}
+
+impl Drop for Contiguous<'_> {
+    fn drop(&mut self) {
+        if let Contiguous::Mapped { ptr, len, .. } = self {
+            // SAFETY: unmapping the mapping made by `Capture::contiguous`; slices from
+            // `bytes()` borrow `self` and so cannot outlive it.
+            let _ = unsafe { nix::sys::mman::munmap(*ptr, *len) };
+        }
+    }
+}
+
+impl Capture {
+    /// The bytes in one piece without copying them (the spill file is mapped read-only).
+    pub fn contiguous(&self) -> std::io::Result<Contiguous<'_>> {
+        let Some(f) = &self.file else { return Ok(Contiguous::Mem(&self.mem)) };
+        let Some(len) = usize::try_from(self.len).ok().and_then(std::num::NonZeroUsize::new) else {
+            return Ok(Contiguous::Mem(&[]));
+        };
+        // SAFETY: a new shared read-only mapping of our own unlinked temporary file, at an
+        // address the kernel chooses (it aliases nothing). The file holds exactly `len`
+        // bytes and is only ever appended to through `&mut self`, which the returned
+        // value's borrow excludes, so the mapping never reaches past its end.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                len,
+                nix::sys::mman::ProtFlags::PROT_READ,
+                nix::sys::mman::MapFlags::MAP_SHARED,
+                f,
+                0,
+            )
+        }?;
+        Ok(Contiguous::Mapped { ptr, len: len.get(), capture: std::marker::PhantomData })
     }
 }
 
@@ -322,10 +406,21 @@ mod tests {
     fn large_captures_spill_to_disk_and_read_back() {
         let mut c = Capture::default();
         let chunk = vec![7u8; 1 << 20];
-        for _ in 0..65 {
+        for i in 0..65u8 {
+            let mut chunk = chunk.clone();
+            chunk[0] = i;
             c.append(&chunk).unwrap();
+            if i == 0 {
+                assert!(matches!(c.contiguous().unwrap(), Contiguous::Mem(b) if b.len() == 1 << 20));
+            }
         }
         assert!(c.file.is_some());
+        {
+            let whole = c.contiguous().unwrap();
+            let b = whole.bytes();
+            assert_eq!(b.len(), 65 << 20);
+            assert!((0..65usize).all(|i| b[i << 20] == i as u8 && b[(i << 20) + 1] == 7));
+        }
         let mut buf = [0u8; 4];
         assert_eq!(c.read_at(65 * (1 << 20) - 2, &mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], &[7, 7]);
