@@ -346,9 +346,9 @@ fn raw_pass(
         per.push(t.elapsed().as_secs_f64());
     }
     if mirror {
-        s.fam_mirror.push(per)
+        s.fam_mirror.push(per);
     } else {
-        s.fam_bare.push(per)
+        s.fam_bare.push(per);
     }
     Ok(())
 }
@@ -698,9 +698,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     println!();
     println!("## Whole checks: the FSM arc family ({} checks, in-process, no fork)", family.len());
     println!();
+    // The family's time: for each check the median over reps (a vCPU preempted by the host
+    // makes single checks take milliseconds now and then), summed over the checks.
+    let robust = |v: &Vec<Vec<f64>>| {
+        let n = v.first().map_or(0, Vec::len);
+        (0..n).map(|c| Summary::of(&v.iter().map(|r| r[c]).collect::<Vec<f64>>()).median).sum::<f64>()
+    };
     let tot = |v: &Vec<Vec<f64>>| v.iter().map(|r| r.iter().sum::<f64>()).collect::<Vec<f64>>();
     let per_check = |v: &Vec<Vec<f64>>| v.iter().flatten().copied().collect::<Vec<f64>>();
-    let (fs, fm, fb) =
+    let (fs, fm, fb) = (robust(&s.fam_suite), robust(&s.fam_mirror), robust(&s.fam_bare));
+    let (ts, tm, tb) =
         (Summary::of(&tot(&s.fam_suite)), Summary::of(&tot(&s.fam_mirror)), Summary::of(&tot(&s.fam_bare)));
     let (ps, pm, pb) = (
         Summary::of(&per_check(&s.fam_suite)),
@@ -712,20 +719,24 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let pr = Summary::of(&pair_ratios);
     table(&[
         vec!["".to_string(), "raw bare".to_string(), "raw same syscalls".to_string(), "suite".to_string()],
-        vec!["family, median of reps".to_string(), dur_spread(&fb), dur_spread(&fm), dur_spread(&fs)],
+        vec!["family: sum of per-check medians".to_string(), dur(fb), dur(fm), dur(fs)],
+        vec!["family: per-rep totals".to_string(), dur_spread(&tb), dur_spread(&tm), dur_spread(&ts)],
         vec!["one check, median".to_string(), dur_spread(&pb), dur_spread(&pm), dur_spread(&ps)],
     ]);
     println!();
     println!(
-        "family: suite / same syscalls = {} (per-rep ratios {:.2}–{:.2}); suite / bare = {}",
-        ratio(fs.median, fm.median),
+        "family: suite / same syscalls = {} (per-rep total ratios {:.2}–{:.2}, median {:.2}); suite / bare = {}",
+        ratio(fs, fm),
         pr.min,
         pr.max,
-        ratio(fs.median, fb.median)
+        pr.median,
+        ratio(fs, fb)
     );
     println!(
-        "goal suite / same syscalls <= 1.10x: {}",
-        if fs.median / fm.median <= 1.10 && tot_s / tot_m <= 1.10 { "met" } else { "MISSED" }
+        "goal suite / same syscalls <= 1.10x: {} (arc family {}, save/restore cycle {})",
+        if fs / fm <= 1.10 && tot_s / tot_m <= 1.10 { "met" } else { "MISSED" },
+        ratio(fs, fm),
+        ratio(tot_s, tot_m)
     );
 
     if let Some(bin) = &cfg.runner {

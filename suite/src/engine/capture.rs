@@ -123,9 +123,15 @@ pub enum Contiguous<'a> {
     Mapped {
         ptr: std::ptr::NonNull<std::ffi::c_void>,
         len: usize,
+        /// Bytes at the start whose pages were given back ([`Contiguous::release_before`]).
+        released: std::sync::atomic::AtomicUsize,
         capture: std::marker::PhantomData<&'a Capture>,
     },
 }
+
+/// Replayed pages of a mapped capture are given back in steps of this many bytes (a multiple
+/// of any page size), so the mapping never holds more than a step beyond what is in use.
+const RELEASE_STEP: usize = 8 << 20;
 
 // SAFETY: a `Contiguous` only ever reads its bytes (a shared slice, or a read-only mapping
 // that nothing writes while it lives; see `bytes`), so sharing it between threads is as
@@ -146,6 +152,28 @@ impl Contiguous<'_> {
                 std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), *len)
             },
         }
+    }
+
+    /// Says the bytes before `pos` will not be read again: a mapping drops their pages from
+    /// this process (they stay in the page cache), so replaying a multi-GiB capture keeps
+    /// the resident set flat.
+    pub fn release_before(&self, pos: u64) {
+        use std::sync::atomic::Ordering;
+        let Contiguous::Mapped { ptr, len, released, .. } = self else { return };
+        let upto = (pos.min(*len as u64) as usize) / RELEASE_STEP * RELEASE_STEP;
+        let from = released.load(Ordering::Relaxed);
+        if upto <= from {
+            return;
+        }
+        // SAFETY: `from..upto` lies inside our mapping (`upto <= len`) and starts on a
+        // multiple of RELEASE_STEP from its page-aligned base, so it is page aligned.
+        let start = unsafe { std::ptr::NonNull::new_unchecked(ptr.as_ptr().cast::<u8>().add(from).cast()) };
+        // SAFETY: MADV_DONTNEED on a shared read-only file mapping only drops its page table
+        // entries: the range stays mapped and reading it again faults the same file bytes
+        // back in, so slices handed out by `bytes()` stay valid and unchanged.
+        let _ =
+            unsafe { nix::sys::mman::madvise(start, upto - from, nix::sys::mman::MmapAdvise::MADV_DONTNEED) };
+        released.store(upto, Ordering::Relaxed);
     }
 }
 
@@ -180,7 +208,12 @@ impl Capture {
                 0,
             )
         }?;
-        Ok(Contiguous::Mapped { ptr, len: len.get(), capture: std::marker::PhantomData })
+        Ok(Contiguous::Mapped {
+            ptr,
+            len: len.get(),
+            released: std::sync::atomic::AtomicUsize::new(0),
+            capture: std::marker::PhantomData,
+        })
     }
 }
 
@@ -419,6 +452,9 @@ mod tests {
             let whole = c.contiguous().unwrap();
             let b = whole.bytes();
             assert_eq!(b.len(), 65 << 20);
+            assert!((0..65usize).all(|i| b[i << 20] == i as u8 && b[(i << 20) + 1] == 7));
+            // Released pages read back the same bytes.
+            whole.release_before(40 << 20);
             assert!((0..65usize).all(|i| b[i << 20] == i as u8 && b[(i << 20) + 1] == 7));
         }
         let mut buf = [0u8; 4];

@@ -664,6 +664,9 @@ impl Engine {
                     }
                 }
                 pos += n as u64;
+                if let Some(d) = &direct {
+                    d.release_before(pos);
+                }
             }
             obs.bytes = Some(accepted);
             Ok(obs)
