@@ -12,6 +12,12 @@
 //! Part 1 times every step of a save/restore cycle repeated many times (per-operation
 //! medians). Part 2 times the whole FSM arc family, check by check. Part 3 runs the
 //! `vfio-mig-conform` binary on the arc family with and without process isolation.
+//! `VMC_BENCH_PRIMITIVES=1` instead times the pieces of a step one by one; `--sim N` runs
+//! the engine on `sim:v2` natively, for `perf record`.
+//!
+//! That the raw loop issues the suite's syscalls was checked with strace: per pass, the
+//! same count of every device syscall, apart from the engine's probe when it opens the
+//! device and its restore around the cycle check, both outside the timed steps.
 
 use std::os::fd::RawFd;
 use std::process::{Command, Stdio};
@@ -597,23 +603,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let cfg = parse_args(args)?;
     crate::sys::header("Harness overhead: the suite against raw ioctls (real mtty driver)");
-    if std::env::var_os("VMC_BENCH_FDLOOP").is_some() {
-        let mut dev = vmc::device::kernel::open(&cfg.device, Some(&cfg.name)).map_err(|e| e.to_string())?;
-        let set = |dev: &mut Box<dyn vmc::device::Device>, s: MigState| {
-            let mut p = [0u8; 8];
-            p[..4].copy_from_slice(&s.raw().to_le_bytes());
-            p[4..].copy_from_slice(&(-1i32).to_le_bytes());
-            let _ = dev.feature(16, vmc::uapi::FEATURE_SET | vmc::uapi::FEATURE_MIG_DEVICE_STATE, &mut p);
-            i32::from_le_bytes([p[4], p[5], p[6], p[7]])
-        };
-        set(&mut dev, MigState::Stop);
-        for _ in 0..200_000 {
-            let fd = set(&mut dev, MigState::StopCopy);
-            set(&mut dev, MigState::Stop);
-            let _ = dev.data_close(fd);
-        }
-        return Ok(());
-    }
     if std::env::var_os("VMC_BENCH_PRIMITIVES").is_some() {
         return primitives(&cfg);
     }

@@ -359,13 +359,16 @@ impl Iterator for Segments {
         let size = match &self.seg {
             Segmentation::Whole => MAX_WRITE,
             Segmentation::Fixed(n) => u64::from((*n).max(1)),
+            // `i` walks the size list round and round (no division per write).
             Segmentation::Cycle(v) => {
-                let s = v.get(self.i % v.len().max(1)).copied().unwrap_or(1).max(1);
+                let s = v.get(self.i).copied().unwrap_or(1).max(1);
+                self.i = if self.i + 1 >= v.len() { 0 } else { self.i + 1 };
                 u64::from(s)
             }
             Segmentation::Head { sizes, head } => {
                 if self.done < *head {
-                    let s = sizes.get(self.i % sizes.len().max(1)).copied().unwrap_or(1).max(1);
+                    let s = sizes.get(self.i).copied().unwrap_or(1).max(1);
+                    self.i = if self.i + 1 >= sizes.len() { 0 } else { self.i + 1 };
                     u64::from(s).min(*head - self.done)
                 } else {
                     MAX_WRITE
@@ -378,7 +381,6 @@ impl Iterator for Segments {
                 1 + self.rng % u64::from((*max).max(1))
             }
         };
-        self.i += 1;
         let take = size.min(self.left).min(MAX_WRITE);
         self.left -= take;
         self.done += take;
@@ -433,6 +435,17 @@ mod tests {
             assert_eq!(sizes.iter().sum::<usize>(), 10_000, "{seg:?}");
             assert!(sizes.iter().all(|s| *s > 0));
         }
+    }
+
+    #[test]
+    fn cycles_repeat_their_sizes_in_order() {
+        let sizes: Vec<usize> = Segments::new(&Segmentation::Cycle(vec![2, 3, 5]), 41).collect();
+        assert_eq!(sizes, [2, 3, 5, 2, 3, 5, 2, 3, 5, 2, 3, 5, 1]);
+        let head = Segmentation::Head { sizes: vec![1, 2], head: 7 };
+        let sizes: Vec<usize> = Segments::new(&head, 100).collect();
+        assert_eq!(sizes, [1, 2, 1, 2, 1, 93]);
+        let sizes: Vec<usize> = Segments::new(&Segmentation::Cycle(Vec::new()), 3).collect();
+        assert_eq!(sizes, [1, 1, 1]);
     }
 
     #[test]

@@ -617,14 +617,16 @@ impl Engine {
             // `buf[..held]` holds the view's bytes from `held_at`: read a buffer-full at a
             // time, so small segments of a spilled capture cost no read each.
             let (mut held_at, mut held) = (0u64, 0usize);
+            let direct_bytes = direct.as_ref().map(|d| d.bytes());
+            let mapped = matches!(direct, Some(super::capture::Contiguous::Mapped { .. }));
             for size in Segments::new(&a.segment, view.len()) {
                 if pacer.due()
                     && let Some(p) = progress.as_mut()
                 {
                     p(step, "");
                 }
-                let piece: &[u8] = match &direct {
-                    Some(d) => &d.bytes()[pos as usize..pos as usize + size],
+                let piece: &[u8] = match direct_bytes {
+                    Some(d) => &d[pos as usize..pos as usize + size],
                     None => {
                         if pos + size as u64 > held_at + held as u64 {
                             let want = ((view.len() - pos) as usize).min(buf.len());
@@ -664,7 +666,7 @@ impl Engine {
                     }
                 }
                 pos += n as u64;
-                if let Some(d) = &direct {
+                if mapped && let Some(d) = &direct {
                     d.release_before(pos);
                 }
             }
