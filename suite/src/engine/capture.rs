@@ -67,6 +67,21 @@ impl Capture {
 
     pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.hash.update(bytes);
+        self.append_unhashed(bytes)
+    }
+
+    /// Takes the running hash out, for a caller that hashes the bytes it appends with
+    /// [`Capture::append_unhashed`] itself and puts the hash back with [`Capture::set_hash`].
+    pub(crate) fn take_hash(&mut self) -> StreamHash {
+        std::mem::take(&mut self.hash)
+    }
+
+    pub(crate) fn set_hash(&mut self, hash: StreamHash) {
+        self.hash = hash;
+    }
+
+    /// Appends bytes without hashing them (see [`Capture::take_hash`]).
+    pub(crate) fn append_unhashed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.len += bytes.len() as u64;
         if self.file.is_none() && self.mem.len() + bytes.len() > SPILL_THRESHOLD {
             let mut f = tempfile()?;
@@ -97,6 +112,108 @@ impl Capture {
             None => buf[..n].copy_from_slice(&self.mem[pos as usize..pos as usize + n]),
         }
         Ok(n)
+    }
+}
+
+/// A capture's bytes in one piece without a copy: its memory, or its spill file mapped
+/// read-only for as long as this lives.
+#[derive(Debug)]
+pub enum Contiguous<'a> {
+    Mem(&'a [u8]),
+    Mapped {
+        ptr: std::ptr::NonNull<std::ffi::c_void>,
+        len: usize,
+        /// Bytes at the start whose pages were given back ([`Contiguous::release_before`]).
+        released: std::sync::atomic::AtomicUsize,
+        capture: std::marker::PhantomData<&'a Capture>,
+    },
+}
+
+/// Replayed pages of a mapped capture are given back in steps of this many bytes (a multiple
+/// of any page size), so the mapping never holds more than a step beyond what is in use.
+const RELEASE_STEP: usize = 8 << 20;
+
+// SAFETY: a `Contiguous` only ever reads its bytes (a shared slice, or a read-only mapping
+// that nothing writes while it lives; see `bytes`), so sharing it between threads is as
+// sound as sharing a `&[u8]`.
+unsafe impl Sync for Contiguous<'_> {}
+// SAFETY: as for `Sync`; unmapping (on drop) may happen on any thread.
+unsafe impl Send for Contiguous<'_> {}
+
+impl Contiguous<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Contiguous::Mem(b) => b,
+            // SAFETY: `ptr` is a live read-only mapping of `len` bytes of the capture's spill
+            // file (unmapped only when `self` drops). The file is an unlinked temporary that
+            // only its `Capture` writes, through `&mut Capture`, which the borrow this value
+            // holds excludes; so the bytes do not change while the slice lives.
+            Contiguous::Mapped { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), *len)
+            },
+        }
+    }
+
+    /// Says the bytes before `pos` will not be read again: a mapping drops their pages from
+    /// this process (they stay in the page cache), so replaying a multi-GiB capture keeps
+    /// the resident set flat.
+    pub fn release_before(&self, pos: u64) {
+        use std::sync::atomic::Ordering;
+        let Contiguous::Mapped { ptr, len, released, .. } = self else { return };
+        let upto = (pos.min(*len as u64) as usize) / RELEASE_STEP * RELEASE_STEP;
+        let from = released.load(Ordering::Relaxed);
+        if upto <= from {
+            return;
+        }
+        // SAFETY: `from..upto` lies inside our mapping (`upto <= len`) and starts on a
+        // multiple of RELEASE_STEP from its page-aligned base, so it is page aligned.
+        let start = unsafe { std::ptr::NonNull::new_unchecked(ptr.as_ptr().cast::<u8>().add(from).cast()) };
+        // SAFETY: MADV_DONTNEED on a shared read-only file mapping only drops its page table
+        // entries: the range stays mapped and reading it again faults the same file bytes
+        // back in, so slices handed out by `bytes()` stay valid and unchanged.
+        let _ =
+            unsafe { nix::sys::mman::madvise(start, upto - from, nix::sys::mman::MmapAdvise::MADV_DONTNEED) };
+        released.store(upto, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Contiguous<'_> {
+    fn drop(&mut self) {
+        if let Contiguous::Mapped { ptr, len, .. } = self {
+            // SAFETY: unmapping the mapping made by `Capture::contiguous`; slices from
+            // `bytes()` borrow `self` and so cannot outlive it.
+            let _ = unsafe { nix::sys::mman::munmap(*ptr, *len) };
+        }
+    }
+}
+
+impl Capture {
+    /// The bytes in one piece without copying them (the spill file is mapped read-only).
+    pub fn contiguous(&self) -> std::io::Result<Contiguous<'_>> {
+        let Some(f) = &self.file else { return Ok(Contiguous::Mem(&self.mem)) };
+        let Some(len) = usize::try_from(self.len).ok().and_then(std::num::NonZeroUsize::new) else {
+            return Ok(Contiguous::Mem(&[]));
+        };
+        // SAFETY: a new shared read-only mapping of our own unlinked temporary file, at an
+        // address the kernel chooses (it aliases nothing). The file holds exactly `len`
+        // bytes and is only ever appended to through `&mut self`, which the returned
+        // value's borrow excludes, so the mapping never reaches past its end.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                len,
+                nix::sys::mman::ProtFlags::PROT_READ,
+                nix::sys::mman::MapFlags::MAP_SHARED,
+                f,
+                0,
+            )
+        }?;
+        Ok(Contiguous::Mapped {
+            ptr,
+            len: len.get(),
+            released: std::sync::atomic::AtomicUsize::new(0),
+            capture: std::marker::PhantomData,
+        })
     }
 }
 
@@ -242,13 +359,16 @@ impl Iterator for Segments {
         let size = match &self.seg {
             Segmentation::Whole => MAX_WRITE,
             Segmentation::Fixed(n) => u64::from((*n).max(1)),
+            // `i` walks the size list round and round (no division per write).
             Segmentation::Cycle(v) => {
-                let s = v.get(self.i % v.len().max(1)).copied().unwrap_or(1).max(1);
+                let s = v.get(self.i).copied().unwrap_or(1).max(1);
+                self.i = if self.i + 1 >= v.len() { 0 } else { self.i + 1 };
                 u64::from(s)
             }
             Segmentation::Head { sizes, head } => {
                 if self.done < *head {
-                    let s = sizes.get(self.i % sizes.len().max(1)).copied().unwrap_or(1).max(1);
+                    let s = sizes.get(self.i).copied().unwrap_or(1).max(1);
+                    self.i = if self.i + 1 >= sizes.len() { 0 } else { self.i + 1 };
                     u64::from(s).min(*head - self.done)
                 } else {
                     MAX_WRITE
@@ -261,7 +381,6 @@ impl Iterator for Segments {
                 1 + self.rng % u64::from((*max).max(1))
             }
         };
-        self.i += 1;
         let take = size.min(self.left).min(MAX_WRITE);
         self.left -= take;
         self.done += take;
@@ -319,13 +438,38 @@ mod tests {
     }
 
     #[test]
+    fn cycles_repeat_their_sizes_in_order() {
+        let sizes: Vec<usize> = Segments::new(&Segmentation::Cycle(vec![2, 3, 5]), 41).collect();
+        assert_eq!(sizes, [2, 3, 5, 2, 3, 5, 2, 3, 5, 2, 3, 5, 1]);
+        let head = Segmentation::Head { sizes: vec![1, 2], head: 7 };
+        let sizes: Vec<usize> = Segments::new(&head, 100).collect();
+        assert_eq!(sizes, [1, 2, 1, 2, 1, 93]);
+        let sizes: Vec<usize> = Segments::new(&Segmentation::Cycle(Vec::new()), 3).collect();
+        assert_eq!(sizes, [1, 1, 1]);
+    }
+
+    #[test]
     fn large_captures_spill_to_disk_and_read_back() {
         let mut c = Capture::default();
         let chunk = vec![7u8; 1 << 20];
-        for _ in 0..65 {
+        for i in 0..65u8 {
+            let mut chunk = chunk.clone();
+            chunk[0] = i;
             c.append(&chunk).unwrap();
+            if i == 0 {
+                assert!(matches!(c.contiguous().unwrap(), Contiguous::Mem(b) if b.len() == 1 << 20));
+            }
         }
         assert!(c.file.is_some());
+        {
+            let whole = c.contiguous().unwrap();
+            let b = whole.bytes();
+            assert_eq!(b.len(), 65 << 20);
+            assert!((0..65usize).all(|i| b[i << 20] == i as u8 && b[(i << 20) + 1] == 7));
+            // Released pages read back the same bytes.
+            whole.release_before(40 << 20);
+            assert!((0..65usize).all(|i| b[i << 20] == i as u8 && b[(i << 20) + 1] == 7));
+        }
         let mut buf = [0u8; 4];
         assert_eq!(c.read_at(65 * (1 << 20) - 2, &mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], &[7, 7]);

@@ -18,7 +18,7 @@ use crate::uapi;
 type StepOutput = (Observation, Vec<Violation>, Vec<String>);
 
 /// Size of the buffer used for reads.
-const READ_BUF: usize = 1 << 20;
+pub(super) const READ_BUF: usize = 1 << 20;
 
 fn obs_of<T>(r: &Result<T, Errno>) -> Observation {
     match r {
@@ -41,7 +41,7 @@ impl Engine {
     }
 
     fn get_state(dev: &mut dyn Device) -> Option<u32> {
-        feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE, 8)
+        feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE)
             .ok()
             .map(|p| u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
     }
@@ -116,7 +116,7 @@ impl Engine {
             }
             Op::GetState => {
                 let slot = &mut self.slots[si];
-                let mut obs = match feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE, 8) {
+                let mut obs = match feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE) {
                     Ok(p) => Observation {
                         state: Some(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4]))),
                         data_fd: Some(i32::from_le_bytes(p[4..8].try_into().unwrap_or([0; 4]))),
@@ -131,7 +131,7 @@ impl Engine {
                 (obs, v)
             }
             Op::GetFlags => {
-                let r = feature_get(self.slots[si].dev.as_mut(), uapi::FEATURE_MIGRATION, 8);
+                let r = feature_get(self.slots[si].dev.as_mut(), uapi::FEATURE_MIGRATION);
                 let mut obs = obs_of(&r.as_ref().map(|_| ()).map_err(|e| *e));
                 if let Ok(p) = r {
                     obs.value = Some(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
@@ -140,7 +140,7 @@ impl Engine {
             }
             Op::DataSize => {
                 let slot = &mut self.slots[si];
-                let r = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DATA_SIZE, 8);
+                let r = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DATA_SIZE);
                 let mut obs = obs_of(&r.as_ref().map(|_| ()).map_err(|e| *e));
                 if let Ok(p) = r {
                     obs.value = Some(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
@@ -337,11 +337,26 @@ impl Engine {
         Ok((obs, if oracle { judged } else { Vec::new() }, notes))
     }
 
+    /// The data-path buffer with at least `len` bytes (its contents are stale: callers only
+    /// use what a read or a view fills).
+    fn take_buf(&mut self, len: usize) -> Vec<u8> {
+        let b = std::mem::take(&mut self.buf);
+        if b.len() >= len { b } else { vec![0u8; len] }
+    }
+
+    /// Keeps a buffer for the next step, unless it is larger than a read buffer.
+    fn give_buf(&mut self, b: Vec<u8>) {
+        if b.len() <= READ_BUF {
+            self.buf = b;
+        }
+    }
+
     fn read_loop(&mut self, si: usize, fd: i32, a: &ReadArgs) -> Result<Observation, String> {
         let chunk = (a.chunk.max(1) as usize).min(READ_BUF);
-        let mut buf = vec![0u8; chunk];
+        let mut buf = self.take_buf(chunk);
         if let Some(offset) = a.offset {
-            let r = self.slots[si].dev.data_pread(fd, &mut buf, offset);
+            let r = self.slots[si].dev.data_pread(fd, &mut buf[..chunk], offset);
+            self.give_buf(buf);
             let mut obs = obs_of(&r);
             obs.bytes = Some(r.unwrap_or(0) as u64);
             return Ok(obs);
@@ -351,12 +366,13 @@ impl Engine {
             Some(_) => Some(Capture::default()),
             None => None,
         };
+        // A capture that already holds bytes keeps its own running hash; a new one ends
+        // with the hash of what this loop reads.
+        let mut cap_hash = capture.as_mut().filter(|c| !c.is_empty()).map(Capture::take_hash);
+        let mut hash = StreamHash::default();
         let start_pos = self.slots[si].fds.pos.get(&fd).copied().unwrap_or(0);
-        let device_type = self.slots[si].dev.info().model.clone();
-        let session = format!("{}:{fd}", self.slots[si].label);
         let in_stop_copy = self.slots[si].model.state == Some(crate::state::MigState::StopCopy);
         let limit = a.max.unwrap_or(self.opts.max_stream);
-        let mut hash = StreamHash::default();
         let mut total = 0u64;
         let end;
         let mut errno = None;
@@ -382,7 +398,11 @@ impl Engine {
                     let n = n.min(want);
                     hash.update(&buf[..n]);
                     if let Some(c) = &mut capture {
-                        c.append(&buf[..n]).map_err(|e| format!("cannot keep the captured stream: {e}"))?;
+                        if let Some(h) = &mut cap_hash {
+                            h.update(&buf[..n]);
+                        }
+                        c.append_unhashed(&buf[..n])
+                            .map_err(|e| format!("cannot keep the captured stream: {e}"))?;
                     }
                     total += n as u64;
                     if a.once {
@@ -399,9 +419,13 @@ impl Engine {
                 }
             }
         }
+        self.give_buf(buf);
         let end_pos = start_pos + total;
         self.slots[si].fds.pos.insert(fd, end_pos);
         if let (Some(name), Some(mut c)) = (&a.capture, capture) {
+            c.set_hash(cap_hash.unwrap_or_else(|| hash.clone()));
+            let device_type = self.slots[si].dev.info().model.clone();
+            let session = format!("{}:{fd}", self.slots[si].label);
             let eof = end == StreamEnd::Eof && in_stop_copy;
             c.provenance = match c.provenance {
                 _ if c.len() == total => {
@@ -524,6 +548,19 @@ impl Engine {
     }
 
     fn write_loop(&mut self, si: usize, fd: i32, a: &WriteArgs) -> Result<Observation, String> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let obs = self.write_with(si, fd, a, &mut buf);
+        self.give_buf(buf);
+        obs
+    }
+
+    fn write_with(
+        &mut self,
+        si: usize,
+        fd: i32,
+        a: &WriteArgs,
+        buf: &mut Vec<u8>,
+    ) -> Result<Observation, String> {
         let literal = self.source_capture(&a.data)?;
         let base = match (&a.data, &literal) {
             (Source::Stream(name), _) => self
@@ -555,21 +592,54 @@ impl Engine {
             obs.bytes = Some(r.unwrap_or(0) as u64);
             return Ok(obs);
         }
+        // Unmutated bytes (or a prefix of them) go to the device straight from the capture;
+        // others are read through the view into `buf`.
+        let direct = match &a.mutate {
+            None
+            | Some(
+                crate::op::Mutation::Truncate(_)
+                | crate::op::Mutation::DropTail(_)
+                | crate::op::Mutation::Fraction { .. }
+                | crate::op::Mutation::Empty,
+            ) => base.contiguous().ok().filter(|c| c.bytes().len() as u64 >= view.len()),
+            _ => None,
+        };
+        let need = if direct.is_some() { 0 } else { view.len().min(MAX_WRITE) as usize };
+        if buf.len() < need {
+            *buf = vec![0u8; need];
+        }
+        let buf = &mut buf[..need];
         let mut run = |dev: &mut dyn Device| -> Result<Observation, String> {
-            let mut buf = vec![0u8; (view.len().min(MAX_WRITE)) as usize];
             let mut pos = 0u64;
             let mut accepted = 0u64;
             let mut obs = Observation::ok();
             let mut pacer = Pacer::default();
+            // `buf[..held]` holds the view's bytes from `held_at`: read a buffer-full at a
+            // time, so small segments of a spilled capture cost no read each.
+            let (mut held_at, mut held) = (0u64, 0usize);
+            let direct_bytes = direct.as_ref().map(|d| d.bytes());
+            let mapped = matches!(direct, Some(super::capture::Contiguous::Mapped { .. }));
             for size in Segments::new(&a.segment, view.len()) {
                 if pacer.due()
                     && let Some(p) = progress.as_mut()
                 {
                     p(step, "");
                 }
-                let piece = &mut buf[..size];
-                let n =
-                    view.read_at(pos, piece).map_err(|e| format!("cannot read the captured stream: {e}"))?;
+                let piece: &[u8] = match direct_bytes {
+                    Some(d) => &d[pos as usize..pos as usize + size],
+                    None => {
+                        if pos + size as u64 > held_at + held as u64 {
+                            let want = ((view.len() - pos) as usize).min(buf.len());
+                            held = view
+                                .read_at(pos, &mut buf[..want])
+                                .map_err(|e| format!("cannot read the captured stream: {e}"))?;
+                            held_at = pos;
+                        }
+                        let from = (pos - held_at) as usize;
+                        &buf[from..from + size.min(held - from)]
+                    }
+                };
+                let n = piece.len();
                 let mut off = 0;
                 while off < n {
                     match dev.data_write(fd, &piece[off..n]) {
@@ -596,6 +666,9 @@ impl Engine {
                     }
                 }
                 pos += n as u64;
+                if mapped && let Some(d) = &direct {
+                    d.release_before(pos);
+                }
             }
             obs.bytes = Some(accepted);
             Ok(obs)

@@ -154,7 +154,127 @@ pub struct CheckRun {
 }
 
 /// Renders an op as one YAML-like line.
+///
+/// The ops of most steps (state changes, unit ops) are rendered directly; the others go
+/// through their serde form. Both give the same text (`render_op_matches_serde`).
 pub fn render_op(op: &crate::op::Op) -> String {
+    use crate::op::Op;
+    use crate::state::StateArg;
+    match op {
+        Op::SetState(StateArg::Named(s)) => ["set_state: ", s.name()].concat(),
+        Op::SetState(StateArg::Raw(n)) => format!("set_state: {n}"),
+        Op::V1SetState(n) => format!("v1_set_state: {n}"),
+        Op::GetState => "get_state".to_string(),
+        Op::GetFlags => "get_flags".to_string(),
+        Op::DataSize => "data_size".to_string(),
+        Op::DmaLogStop => "dma_log_stop".to_string(),
+        Op::Reset => "reset".to_string(),
+        Op::CloseDevice => "close_device".to_string(),
+        Op::Reopen => "reopen".to_string(),
+        Op::DebugfsState => "debugfs_state".to_string(),
+        Op::Read(a) => render_read(a),
+        Op::Write(a) => render_write(a).unwrap_or_else(|| render_op_serde(op)),
+        _ => render_op_serde(op),
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:/ ".contains(&b)) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// Appends an optional number as JSON.
+fn json_opt(out: &mut String, v: Option<u64>) {
+    use std::fmt::Write;
+    match v {
+        Some(n) => {
+            let _ = write!(out, "{n}");
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// `read: {...}` with the keys in the order serde_json's map gives them (sorted).
+fn render_read(a: &crate::op::ReadArgs) -> String {
+    use std::fmt::Write;
+    let mut o = String::with_capacity(128);
+    let _ = write!(o, "read: {{\"append\":{},\"capture\":", a.append);
+    match &a.capture {
+        Some(c) => json_str(&mut o, &c.0),
+        None => o.push_str("null"),
+    }
+    let _ = write!(o, ",\"chunk\":{},\"fd\":", a.chunk);
+    json_str(&mut o, a.fd.as_str());
+    o.push_str(",\"max\":");
+    json_opt(&mut o, a.max);
+    o.push_str(",\"offset\":");
+    json_opt(&mut o, a.offset);
+    let _ = write!(o, ",\"once\":{}}}", a.once);
+    o
+}
+
+/// `write: {...}` for writes without a mutation (the others go through serde).
+fn render_write(a: &crate::op::WriteArgs) -> Option<String> {
+    use std::fmt::Write;
+
+    use crate::op::{Segmentation, Source};
+    if a.mutate.is_some() {
+        return None;
+    }
+    let mut o = String::with_capacity(128);
+    o.push_str("write: {\"data\":");
+    match &a.data {
+        Source::Stream(n) => {
+            o.push_str("{\"stream\":");
+            json_str(&mut o, &n.0);
+            o.push('}');
+        }
+        Source::Zeros(n) => {
+            let _ = write!(o, "{{\"zeros\":{n}}}");
+        }
+        Source::Hex(h) => {
+            o.push_str("{\"hex\":");
+            json_str(&mut o, h);
+            o.push('}');
+        }
+    }
+    o.push_str(",\"fd\":");
+    json_str(&mut o, a.fd.as_str());
+    let _ = write!(
+        o,
+        ",\"from_thread\":{},\"keep_going\":{},\"mutate\":null,\"offset\":",
+        a.from_thread, a.keep_going
+    );
+    json_opt(&mut o, a.offset);
+    o.push_str(",\"segment\":");
+    let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    match &a.segment {
+        Segmentation::Whole => o.push_str("\"whole\""),
+        Segmentation::Fixed(n) => {
+            let _ = write!(o, "{{\"fixed\":{n}}}");
+        }
+        Segmentation::Cycle(v) => {
+            let _ = write!(o, "{{\"cycle\":[{}]}}", list(v));
+        }
+        Segmentation::Random { seed, max } => {
+            let _ = write!(o, "{{\"random\":{{\"max\":{max},\"seed\":{seed}}}}}");
+        }
+        Segmentation::Head { sizes, head } => {
+            let _ = write!(o, "{{\"head\":{{\"head\":{head},\"sizes\":[{}]}}}}", list(sizes));
+        }
+    }
+    o.push('}');
+    Some(o)
+}
+
+/// [`render_op`] through the op's serde form.
+fn render_op_serde(op: &crate::op::Op) -> String {
     match serde_json::to_value(op) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(serde_json::Value::Object(m)) if m.len() == 1 => {
@@ -185,6 +305,8 @@ pub struct Engine {
     streams: BTreeMap<String, Capture>,
     marks: BTreeMap<String, crate::device::IrqCounts>,
     saved: BTreeMap<String, u64>,
+    /// The data-path buffer, kept between steps (allocated once, zero pages until used).
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -193,10 +315,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Builds a `VFIO_DEVICE_FEATURE` GET and returns the payload.
-fn feature_get(dev: &mut dyn Device, feature: u32, len: usize) -> Result<Vec<u8>, Errno> {
-    let mut payload = vec![0u8; len];
-    dev.feature(uapi::FEATURE_HEADER + len as u32, uapi::FEATURE_GET | feature, &mut payload)?;
+/// Builds a `VFIO_DEVICE_FEATURE` GET with an 8-byte payload and returns the payload.
+fn feature_get(dev: &mut dyn Device, feature: u32) -> Result<[u8; 8], Errno> {
+    let mut payload = [0u8; 8];
+    dev.feature(uapi::FEATURE_HEADER + 8, uapi::FEATURE_GET | feature, &mut payload)?;
     Ok(payload)
 }
 
@@ -238,7 +360,7 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
     if dev.region_read(uapi::PCI_CONFIG_REGION_INDEX, 4, &mut cmd, crate::op::Access::Rw) == Ok(2) {
         facts.pci_command = Some(u16::from_le_bytes(cmd));
     }
-    match feature_get(dev, uapi::FEATURE_MIGRATION, 8) {
+    match feature_get(dev, uapi::FEATURE_MIGRATION) {
         Ok(p) => {
             facts.api = MigrationApi::V2;
             facts.flags = MigFlags(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
@@ -257,7 +379,7 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
                     &mut empty,
                 )
                 .is_ok();
-            if let Ok(p) = feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE, 8) {
+            if let Ok(p) = feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE) {
                 facts.initial_state = Some(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])));
             }
             if facts.dma_logging && dev.dma_log_start(4096, &[(0, 4096)]).is_ok() {
@@ -319,6 +441,7 @@ impl Engine {
             streams: BTreeMap::new(),
             marks: BTreeMap::new(),
             saved: BTreeMap::new(),
+            buf: vec![0u8; exec::READ_BUF],
         }
     }
 
@@ -424,7 +547,7 @@ impl Engine {
                 .map_err(|e| format!("device {} could not be reset before the check: {e}", slot.label))?;
             slot.fds = FdTable::default();
             let state = if slot.facts.api == MigrationApi::V2 {
-                let p = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE, 8)
+                let p = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE)
                     .map_err(|e| format!("GET MIG_DEVICE_STATE on {} failed with {e}", slot.label))?;
                 MigState::from_raw(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
             } else {
@@ -456,6 +579,7 @@ impl Engine {
             }
         };
         let labels = check.devices();
+        run.trace.reserve(check.steps.len());
         if let Err(e) = self.prepare(&map) {
             run.error = Some(e.clone());
             run.restore_error = Some(e);
@@ -468,8 +592,9 @@ impl Engine {
                 break;
             }
             self.current_step = i;
+            let op = render_op(&step.op);
             if let Some(p) = &mut self.progress {
-                p(i, &render_op(&step.op));
+                p(i, &op);
             }
             let Some(si) = Self::slot_index(check, &map, step.device.as_deref()) else {
                 run.error = Some(format!(
@@ -483,7 +608,6 @@ impl Engine {
             let outcome = self.exec_step(si, step);
             let micros = t0.elapsed().as_micros() as u64;
             let label = step.device.clone().unwrap_or_else(|| labels[0].clone());
-            let op = render_op(&step.op);
             let (obs, mut violations, notes) = match outcome {
                 Ok(x) => x,
                 Err(e) => {
@@ -514,18 +638,23 @@ impl Engine {
             }
             violations.extend(expect::evaluate(self, &irq_now, step, &obs));
             run.notes.extend(notes);
-            run.trace.push(StepRecord { step: i, device: label.clone(), op: op.clone(), obs, micros });
+            run.trace.push(StepRecord { step: i, device: label, op, obs, micros });
             let mut stop = false;
-            for v in violations {
-                stop |= v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
-                run.findings.push(Finding {
-                    violation: v,
-                    step: i,
-                    op: op.clone(),
-                    device: label.clone(),
-                    loc: step.loc.clone(),
-                    setup: step.setup,
-                });
+            if !violations.is_empty() {
+                let rec = &run.trace[run.trace.len() - 1];
+                let (op, label) = (rec.op.clone(), rec.device.clone());
+                for v in violations {
+                    stop |=
+                        v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
+                    run.findings.push(Finding {
+                        violation: v,
+                        step: i,
+                        op: op.clone(),
+                        device: label.clone(),
+                        loc: step.loc.clone(),
+                        setup: step.setup,
+                    });
+                }
             }
             if stop && i + 1 < check.steps.len() {
                 run.stopped_early = true;
@@ -554,5 +683,56 @@ impl Engine {
         }
         run.duration_us = start.elapsed().as_micros() as u64;
         run
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::{render_op, render_op_serde};
+    use crate::op::Op;
+
+    fn ops() -> Vec<Op> {
+        let mut ops: Vec<Op> = Vec::new();
+        for kind in [crate::checks::Kind::Sim, crate::checks::Kind::Mtty, crate::checks::Kind::Other] {
+            for c in crate::checks::generated_for(kind) {
+                ops.extend(c.steps.into_iter().map(|s| s.op));
+            }
+        }
+        for c in crate::embedded::fixtures().unwrap_or_default() {
+            ops.extend(c.steps.into_iter().map(|s| s.op));
+        }
+        for raw in [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 255, u32::MAX] {
+            ops.push(Op::SetState(crate::state::StateArg::Raw(raw)));
+            ops.push(Op::V1SetState(raw));
+        }
+        // Arbitrary ops from pseudo-random bytes.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..64)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if let Ok(op) = arbitrary::Arbitrary::arbitrary(&mut arbitrary::Unstructured::new(&bytes)) {
+                ops.push(op);
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn render_op_matches_serde() {
+        let ops = ops();
+        assert!(ops.len() > 1000);
+        let count = |f: fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
+        assert!(count(|o| matches!(o, Op::Read(_))) > 100);
+        assert!(count(|o| matches!(o, Op::Write(w) if w.mutate.is_none())) > 50);
+        assert!(count(|o| matches!(o, Op::Write(w) if matches!(w.data, crate::op::Source::Hex(_)))) > 5);
+        for op in ops {
+            assert_eq!(render_op(&op), render_op_serde(&op), "{op:?}");
+        }
     }
 }

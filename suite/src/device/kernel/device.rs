@@ -54,6 +54,8 @@ pub struct KernelDevice {
     regions: BTreeMap<u32, Region>,
     device: Option<OwnedFd>,
     binding: Binding,
+    /// The debugfs migration state file, if it existed when the device was opened (it is
+    /// created with the device, and looking a missing one up costs a path walk per GET).
     debugfs: Option<PathBuf>,
     /// vfio-pci-core zaps BAR mappings while memory decode is off (an access then raises
     /// SIGBUS), so mmap accesses to BARs check the command register first.
@@ -89,8 +91,10 @@ impl KernelDevice {
         };
         let check_memory_enable =
             driver.as_deref().is_some_and(|d| d.contains("vfio-pci") || d.contains("vfio_pci"));
-        let debugfs =
-            name.as_ref().map(|n| env.sys.join("kernel/debug/vfio").join(n).join("migration/state"));
+        let debugfs = name
+            .as_ref()
+            .map(|n| env.sys.join("kernel/debug/vfio").join(n).join("migration/state"))
+            .filter(|p| p.exists());
         let info = DeviceInfo {
             spec: spec.to_string(),
             backend: Backend::Kernel,

@@ -5,7 +5,13 @@
 //! past the size it was given gets `EFAULT` instead of corrupting this process's memory.
 //! Untouched pages are never committed (`MAP_NORESERVE`), so a 4 GiB `argsz` costs only
 //! address space.
+//!
+//! Almost every ioctl argument fits in one page: a dropped one-page scratch is kept (one per
+//! thread) and handed out again, zeroed, by the next [`Scratch::zeroed`] of at most a page.
+//! Its data still ends at the same guard page; only the mmap/mprotect/munmap per ioctl (and
+//! the page fault on the fresh page) are saved.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
@@ -28,18 +34,56 @@ pub(super) struct Scratch {
 unsafe impl Send for Scratch {}
 
 pub(super) fn page_size() -> usize {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|p| usize::try_from(p).ok())
-        .filter(|p| p.is_power_of_two())
-        .unwrap_or(4096)
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| usize::try_from(p).ok())
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
+    })
+}
+
+/// A dropped one-page scratch mapping (data page + guard page) kept for reuse.
+#[derive(Debug)]
+struct Spare {
+    base: NonNull<c_void>,
+    map_len: usize,
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        // SAFETY: a spare is a mapping no `Scratch` refers to any more (its owner gave it up
+        // when it was dropped); unmapping it invalidates no live reference.
+        let _ = unsafe { munmap(self.base, self.map_len) };
+    }
+}
+
+thread_local! {
+    /// At most one spare one-page mapping per thread.
+    static SPARE: Cell<Option<Spare>> = const { Cell::new(None) };
 }
 
 impl Scratch {
+    /// The spare one-page mapping of this thread, if any, as a zeroed buffer of `len` bytes.
+    fn reuse(len: usize, page: usize) -> Option<Scratch> {
+        let spare = SPARE.try_with(Cell::take).ok().flatten()?;
+        let (base, map_len) = (spare.base, spare.map_len);
+        std::mem::forget(spare);
+        let mut s = Scratch { base, map_len, data_off: page - len, len };
+        s.as_mut_slice().fill(0);
+        Some(s)
+    }
+
     /// A zeroed buffer of `len` bytes (ENOMEM when the address space runs out).
     pub(super) fn zeroed(len: usize) -> Result<Scratch, Errno> {
         let page = page_size();
+        if len <= page
+            && let Some(s) = Scratch::reuse(len, page)
+        {
+            return Ok(s);
+        }
         let data_pages = len.div_ceil(page).max(1);
         let map_len = data_pages.checked_add(1).and_then(|p| p.checked_mul(page)).ok_or(Errno::ENOMEM)?;
         let nz = NonZeroUsize::new(map_len).ok_or(Errno::ENOMEM)?;
@@ -82,7 +126,8 @@ impl Scratch {
     }
 
     pub(super) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `len` readable, initialised (zero-filled anonymous memory) bytes start at
+        // SAFETY: `len` readable, initialised (anonymous memory is zero-filled, a reused page is
+        // zeroed again) bytes start at
         // `data_off`; `&self` keeps the mapping alive and unaliased mutably.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<u8>().add(self.data_off), self.len) }
     }
@@ -118,6 +163,25 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if self.map_len == 2 * page_size() {
+            // A one-page mapping: keep it for the next small buffer if the slot is free. The
+            // borrow checker guarantees no slice from `as_slice`/`as_mut_slice` outlives
+            // `self`, so nothing refers into the mapping once it is the spare.
+            let spare = Spare { base: self.base, map_len: self.map_len };
+            // Not kept (the slot is taken, or this thread's slot is gone): `Spare::drop`
+            // unmaps it.
+            let _unkept = SPARE.try_with(|slot| match slot.take() {
+                None => {
+                    slot.set(Some(spare));
+                    None
+                }
+                Some(other) => {
+                    slot.set(Some(other));
+                    Some(spare)
+                }
+            });
+            return;
+        }
         // SAFETY: unmapping our own mapping; the borrow checker guarantees no slice from
         // `as_slice`/`as_mut_slice` outlives `self`.
         let _ = unsafe { munmap(self.base, self.map_len) };
@@ -142,6 +206,20 @@ mod tests {
             }
             assert_eq!(s.u64_at(len), None);
         }
+    }
+
+    #[test]
+    fn a_reused_page_is_zeroed_and_still_guarded() {
+        for len in [4096usize, 8, 24, 1] {
+            let mut s = Scratch::zeroed(len).expect("mmap");
+            assert!(s.as_slice().iter().all(|&b| b == 0), "len {len}");
+            assert_eq!((s.as_mut_ptr() as usize + len) % page_size(), 0);
+            s.as_mut_slice().fill(0xa5);
+        }
+        // Two at once: one comes from the spare, the other is fresh; both return.
+        let (a, b) = (Scratch::zeroed(16).expect("mmap"), Scratch::zeroed(16).expect("mmap"));
+        assert_ne!(a.base, b.base);
+        assert!(a.as_slice().iter().chain(b.as_slice()).all(|&x| x == 0));
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! `cargo bench --bench simrun`: runs [`vmc_bench::simrun`] (arguments after `--` are passed on).
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = vmc_bench::simrun::main(&args) {
+        eprintln!("bench simrun: {e}");
+        std::process::exit(2);
+    }
+}
