@@ -167,7 +167,21 @@ fn defects(quick: bool) {
         let base = if d.api() == MigrationApi::V1 { "sim:v1" } else { "sim:v2" };
         let dev = format!("{base}?defect={}", d.name());
         let start = Instant::now();
-        let (fuzz, _) = run_fuzz(&[&dev, "--stop-on-finding", "--duration", budget, "--seed", "1"]);
+        // On the simulator nothing is disruptive; peers of the same and of another type let
+        // streams move between devices.
+        let mut args = vec![
+            dev.as_str(),
+            "--stop-on-finding",
+            "--duration",
+            budget,
+            "--seed",
+            "1",
+            "--allow-disruptive",
+        ];
+        if d.api() == MigrationApi::V2 {
+            args.extend(["--peer", "sim:v2", "--peer", "sim:v2?type=other"]);
+        }
+        let (fuzz, _) = run_fuzz(&args);
         let wall = start.elapsed().as_secs_f64();
         let first = fuzz.as_ref().and_then(|f| f["findings"].as_array()).and_then(|a| a.first().cloned());
         match first {

@@ -141,7 +141,8 @@ impl Engine {
                 if let Ok(p) = r {
                     obs.value = Some(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
                 }
-                (obs, Vec::new())
+                let v = if is_v2 { self.slots[si].model.judge_flags(&obs) } else { Vec::new() };
+                (obs, v)
             }
             Op::DataSize => {
                 let slot = &mut self.slots[si];
@@ -262,7 +263,8 @@ impl Engine {
                 let r = self.slots[si].dev.data_poll(fd, i32::from(*timeout_ms));
                 let mut obs = obs_of(&r);
                 obs.value = r.ok().map(|v| v as u16 as u64);
-                (obs, Vec::new())
+                let v = self.slots[si].model.judge_poll(fd, &obs);
+                (obs, v)
             }
             Op::FdFlags { fd } => {
                 let fd = self.fd(si, fd)?;

@@ -232,7 +232,11 @@ impl Walker {
         flags: MigFlags,
         covered: Option<&BTreeSet<(MigState, MigState)>>,
     ) -> StateArg {
-        let states = flags.states();
+        let mut states = flags.states();
+        if states.is_empty() {
+            // Flags without STOP_COPY define no state: try them all.
+            states = MigState::ALL.to_vec();
+        }
         if let (Some(c), Some(cov)) = (cur, covered)
             && self.rng.chance(1, 3)
         {
@@ -247,7 +251,12 @@ impl Walker {
             2 => {
                 let unsupported: Vec<MigState> =
                     MigState::ALL.iter().copied().filter(|s| !s.supported_by(flags)).collect();
-                StateArg::Named(*self.rng.pick(&unsupported))
+                StateArg::Named(
+                    unsupported
+                        .get(self.rng.below(unsupported.len() as u64) as usize)
+                        .copied()
+                        .unwrap_or(MigState::Error),
+                )
             }
             _ => StateArg::Named(*self.rng.pick(&states)),
         }
@@ -262,23 +271,16 @@ impl Walker {
         steps: &mut Vec<Step>,
     ) {
         let have = |k: &str| kinds.contains(&k);
-        // A peer restore now and then: save on A, load into another device.
-        if self.devs.len() > 1
-            && have("read")
-            && have("write")
-            && self.rng.chance(1, 25)
-            && captured.iter().any(Option::is_some)
-        {
-            let d = 1 + self.rng.below(self.devs.len() as u64 - 1) as usize;
-            self.restore_macro(d, guesses, captured, steps);
-            return;
-        }
+        // Whole saves and restores now and then, on the device under test or a peer: streams
+        // move between devices (a peer of another type makes them foreign).
         if have("read") && self.rng.chance(1, 20) {
-            self.save_macro(guesses, captured, steps);
+            let d = self.pick_dev();
+            self.save_macro(d, guesses, captured, steps);
             return;
         }
         if have("write") && self.rng.chance(1, 25) && captured.iter().any(Option::is_some) {
-            self.restore_macro(0, guesses, captured, steps);
+            let d = self.pick_dev();
+            self.restore_macro(d, guesses, captured, steps);
             return;
         }
         let flags = self.devs[0].facts.flags;
@@ -437,6 +439,15 @@ impl Walker {
         steps.push(Step::new(op).oracle());
     }
 
+    /// The device under test two times in three, else a peer.
+    fn pick_dev(&mut self) -> usize {
+        if self.devs.len() < 2 || self.rng.chance(2, 3) {
+            0
+        } else {
+            1 + self.rng.below(self.devs.len() as u64 - 1) as usize
+        }
+    }
+
     fn fd_ref(&mut self) -> FdRef {
         if self.rng.chance(1, 10) { FdRef::Previous } else { FdRef::Current }
     }
@@ -505,22 +516,31 @@ impl Walker {
         }
     }
 
-    /// STOP, STOP_COPY, read the stream to its end into a capture, STOP, close.
-    fn save_macro(&mut self, guesses: &mut [Guess], captured: &mut [Option<String>], steps: &mut Vec<Step>) {
+    /// STOP, STOP_COPY, read the stream to its end into a capture, STOP, on device `d`.
+    fn save_macro(
+        &mut self,
+        d: usize,
+        guesses: &mut [Guess],
+        captured: &mut [Option<String>],
+        steps: &mut Vec<Step>,
+    ) {
         let i = self.rng.below(CAPTURES.len() as u64) as usize;
+        let label = if d == 0 { None } else { Some(self.devs[d].label.clone()) };
+        let on = |s: Step| match &label {
+            Some(l) => s.on(l),
+            None => s,
+        };
         let set = |s: MigState| Step::new(Op::SetState(StateArg::Named(s))).oracle();
-        steps.push(set(MigState::Stop));
-        steps.push(set(MigState::StopCopy));
-        steps.push(
-            Step::new(Op::Read(ReadArgs {
-                capture: Some(StreamName(CAPTURES[i].to_string())),
-                ..ReadArgs::default()
-            }))
-            .oracle(),
-        );
+        steps.push(on(set(MigState::Stop)));
+        steps.push(on(set(MigState::StopCopy)));
+        steps.push(on(Step::new(Op::Read(ReadArgs {
+            capture: Some(StreamName(CAPTURES[i].to_string())),
+            ..ReadArgs::default()
+        }))
+        .oracle()));
         captured[i] = Some(CAPTURES[i].to_string());
-        steps.push(set(MigState::Stop));
-        let g = &mut guesses[0];
+        steps.push(on(set(MigState::Stop)));
+        let g = &mut guesses[d];
         g.state = Some(MigState::Stop);
         g.fd = false;
     }

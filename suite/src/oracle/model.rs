@@ -697,7 +697,9 @@ impl Model {
                 // segmentation.
                 let continues = !log.write_failed && original.as_ref().is_some_and(|p| log.continued_by(p));
                 log.write_failed = true;
-                let was_valid = continues && log.validity(self.facts.device_type.as_deref()).0 != Some(false);
+                let was_valid = continues
+                    && (log.pieces.is_empty()
+                        || log.validity(self.facts.device_type.as_deref()).0 != Some(false));
                 // Judge what the suite tried to write, not what the driver kept.
                 let mut with = log.clone();
                 with.pieces.extend(original.clone());
@@ -818,6 +820,49 @@ impl Model {
                 }
             }
             _ => {}
+        }
+        v
+    }
+
+    /// Judges GET `VFIO_DEVICE_FEATURE_MIGRATION`: STOP_COPY is always advertised
+    /// (V2-MIG-002) and no undefined bit is (V2-MIG-004).
+    pub fn judge_flags(&self, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(flags) = obs.value.filter(|_| obs.errno.is_none()) else { return v };
+        if flags & MigFlags::STOP_COPY.0 == 0 {
+            v.push(Violation::new(
+                ["V2-MIG-002"],
+                "the migration flags include VFIO_MIGRATION_STOP_COPY".to_string(),
+                format!("flags {}", MigFlags(flags)),
+            ));
+        }
+        if flags & !MigFlags::ALL.0 != 0 {
+            v.push(Violation::new(
+                ["V2-MIG-004"],
+                "only defined migration flags are advertised".to_string(),
+                format!("flags {}", MigFlags(flags)),
+            ));
+        }
+        v
+    }
+
+    /// Judges poll() on `fd`: in STOP_COPY the end of stream is final and readable
+    /// (V2-PRECOPY-008).
+    pub fn judge_poll(&self, fd: i32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(info) = self.fds.get(&fd) else { return v };
+        if info.saving
+            && info.ended.is_none()
+            && info.eof_seen
+            && self.state == Some(MigState::StopCopy)
+            && obs.errno.is_none()
+            && obs.value.is_some_and(|r| r & libc::POLLIN as u64 == 0)
+        {
+            v.push(Violation::new(
+                ["V2-PRECOPY-008"],
+                "poll() reports the saving fd readable after end of stream in STOP_COPY".to_string(),
+                format!("revents {:#x}", obs.value.unwrap_or(0)),
+            ));
         }
         v
     }
