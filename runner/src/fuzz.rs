@@ -276,7 +276,7 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
     );
     if s.arcs_possible > 0 {
         let when = match session.covered_all {
-            Some((secs, ops)) => format!(", all after {secs:.2} s ({ops} ops)"),
+            Some((secs, ops)) => format!(", all after {secs:.3} s ({ops} ops)"),
             None => String::new(),
         };
         println!("  (cur,new) pairs: {} of {} covered{when}", s.arcs_covered.len(), s.arcs_possible);

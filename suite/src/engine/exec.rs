@@ -170,7 +170,15 @@ impl Engine {
                 let argsz = a.argsz.unwrap_or(uapi::FEATURE_HEADER + u32::from(a.payload));
                 let r = self.slots[si].dev.feature(argsz, flags, &mut payload);
                 let obs = obs_of(&r);
-                let v = judge_feature(&self.slots[si].facts, argsz, flags, &obs);
+                let mut v = judge_feature(&self.slots[si].facts, argsz, flags, &obs);
+                // A raw DMA_LOGGING_STOP that went through stops logging like dma_log_stop.
+                if obs.errno.is_none()
+                    && flags & uapi::FEATURE_MASK == uapi::FEATURE_DMA_LOGGING_STOP
+                    && flags & uapi::FEATURE_SET != 0
+                    && flags & uapi::FEATURE_PROBE == 0
+                {
+                    v.extend(self.slots[si].model.judge_dma_stop(&obs));
+                }
                 (obs, v)
             }
             Op::DmaLogStart(a) => {
