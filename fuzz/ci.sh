@@ -12,9 +12,14 @@ cd "$(dirname "$0")"
 secs=${VMC_FUZZ_SECONDS:-60}
 jobs=${VMC_FUZZ_JOBS:-2}
 toolchain=${VMC_FUZZ_TOOLCHAIN:-+nightly}
-out=$PWD/../target/ci-fuzz
+out=$(cd .. && pwd)/target/ci-fuzz
 start=$SECONDS
 step() { printf '\n=== [fuzz %ss] %s\n' "$((SECONDS - start))" "$*"; }
+# The panic (finding and YAML reproducer) and the crash input of a failed libFuzzer log.
+report() {
+	grep -m1 -A60 -E 'panicked|ERROR: libFuzzer' "$1" | grep -v '^ *[0-9]*: \|^ *at ' | head -n 60 || tail -n 40 "$1"
+	grep -A2 -m1 'Failing input' "$1" || true
+}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	step "installing cargo-fuzz"
@@ -31,8 +36,8 @@ rm -rf "$out" && mkdir -p "$out/corpus"
 step "replay the checked-in corpora (-runs=0)"
 for t in $targets; do
 	if ! cargo $toolchain fuzz run "${flags[@]}" "$t" "corpus/$t" -- -runs=0 >"$out/$t.replay.log" 2>&1; then
-		tail -n 60 "$out/$t.replay.log"
-		echo "fuzz: the corpus of $t does not replay cleanly"
+		report "$out/$t.replay.log"
+		echo "fuzz: the corpus of $t does not replay cleanly (log: $out/$t.replay.log)"
 		exit 1
 	fi
 	echo "$t: $(ls "corpus/$t" | wc -l) inputs replayed"
@@ -60,8 +65,8 @@ for t in $targets; do
 		echo "$t: ok, $execs inputs ($rate/s)"
 	else
 		failed+=("$t")
-		grep -A40 -m1 -E 'panicked|ERROR: libFuzzer' "$out/$t.log" | head -n 60 || tail -n 40 "$out/$t.log"
-		echo "$t: FAILED (log: $out/$t.log; crash inputs: fuzz/artifacts/$t/)"
+		report "$out/$t.log"
+		echo "$t: FAILED (log: $out/$t.log; crash inputs: fuzz/artifacts/$t/; vfio-mig-conform fuzz-to-yaml FILE)"
 	fi
 done
 step "done"
