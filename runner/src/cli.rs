@@ -179,6 +179,19 @@ pub enum Command {
         #[arg(long, value_name = "DIR", conflicts_with_all = ["diff", "format"])]
         html: Option<PathBuf>,
     },
+    /// Live fuzzing: seeded random walks of operations on a device, every step judged by the
+    /// oracle; discrepancies are shrunk into minimal YAML reproducers.
+    Fuzz(FuzzArgs),
+    /// Print the YAML sequence that replays a cargo-fuzz input (e.g. a crash file of
+    /// `cargo fuzz run fsm_v2`): replay it with `vfio-mig-conform DEVICE --sequence FILE`.
+    FuzzToYaml {
+        /// The fuzz input.
+        file: PathBuf,
+        /// Which target the input is for: fsm_v2, v1_region or resume_stream (default: the
+        /// target directory the file is in, e.g. fuzz/artifacts/fsm_v2/, else fsm_v2).
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -186,6 +199,66 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+/// `vfio-mig-conform fuzz DEVICE`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Every walk runs as a check in a child process under the watchdog, and the devices are restored
+after each. A finding whose clauses are all declared deviations of the profile (given, or matched
+to the device as the main run does) is \"known\"; the others are new.
+
+Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be opened,
+4 no migration support, 5 interrupted, 6 device could not be restored.")]
+pub struct FuzzArgs {
+    /// The device to fuzz (as for a run).
+    pub device: String,
+    /// How long to fuzz: 60s, 5m, 1h, 500ms (a plain number is seconds).
+    #[arg(long, value_name = "TIME", default_value = "60s")]
+    pub duration: String,
+    /// Seed of the random walks (default: from the clock; printed so a session can be repeated).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Only these operation kinds, comma separated (set_state, read, write, ...).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub ops: Vec<String>,
+    /// Also operations that can hurt a real host: raw feature calls, config-space and MMIO
+    /// writes with random values, v1 header writes.
+    #[arg(long)]
+    pub allow_disruptive: bool,
+    /// Peer devices (labels B, C, ...): captured streams are also restored into them.
+    #[arg(long = "peer", value_name = "DEVICE")]
+    pub peers: Vec<String>,
+    /// The device's name inside its IOMMU group, when the group holds several.
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// Vendor profile whose deviations make findings "known" (a name, a file, or none).
+    #[arg(long, short = 'p', value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Write the run record (header, fuzz summary, footer) here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Directory for the shrunk YAML reproducers.
+    #[arg(long, value_name = "DIR", default_value = "target/fuzz-findings")]
+    pub out: PathBuf,
+    /// Stop at the first new (not known) finding.
+    #[arg(long)]
+    pub stop_on_finding: bool,
+    /// Stop once every (cur, new) pair of the device's states has been exercised.
+    #[arg(long)]
+    pub until_covered: bool,
+    /// Longest walk, in operations.
+    #[arg(long, value_name = "N", default_value_t = 48)]
+    pub max_walk: usize,
+    /// Per-operation watchdog in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Run walks in this process (no watchdog, no crash containment).
+    #[arg(long)]
+    pub no_fork: bool,
+    /// No progress line and a shorter summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Output format of `report`.

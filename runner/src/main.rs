@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod fuzz;
 mod isolate;
 mod open;
 mod progress;
@@ -22,12 +23,21 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    if cli.command.is_some() {
+    // A fuzzing session touches devices: like a run, it keeps SIGPIPE ignored.
+    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_))) {
         default_sigpipe();
     }
     let code = match cli.command {
         Some(Command::Clauses { format, coverage }) => commands::clauses(format, coverage),
         Some(Command::Sim { list_defects }) => commands::sim(list_defects),
+        Some(Command::Fuzz(args)) => match fuzz::fuzz(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vfio-mig-conform fuzz: {}", e.message);
+                e.code
+            }
+        },
+        Some(Command::FuzzToYaml { file, target }) => fuzz::to_yaml(&file, target.as_deref()),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
             exit::OK

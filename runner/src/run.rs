@@ -56,11 +56,11 @@ fn reproduce(args: &RunArgs, check: &Check) -> String {
     cmd.join(" ")
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn uname_r() -> String {
+pub(crate) fn uname_r() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 

@@ -66,7 +66,7 @@ impl Inputs {
     }
 }
 
-fn explicit_profile(p: &str) -> Result<Profile, Exit> {
+pub fn explicit_profile(p: &str) -> Result<Profile, Exit> {
     let bad = |e: vmc::fixture::LoadError| Exit::new(exit::USAGE, e.to_string());
     let path = std::path::Path::new(p);
     if path.exists() || p.contains('/') || p.ends_with(".yaml") {

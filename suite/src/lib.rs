@@ -7,6 +7,7 @@
 //! - [`op`]: the operation vocabulary shared by fixtures, fuzzing and reproducers.
 //! - [`device`]: the device abstraction, the simulators ([`device::sim`]) and the kernel
 //!   ioctl layer.
+//! - [`fuzz`]: the fuzz harness (cargo-fuzz targets, YAML reproducers) and the live fuzzer.
 
 pub mod check;
 pub mod checks;
@@ -16,6 +17,7 @@ pub mod embedded;
 pub mod engine;
 pub mod errno;
 pub mod fixture;
+pub mod fuzz;
 pub mod hash;
 pub mod op;
 pub mod oracle;

@@ -329,6 +329,28 @@ impl Profile {
 }
 
 impl Profile {
+    /// Whether the profile declares every one of `clauses` as a known deviation of a device
+    /// of `model`, for findings that come from no named check (the live fuzzer's): the
+    /// deviations that list them, or None when a clause is not listed (or `clauses` is
+    /// empty).
+    pub fn declares(&self, clauses: &[String], model: Option<&str>) -> Option<Vec<&Deviation>> {
+        if clauses.is_empty() {
+            return None;
+        }
+        let applies =
+            |d: &&Deviation| d.models.is_empty() || model.is_some_and(|m| d.models.iter().any(|x| x == m));
+        let mut used: Vec<&Deviation> = Vec::new();
+        for c in clauses {
+            let d = self.deviations.iter().filter(applies).find(|d| d.clauses.contains(c))?;
+            if !used.iter().any(|u| std::ptr::eq(*u, d)) {
+                used.push(d);
+            }
+        }
+        Some(used)
+    }
+}
+
+impl Profile {
     /// Differences between what the profile says the driver advertises and what the device
     /// reported when probed.
     pub fn claim_mismatches(&self, facts: &crate::engine::DeviceFacts) -> Vec<String> {
@@ -391,6 +413,15 @@ mod tests {
         let bad = P.replace("verified: no", "verified: no\nstrictness: high");
         let e = Profile::load_str("p.yaml", bad.as_bytes()).unwrap_err();
         assert!(e.message.contains("strictness"), "{e}");
+    }
+
+    #[test]
+    fn clause_sets_are_declared_only_when_every_clause_is_listed() {
+        let p = Profile::load_str("p.yaml", P.as_bytes()).unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
+        assert_eq!(p.declares(&s(&["V2-STATE-007"]), None).map(|d| d.len()), Some(1));
+        assert!(p.declares(&s(&["V2-STATE-007", "V2-STATE-005"]), None).is_none());
+        assert!(p.declares(&[], None).is_none());
     }
 
     #[test]

@@ -151,6 +151,10 @@ pub struct CheckRun {
     pub duration_us: u64,
     /// The run stopped at a broken MUST before the last step.
     pub stopped_early: bool,
+    /// Steps skipped as harness errors (an fd or stream that does not exist) when the engine
+    /// runs with [`Engine::skip_harness_errors`] (fuzzing); 0-based.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<usize>,
 }
 
 /// Renders an op as one YAML-like line.
@@ -289,6 +293,11 @@ fn render_op_serde(op: &crate::op::Op) -> String {
     }
 }
 
+/// Renders `op` once per step and hands out the cached text afterwards.
+fn op_text<'a>(cache: &'a mut Option<String>, op: &crate::op::Op) -> &'a str {
+    cache.get_or_insert_with(|| render_op(op))
+}
+
 /// Called before every step (index, step as YAML) and as a heartbeat inside long loops
 /// (index, `""`): the process-isolation watchdog resets its timer on each call.
 pub type Progress = Box<dyn FnMut(usize, &str) + Send>;
@@ -301,6 +310,12 @@ pub struct Engine {
     pub progress: Option<Progress>,
     /// Set from a signal handler: stop the current check at the next step.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Fuzzing: a step that cannot run (it names a data fd or stream that does not exist) is
+    /// skipped and listed in [`CheckRun::skipped`] instead of ending the check with ERROR.
+    pub skip_harness_errors: bool,
+    /// Record every step in [`CheckRun::trace`] (the default). The fuzz harness turns it off:
+    /// rendering each step for the trace is most of the engine's per-step cost.
+    pub keep_trace: bool,
     current_step: usize,
     streams: BTreeMap<String, Capture>,
     marks: BTreeMap<String, crate::device::IrqCounts>,
@@ -437,6 +452,8 @@ impl Engine {
             opts,
             progress: None,
             interrupt: None,
+            skip_harness_errors: false,
+            keep_trace: true,
             current_step: 0,
             streams: BTreeMap::new(),
             marks: BTreeMap::new(),
@@ -592,9 +609,9 @@ impl Engine {
                 break;
             }
             self.current_step = i;
-            let op = render_op(&step.op);
+            let mut rendered: Option<String> = None;
             if let Some(p) = &mut self.progress {
-                p(i, &op);
+                p(i, op_text(&mut rendered, &step.op));
             }
             let Some(si) = Self::slot_index(check, &map, step.device.as_deref()) else {
                 run.error = Some(format!(
@@ -607,10 +624,15 @@ impl Engine {
             let t0 = Instant::now();
             let outcome = self.exec_step(si, step);
             let micros = t0.elapsed().as_micros() as u64;
-            let label = step.device.clone().unwrap_or_else(|| labels[0].clone());
+            let label = step.device.as_deref().unwrap_or(&labels[0]);
             let (obs, mut violations, notes) = match outcome {
                 Ok(x) => x,
+                Err(_) if self.skip_harness_errors => {
+                    run.skipped.push(i);
+                    continue;
+                }
                 Err(e) => {
+                    let op = op_text(&mut rendered, &step.op);
                     run.error = Some(match &step.loc {
                         Some(l) => format!("{l}: step {} `{op}`: {e}", i + 1),
                         None => format!("step {} `{op}`: {e}", i + 1),
@@ -633,28 +655,27 @@ impl Engine {
                 && self.slots[si].facts.report_stub
             {
                 run.unsupported = Some(REPORT_STUB.to_string());
-                run.trace.push(StepRecord { step: i, device: label, op, obs, micros });
+                let op = op_text(&mut rendered, &step.op).to_string();
+                run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
                 break;
             }
             violations.extend(expect::evaluate(self, &irq_now, step, &obs));
             run.notes.extend(notes);
-            run.trace.push(StepRecord { step: i, device: label, op, obs, micros });
+            if self.keep_trace {
+                let op = op_text(&mut rendered, &step.op).to_string();
+                run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
+            }
             let mut stop = false;
-            if !violations.is_empty() {
-                let rec = &run.trace[run.trace.len() - 1];
-                let (op, label) = (rec.op.clone(), rec.device.clone());
-                for v in violations {
-                    stop |=
-                        v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
-                    run.findings.push(Finding {
-                        violation: v,
-                        step: i,
-                        op: op.clone(),
-                        device: label.clone(),
-                        loc: step.loc.clone(),
-                        setup: step.setup,
-                    });
-                }
+            for v in violations {
+                stop |= v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
+                run.findings.push(Finding {
+                    violation: v,
+                    step: i,
+                    op: op_text(&mut rendered, &step.op).to_string(),
+                    device: label.to_string(),
+                    loc: step.loc.clone(),
+                    setup: step.setup,
+                });
             }
             if stop && i + 1 < check.steps.len() {
                 run.stopped_early = true;

@@ -29,8 +29,10 @@ pub struct Facts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
     /// Unmodified bytes `[start, end)` of the saving stream `session` of a device of
-    /// `device_type`; `eof`: `end` is the end of that stream.
-    Stream { device_type: Option<String>, session: String, start: u64, end: u64, eof: bool },
+    /// `device_type`; `eof`: `end` is the end of that stream; `cut`: the stream is known to
+    /// go on after `end` (a truncated capture or a short write). With neither, the suite has
+    /// not seen where the stream ends.
+    Stream { device_type: Option<String>, session: String, start: u64, end: u64, eof: bool, cut: bool },
     /// Anything else (mutated, literal bytes): why it cannot be a valid stream.
     Invalid(String),
 }
@@ -44,6 +46,22 @@ struct ResumeLog {
 }
 
 impl ResumeLog {
+    /// Whether `p` continues exactly what was written so far: bytes of the same saving stream
+    /// from byte 0 on, without a gap or an overlap, before its end.
+    fn continued_by(&self, p: &Piece) -> bool {
+        let Piece::Stream { session, start, .. } = p else { return false };
+        let mut at = 0u64;
+        for q in &self.pieces {
+            match q {
+                Piece::Stream { session: s, start: st, end, eof: false, .. } if s == session && *st == at => {
+                    at = *end;
+                }
+                _ => return false,
+            }
+        }
+        *start == at
+    }
+
     /// Some(true): one complete compatible stream; Some(false): certainly not valid (with why);
     /// None: the suite cannot tell.
     fn validity(&self, my_type: Option<&str>) -> (Option<bool>, String) {
@@ -53,10 +71,11 @@ impl ResumeLog {
         let mut expect_start = 0u64;
         let mut session: Option<&str> = None;
         let mut complete = false;
+        let mut cut = false;
         for p in &self.pieces {
             match p {
                 Piece::Invalid(why) => return (Some(false), why.clone()),
-                Piece::Stream { device_type, session: s, start, end, eof } => {
+                Piece::Stream { device_type, session: s, start, end, eof, cut: c } => {
                     if let (Some(a), Some(b)) = (device_type.as_deref(), my_type)
                         && a != b
                     {
@@ -82,11 +101,15 @@ impl ResumeLog {
                     }
                     expect_start = *end;
                     complete = *eof;
+                    cut = *c;
                 }
             }
         }
-        if !complete {
+        if !complete && cut {
             return (Some(false), format!("the stream is truncated after {expect_start} bytes"));
+        }
+        if !complete {
+            return (None, format!("the suite did not see the stream end after {expect_start} bytes"));
         }
         if self.write_failed {
             return (None, "a write of the stream failed".to_string());
@@ -236,6 +259,9 @@ struct FdInfo {
     eof_seen: bool,
     last_initial: Option<u64>,
     queries: u32,
+    /// Bytes read from the fd so far: dirty_bytes counts changes relative to data already
+    /// retrieved, so it must be 0 while nothing has been read.
+    read: u64,
 }
 
 /// The behavioural model of one v2 device.
@@ -253,6 +279,9 @@ pub struct Model {
     reopened: bool,
     /// What the current resume session received.
     resume: Option<ResumeLog>,
+    /// The suite closed the device fd: device-fd operations fail with EBADF (it is the
+    /// suite's fd that is gone, not a driver decision) until a reopen succeeds.
+    closed: bool,
 }
 
 impl Model {
@@ -265,7 +294,13 @@ impl Model {
             report_stub: false,
             reopened: false,
             resume: None,
+            closed: false,
         }
+    }
+
+    /// Whether the device fd is closed (between `close_device` and a successful `reopen`).
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Whether the model expects logging to be running.
@@ -288,12 +323,17 @@ impl Model {
     /// Judges `SET(req)`; `obs.state` must hold the GET issued right after.
     pub fn judge_set(&mut self, req: u32, obs: &Observation) -> Vec<Violation> {
         let mut v = Vec::new();
+        // V2-OPEN-001 can only be judged by a GET before anything changes the state.
+        self.reopened = false;
         let Some(cur) = self.state else {
             // Unknown starting point: learn from the GET.
             self.adopt(obs.state);
             if obs.errno.is_none()
                 && let Some(fd) = obs.data_fd.filter(|fd| *fd >= 0)
             {
+                if req == MigState::Resuming.raw() {
+                    self.resume = Some(ResumeLog::default());
+                }
                 self.fds.insert(
                     fd,
                     FdInfo {
@@ -302,6 +342,7 @@ impl Model {
                         eof_seen: false,
                         last_initial: None,
                         queries: 0,
+                        read: 0,
                     },
                 );
             }
@@ -461,7 +502,14 @@ impl Model {
                     }
                     self.fds.insert(
                         fd,
-                        FdInfo { saving, ended: None, eof_seen: false, last_initial: None, queries: 0 },
+                        FdInfo {
+                            saving,
+                            ended: None,
+                            eof_seen: false,
+                            last_initial: None,
+                            queries: 0,
+                            read: 0,
+                        },
                     );
                 }
                 self.state = MigState::from_raw(req);
@@ -547,6 +595,7 @@ impl Model {
         let state = self.state;
         let Some(info) = self.fds.get_mut(&fd) else { return v };
         let bytes = obs.bytes.unwrap_or(0);
+        info.read = info.read.saturating_add(bytes);
         if !info.saving {
             if bytes > 0 {
                 v.push(Violation::new(
@@ -628,7 +677,7 @@ impl Model {
             // one a prefix.
             let accepted = obs.bytes.unwrap_or(0);
             let piece = match piece {
-                Some(Piece::Stream { device_type, session, start, end, eof }) if accepted > 0 => {
+                Some(Piece::Stream { device_type, session, start, end, eof, cut }) if accepted > 0 => {
                     let kept = accepted.min(end - start);
                     Some(Piece::Stream {
                         device_type,
@@ -636,14 +685,21 @@ impl Model {
                         start,
                         end: start + kept,
                         eof: eof && kept == end - start,
+                        cut: cut || kept < end - start,
                     })
                 }
                 Some(Piece::Invalid(why)) if accepted > 0 => Some(Piece::Invalid(why)),
                 _ => None,
             };
             if obs.errno.is_some() {
+                // After a refused write the driver may hold the session as broken: only a
+                // refusal in a session without earlier failures says something about
+                // segmentation.
+                let continues = !log.write_failed && original.as_ref().is_some_and(|p| log.continued_by(p));
                 log.write_failed = true;
-                let was_valid = log.validity(self.facts.device_type.as_deref()).0 != Some(false);
+                let was_valid = continues
+                    && (log.pieces.is_empty()
+                        || log.validity(self.facts.device_type.as_deref()).0 != Some(false));
                 // Judge what the suite tried to write, not what the driver kept.
                 let mut with = log.clone();
                 with.pieces.extend(original.clone());
@@ -689,6 +745,28 @@ impl Model {
         v
     }
 
+    /// Judges a pread()/pwrite() at an offset on `fd`: data fds are streams (ESPIPE).
+    pub fn judge_positioned(&mut self, fd: i32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(info) = self.fds.get_mut(&fd) else { return v };
+        let bytes = obs.bytes.unwrap_or(0);
+        if obs.errno.is_none() && bytes > 0 {
+            v.push(Violation::new(
+                ["V2-FD-003"],
+                "pread()/pwrite() at an offset fails with ESPIPE (data fds are streams)".to_string(),
+                format!("{bytes} bytes transferred"),
+            ));
+            if info.saving {
+                info.read = info.read.saturating_add(bytes);
+            } else if info.ended.is_none()
+                && let Some(log) = &mut self.resume
+            {
+                log.pieces.push(Piece::Invalid("bytes written with pwrite() at an offset".to_string()));
+            }
+        }
+        v
+    }
+
     /// Judges `VFIO_MIG_GET_PRECOPY_INFO` on `fd` with `argsz`.
     pub fn judge_precopy(&mut self, fd: i32, argsz: u32, obs: &Observation) -> Vec<Violation> {
         let mut v = Vec::new();
@@ -721,10 +799,10 @@ impl Model {
             )),
             (true, None) => {
                 if let Some((initial, dirty, _)) = obs.precopy {
-                    if info.queries == 0 && dirty != 0 {
+                    if info.read == 0 && dirty != 0 {
                         v.push(Violation::new(
                             ["V2-PRECOPY-005"],
-                            "dirty_bytes is 0 on the first query".to_string(),
+                            "dirty_bytes is 0 while no data has been read from the saving fd".to_string(),
                             format!("dirty_bytes {dirty}"),
                         ));
                     }
@@ -742,6 +820,49 @@ impl Model {
                 }
             }
             _ => {}
+        }
+        v
+    }
+
+    /// Judges GET `VFIO_DEVICE_FEATURE_MIGRATION`: STOP_COPY is always advertised
+    /// (V2-MIG-002) and no undefined bit is (V2-MIG-004).
+    pub fn judge_flags(&self, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(flags) = obs.value.filter(|_| obs.errno.is_none()) else { return v };
+        if flags & MigFlags::STOP_COPY.0 == 0 {
+            v.push(Violation::new(
+                ["V2-MIG-002"],
+                "the migration flags include VFIO_MIGRATION_STOP_COPY".to_string(),
+                format!("flags {}", MigFlags(flags)),
+            ));
+        }
+        if flags & !MigFlags::ALL.0 != 0 {
+            v.push(Violation::new(
+                ["V2-MIG-004"],
+                "only defined migration flags are advertised".to_string(),
+                format!("flags {}", MigFlags(flags)),
+            ));
+        }
+        v
+    }
+
+    /// Judges poll() on `fd`: in STOP_COPY the end of stream is final and readable
+    /// (V2-PRECOPY-008).
+    pub fn judge_poll(&self, fd: i32, obs: &Observation) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let Some(info) = self.fds.get(&fd) else { return v };
+        if info.saving
+            && info.ended.is_none()
+            && info.eof_seen
+            && self.state == Some(MigState::StopCopy)
+            && obs.errno.is_none()
+            && obs.value.is_some_and(|r| r & libc::POLLIN as u64 == 0)
+        {
+            v.push(Violation::new(
+                ["V2-PRECOPY-008"],
+                "poll() reports the saving fd readable after end of stream in STOP_COPY".to_string(),
+                format!("revents {:#x}", obs.value.unwrap_or(0)),
+            ));
         }
         v
     }
@@ -764,6 +885,7 @@ impl Model {
     /// Records `VFIO_DEVICE_RESET`.
     pub fn judge_reset(&mut self, obs: &Observation) -> Vec<Violation> {
         let mut v = Vec::new();
+        self.reopened = false;
         self.resume = None;
         if let Some(e) = obs.errno {
             v.push(Violation::new(
@@ -784,11 +906,17 @@ impl Model {
         self.resume = None;
         self.end_sessions(true, true, EndCause::Close);
         self.state = None;
+        self.closed = true;
     }
 
-    /// Records reopening the device: V2-OPEN-001 is judged at the next GET.
-    pub fn on_reopen(&mut self) {
+    /// Records reopening the device: V2-OPEN-001 is judged at the next GET. A reopen that
+    /// failed (the device was still open: EBUSY) changes nothing.
+    pub fn on_reopen(&mut self, obs: &Observation) {
+        if obs.errno.is_some() {
+            return;
+        }
         self.reopened = true;
+        self.closed = false;
         self.state = None;
         self.logging = false;
     }

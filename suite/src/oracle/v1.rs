@@ -91,7 +91,9 @@ pub fn transition(cur: u32, new: u32) -> Transition {
         (0b001, 0b010) | (0b010, 0b000) => Transition::Required("V1-FLOW-003"),
         (0b001, 0b011) => Transition::Required("V1-FLOW-005"),
         (0b011, 0b010) => Transition::Required("V1-FLOW-006"),
-        (0b001, 0b100) | (0b100, 0b001) => Transition::Required("V1-FLOW-007"),
+        // Leaving RESUMING loads the data: it may fail when the data is not a valid stream, so
+        // only fixtures that delivered one expect 100b -> 001b to succeed.
+        (0b001, 0b100) => Transition::Required("V1-FLOW-007"),
         _ => Transition::Allowed,
     }
 }

@@ -57,6 +57,11 @@ enum Chunk {
     Regs,
     /// The END record, computed from the hash of everything emitted before it.
     End,
+    /// A re-send of a hot page that changed: resolved to its current version when the
+    /// reader reaches it, so a page dirtied again before it is sent is sent once (as a
+    /// device's dirty bitmap does), and a slow reader cannot make the stream grow without
+    /// bound.
+    Dirty(u64),
     /// Never ends: endless filler (hostile defect).
     Endless,
 }
@@ -83,6 +88,8 @@ pub struct Saver {
     /// Pages below this were queued by the initial section (only they can be dirty: dirt is
     /// relative to data already produced).
     emitted_until: u64,
+    /// Hot pages with a re-send queued and not yet started.
+    pending: [bool; HOT_PAGES],
     finished: bool,
 }
 
@@ -118,6 +125,7 @@ impl Saver {
             records: 1,
             sent_versions,
             emitted_until: 0,
+            pending: [false; HOT_PAGES],
             finished: false,
         }
     }
@@ -156,13 +164,11 @@ impl Saver {
         let nhot = (HOT_PAGES as u64).min(self.id.npages()).min(self.emitted_until);
         for p in 0..nhot {
             let v = src.page_version(p);
-            if v != self.sent_versions[p as usize] {
-                self.sent_versions[p as usize] = v;
-                let prefix = self.pages_record_prefix(p, &[v]);
-                self.queued_dirty += prefix.len() as u64 + self.id.page_len(p);
+            if v != self.sent_versions[p as usize] && !self.pending[p as usize] {
+                self.pending[p as usize] = true;
+                self.queued_dirty += 8 + 16 + 4 + self.id.page_len(p);
                 self.records += 1;
-                self.queue.push_back(Chunk::Bytes(prefix, 0));
-                self.queue.push_back(Chunk::PageData { page: p, version: v, pos: 0 });
+                self.queue.push_back(Chunk::Dirty(p));
             }
         }
     }
@@ -261,6 +267,19 @@ impl Saver {
                         self.queue.push_front(piece);
                     }
                     // The InitialPages chunk now follows the pieces of this record.
+                    continue;
+                }
+                Chunk::Dirty(page) => {
+                    // Resolve to the page's current version; an in-flight record is never
+                    // changed.
+                    let p = *page;
+                    self.queue.pop_front();
+                    let v = src.page_version(p);
+                    self.pending[p as usize] = false;
+                    self.sent_versions[p as usize] = v;
+                    let prefix = self.pages_record_prefix(p, &[v]);
+                    self.queue.push_front(Chunk::PageData { page: p, version: v, pos: 0 });
+                    self.queue.push_front(Chunk::Bytes(prefix, 0));
                     continue;
                 }
                 Chunk::Regs => {
@@ -388,6 +407,8 @@ pub struct Loader {
     versions: [u32; HOT_PAGES],
     error: Option<LoadError>,
     bytes: u64,
+    /// One bit per page of the state: sent at least once.
+    covered: Vec<u64>,
 }
 
 impl Loader {
@@ -406,7 +427,14 @@ impl Loader {
             versions: [0; HOT_PAGES],
             error: None,
             bytes: 0,
+            covered: vec![0; usize::try_from(id.npages().div_ceil(64)).unwrap_or(0)],
         }
+    }
+
+    /// The first page no PAGES record has carried, if any.
+    fn missing_page(&self) -> Option<u64> {
+        let n = self.id.npages();
+        (0..n).find(|p| self.covered.get((p / 64) as usize).is_none_or(|w| w & (1 << (p % 64)) == 0))
     }
 
     pub fn error(&self) -> Option<&LoadError> {
@@ -502,6 +530,11 @@ impl Loader {
                     return self
                         .fail(LoadError::Corrupt(format!("first record has tag {tag:#x}, not HEADER")));
                 }
+                if self.check_content && self.regs.is_some() && tag != TAG_END {
+                    return self.fail(LoadError::Corrupt(format!(
+                        "record {tag:#x} after REGS (REGS is the last record before END)"
+                    )));
+                }
                 self.phase = match (tag, len) {
                     (TAG_HEADER, HEADER_LEN) if !self.seen_header => {
                         LoadPhase::Fixed { tag, len: HEADER_LEN as usize }
@@ -547,7 +580,9 @@ impl Loader {
             }
             LoadPhase::Fixed { tag: TAG_END, .. } => {
                 let (records, hash) = (u32_at(0), u64_at(8));
-                if self.check_content && (hash != self.hash.value() || records != self.records) {
+                if self.check_content
+                    && (hash != self.hash.value() || records != self.records || u32_at(4) != 0)
+                {
                     return self.fail(LoadError::Corrupt(format!(
                         "END record does not match the stream (hash {hash:#x} vs {:#x}, {records} vs {} records)",
                         self.hash.value(),
@@ -558,6 +593,10 @@ impl Loader {
             }
             LoadPhase::PagesPrefix { len } => {
                 let (first, count) = (u64_at(0), u64::from(u32_at(8)));
+                if self.check_content && u32_at(12) != 0 {
+                    return self
+                        .fail(LoadError::Corrupt("PAGES record with a non-zero reserved word".to_string()));
+                }
                 let end = first.checked_add(count);
                 if count == 0 || end.is_none_or(|e| e > self.id.npages()) {
                     return self.fail(LoadError::Corrupt(format!(
@@ -584,6 +623,11 @@ impl Loader {
                         )));
                     }
                 }
+                for p in first..first + count {
+                    if let Some(w) = self.covered.get_mut((p / 64) as usize) {
+                        *w |= 1 << (p % 64);
+                    }
+                }
                 self.phase = LoadPhase::PagesData { first, versions, idx: 0, pos: 0 };
             }
             _ => self.fail(LoadError::Corrupt("record of unknown kind".to_string())),
@@ -603,6 +647,11 @@ impl Loader {
             return Err(LoadError::Truncated(format!("{} bytes received and no END record", self.bytes)));
         }
         let regs = self.regs.ok_or_else(|| LoadError::Corrupt("no REGS record".to_string()))?;
+        if self.check_content
+            && let Some(p) = self.missing_page()
+        {
+            return Err(LoadError::Truncated(format!("page {p} of the state was never sent")));
+        }
         Ok(Restored { regs, versions: self.versions })
     }
 }

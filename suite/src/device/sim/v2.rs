@@ -533,7 +533,8 @@ impl Device for SimV2 {
                     continue;
                 }
                 let first = d.max(iova);
-                let last = dend.min(end) - 1;
+                // An empty report range (length 0) covers no page.
+                let Some(last) = dend.min(end).checked_sub(1).filter(|l| *l >= first) else { continue };
                 for bit in (first - iova) / page_size..=(last - iova) / page_size {
                     bitmap[(bit / 64) as usize] |= 1 << (bit % 64);
                 }
@@ -720,6 +721,10 @@ impl Device for SimV2 {
             self.end_session();
         }
         self.hw.irqs = Default::default();
+        // Closing the device tears DMA logging down (as mlx5's close_device does): a reopened
+        // device reports nothing until logging is started again.
+        self.logging = false;
+        self.hw.dma_log = None;
         self.open = false;
         Ok(())
     }

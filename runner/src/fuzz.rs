@@ -1,0 +1,375 @@
+//! `vfio-mig-conform fuzz DEVICE` (live fuzzing through the process isolation of the main run)
+//! and `vfio-mig-conform fuzz-to-yaml FILE`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vmc::device::{Device, MigrationApi};
+use vmc::engine::{Engine, EngineOptions};
+use vmc::fuzz::live::{LiveOptions, Session, WalkOutcome, unknown_kinds};
+use vmc::report::record::{DeviceRecord, Line, RecordWriter, RunFooter, RunHeader, Totals};
+
+use crate::cli::{FuzzArgs, exit};
+use crate::run::Exit;
+
+/// Parses `60s`, `5m`, `1h`, `500ms`, `90`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t.as_str(), "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()))
+        .unwrap_or(1)
+}
+
+/// `vfio-mig-conform fuzz`.
+pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
+    let duration = parse_duration(&args.duration).ok_or_else(|| {
+        Exit::new(exit::USAGE, format!("--duration `{}` is not a time like 60s, 5m or 500ms", args.duration))
+    })?;
+    // Inputs are validated before any device is opened.
+    let explicit = match args.profile.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(p) => Some(Some(crate::suite::explicit_profile(p)?)),
+    };
+    let all_kinds: Vec<String> =
+        args.ops.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let unknown: Vec<String> = unknown_kinds(MigrationApi::V2, &all_kinds)
+        .into_iter()
+        .filter(|k| !unknown_kinds(MigrationApi::V1, std::slice::from_ref(k)).is_empty())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!(
+                "--ops: unknown operation kind(s) {} (v2: {}; v1: {})",
+                unknown.join(", "),
+                vmc::fuzz::live::V2_KINDS.join(", "),
+                vmc::fuzz::live::V1_KINDS.join(", ")
+            ),
+        ));
+    }
+    if let Some(k) = all_kinds.iter().find(|k| vmc::fuzz::live::kind_is_disruptive(k))
+        && !args.allow_disruptive
+    {
+        return Err(Exit::new(exit::USAGE, format!("--ops {k} is disruptive: add --allow-disruptive")));
+    }
+    let mut devices: Vec<Box<dyn Device>> = Vec::new();
+    let mut _locks = Vec::new();
+    for spec in std::iter::once(&args.device).chain(args.peers.iter()) {
+        _locks.push(crate::open::lock(spec)?);
+        devices.push(crate::open::open(spec, args.device_name.as_deref())?);
+    }
+    let mut engine = Engine::new(devices, EngineOptions { max_stream: 256 << 20 });
+    let facts = engine.slots[0].facts.clone();
+    if facts.api == MigrationApi::None {
+        eprintln!(
+            "vfio-mig-conform fuzz: SKIP: {}: no migration support ({})",
+            args.device,
+            facts.why_not.as_deref().unwrap_or("no v2 migration feature and no v1 migration region")
+        );
+        return Ok(exit::SKIP);
+    }
+    if !all_kinds.is_empty() {
+        let bad = unknown_kinds(facts.api, &all_kinds);
+        if !bad.is_empty() {
+            return Err(Exit::new(
+                exit::USAGE,
+                format!("--ops {}: not operations of a {:?} device", bad.join(", "), facts.api)
+                    .to_lowercase(),
+            ));
+        }
+    }
+    let inputs = crate::suite::Inputs { fixtures: Vec::new(), only_sequences: true, profile: explicit };
+    let profile = crate::suite::profile(&inputs, &engine);
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let opts = LiveOptions {
+        seed,
+        kinds: (!all_kinds.is_empty()).then_some(all_kinds),
+        allow_disruptive: args.allow_disruptive,
+        max_walk: args.max_walk.max(4),
+        ..LiveOptions::default()
+    };
+    let started_secs = crate::run::now_secs();
+    let header = RunHeader {
+        tool: "vfio-mig-conform".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started: started_secs,
+        command: std::env::args().collect(),
+        devices: engine
+            .slots
+            .iter()
+            .map(|s| DeviceRecord {
+                label: s.label.clone(),
+                info: s.dev.info().clone(),
+                facts: s.facts.clone(),
+            })
+            .collect(),
+        profile: profile.as_ref().map(|p| format!("{} ({})", p.name, p.file)),
+        strict: false,
+        host_kernel: crate::run::uname_r(),
+    };
+    let mut record = match &args.json {
+        Some(path) => {
+            let mut w = RecordWriter::create(path)
+                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+            w.write(&Line::Run(header))
+                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+            Some(w)
+        }
+        None => None,
+    };
+    crate::isolate::install_signal_handlers();
+    // A panic inside a walk becomes a finding (the check process reports its message): do not
+    // also print it.
+    std::panic::set_hook(Box::new(|_| {}));
+    let iso =
+        crate::isolate::Isolation { fork: !args.no_fork, timeout: Duration::from_secs(args.timeout.max(1)) };
+    let mut session = Session::new(&mut engine, opts);
+    let model = session.model().map(str::to_string);
+    if !args.quiet {
+        let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
+        eprintln!(
+            "vfio-mig-conform fuzz: {} ({:?}, flags {}{prof}), seed {seed}, {} s; operations: {}",
+            args.device,
+            facts.api,
+            facts.flags,
+            duration.as_secs_f64(),
+            session.kinds().join(",")
+        );
+    }
+    let tty = std::io::stderr().is_terminal() && !args.quiet;
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut exec = |e: &mut Engine, c: &vmc::check::Check| crate::isolate::run_check(e, c, iso);
+    let mut wedged = None;
+    let mut stopped_for = None;
+    let mut unknown_count = 0usize;
+    let mut known_count = 0usize;
+    loop {
+        if crate::isolate::interrupted().is_some() || started.elapsed() >= duration {
+            break;
+        }
+        match session.walk(&mut engine, &mut exec) {
+            WalkOutcome::Done(new) => {
+                for i in new {
+                    let f = &mut session.findings[i];
+                    let known = profile.as_ref().and_then(|p| {
+                        p.declares(&f.key, model.as_deref()).map(|ds| {
+                            let reasons: Vec<String> = ds.iter().map(|d| d.describe()).collect();
+                            format!("{}: {}", p.name, reasons.join("; "))
+                        })
+                    });
+                    f.record.known = known.clone();
+                    let file = args.out.join(format!("{}.yaml", f.sequence.id));
+                    match write_finding(&args.out, &file, &f.record.reproducer) {
+                        Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
+                        Err(e) => eprintln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
+                    }
+                    if tty {
+                        eprint!("\r\x1b[K");
+                    }
+                    let tag = if known.is_some() { "known" } else { "NEW" };
+                    eprintln!(
+                        "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
+                        f.key.join(", "),
+                        f.record.after_secs,
+                        f.record.expected,
+                        f.record.actual,
+                        f.sequence.steps.len(),
+                        f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
+                    );
+                    if known.is_some() {
+                        known_count += 1;
+                    } else {
+                        unknown_count += 1;
+                        if args.stop_on_finding {
+                            stopped_for = Some(f.key.join(", "));
+                        }
+                    }
+                }
+            }
+            WalkOutcome::Wedged(e) => {
+                wedged = Some(e);
+                break;
+            }
+            WalkOutcome::Interrupted(_) => break,
+        }
+        if tty && last_progress.elapsed() >= Duration::from_millis(250) {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            eprint!(
+                "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  findings {} ({} known)",
+                duration.as_secs_f64(),
+                session.ops,
+                session.ops as f64 / secs.max(1e-9),
+                session.covered.intersection(&session.possible).count(),
+                session.possible.len(),
+                unknown_count + known_count,
+                known_count
+            );
+        }
+        if stopped_for.is_some() || (args.until_covered && session.all_covered()) {
+            break;
+        }
+    }
+    if tty {
+        eprint!("\r\x1b[K");
+        let _ = std::io::stderr().flush();
+    }
+    let interrupted = crate::isolate::interrupted();
+    let summary = session.summary(&args.device);
+    print_summary(&session, &summary, args, seed);
+    let code = if let Some(w) = &wedged {
+        eprintln!("vfio-mig-conform fuzz: stopped: {w}");
+        exit::WEDGED
+    } else if let Some(why) = &interrupted {
+        eprintln!("vfio-mig-conform fuzz: {why}: the device was restored");
+        exit::INTERRUPTED
+    } else if unknown_count > 0 {
+        exit::VIOLATION
+    } else {
+        exit::OK
+    };
+    if let Some(w) = &mut record {
+        let _ = w.write(&Line::Fuzz(Box::new(summary)));
+        let _ = w.write(&Line::End(RunFooter {
+            totals: Totals::default(),
+            exit_code: i32::from(code),
+            duration_ms: started.elapsed().as_millis() as u64,
+            interrupted,
+        }));
+    }
+    Ok(code)
+}
+
+fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(file, text)
+}
+
+fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: &FuzzArgs, seed: u64) {
+    println!(
+        "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {} walks, {} operations ({:.0} ops/s)",
+        args.device,
+        s.duration_ms as f64 / 1000.0,
+        session.walks,
+        s.ops,
+        s.ops_per_sec
+    );
+    if s.arcs_possible > 0 {
+        let when = match session.covered_all {
+            Some((secs, ops)) => format!(", all after {secs:.3} s ({ops} ops)"),
+            None => String::new(),
+        };
+        println!("  (cur,new) pairs: {} of {} covered{when}", s.arcs_covered.len(), s.arcs_possible);
+        let missing = session.missing();
+        if !missing.is_empty() {
+            println!("    not covered: {}", missing.join(" "));
+        }
+    }
+    let mut paths = s.error_paths.clone();
+    paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!("  error paths: {} distinct", paths.len());
+    if !args.quiet {
+        for chunk in paths.chunks(4) {
+            let line: Vec<String> = chunk.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+            println!("    {}", line.join("   "));
+        }
+    }
+    let known = s.findings.iter().filter(|f| f.known.is_some()).count();
+    println!("  findings: {} ({} known, {} new)", s.findings.len(), known, s.findings.len() - known);
+    for f in &session.findings {
+        let r = &f.record;
+        let tag = if r.known.is_some() { "known" } else { "NEW" };
+        println!(
+            "    [{tag}] {}: {} steps (shrunk from {} in {} runs), seen {} times, first after {:.1} s",
+            f.key.join(", "),
+            f.sequence.steps.len(),
+            f.shrunk_from,
+            f.shrink_runs,
+            f.sightings,
+            r.after_secs
+        );
+        println!("      expected {}", r.expected);
+        println!("        actual {}", r.actual);
+        if let Some(k) = &r.known {
+            println!("      declared: {k}");
+        }
+        if let Some(p) = &r.reproducer_file {
+            println!("      reproducer: {p} (replay: vfio-mig-conform DEVICE --sequence {p})");
+        }
+    }
+}
+
+/// `vfio-mig-conform fuzz-to-yaml FILE [--target T]`.
+pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
+    use vmc::fuzz::Target;
+    let name = target.map(str::to_string).or_else(|| {
+        file.ancestors()
+            .filter_map(|p| p.file_name()?.to_str())
+            .find(|n| Target::by_name(n).is_some())
+            .map(str::to_string)
+    });
+    let t = match name.as_deref() {
+        None => Target::FsmV2,
+        Some(n) => match Target::by_name(n) {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "vfio-mig-conform fuzz-to-yaml: unknown target `{n}` (fsm_v2, v1_region, resume_stream)"
+                );
+                return exit::USAGE;
+            }
+        },
+    };
+    let bytes = match vmc::fixture::read_bounded(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            return exit::USAGE;
+        }
+    };
+    match vmc::fuzz::to_yaml(t, &bytes) {
+        Ok(y) => {
+            print!("{y}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            exit::USAGE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("lots"), None);
+        assert_eq!(parse_duration("5 weeks"), None);
+    }
+}
