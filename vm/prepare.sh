@@ -8,7 +8,7 @@ set -euo pipefail
 
 # Bump when the layout/recipe of a prepared kernel directory changes: a
 # kernel directory prepared by another recipe is rebuilt.
-RECIPE=4
+RECIPE=5
 
 usage() {
 	cat <<EOF
@@ -287,10 +287,12 @@ build_kernel_dir() { # VERSION ABI DLDIR
 	for f in "${want[@]}"; do
 		[ -s "$kd/src/$f" ] || vmc_die "samples/vfio-mdev/$f not found in linux-source-$VMC_SERIES=$v"
 	done
-	mkdir -p "$kd/kunit"
+	# kunit.py finds the kernel tree by the `tools/testing/kunit` in its own path (and exits 1
+	# silently when it is not there), so the files keep that path.
+	mkdir -p "$kd/kunit/tools/testing/kunit"
 	for f in "${kunit[@]}"; do
 		[ -s "$kd/src/kunit/$f" ] || vmc_die "tools/testing/kunit/$f not found in linux-source-$VMC_SERIES=$v"
-		mv "$kd/src/kunit/$f" "$kd/kunit/"
+		mv "$kd/src/kunit/$f" "$kd/kunit/tools/testing/kunit/"
 	done
 	rmdir "$kd/src/kunit" 2>/dev/null || true
 
@@ -347,7 +349,7 @@ KREL=$krel
 VMLINUZ=vmlinuz
 BASE_CPIO=base.cpio
 UAPI_INCLUDE=include
-KUNIT=kunit
+KUNIT=kunit/tools/testing/kunit
 HEADERS=$headers
 MODULES="$(tr '\n' ' ' <"$kd/load-order" | sed 's/ $//')"
 EOF
