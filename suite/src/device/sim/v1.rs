@@ -263,7 +263,9 @@ impl SimV1 {
         };
         let natural = field::at(offset).filter(|(_, w)| *w == len);
         let Some((_, width)) = natural else {
-            if self.has(Defect::V1NarrowAccessAccepted) && offset + len as u64 <= o::HEADER_SIZE {
+            if self.has(Defect::V1NarrowAccessAccepted)
+                && offset.checked_add(len as u64).is_some_and(|end| end <= o::HEADER_SIZE)
+            {
                 // Serve the bytes out of the containing fields.
                 if let Rw::Read(buf) = rw {
                     let mut hdr = [0u8; 32];

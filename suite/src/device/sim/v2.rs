@@ -873,16 +873,22 @@ pub(super) fn region_rw(hw: &mut Hw, index: u32, offset: u64, rw: Rw<'_>, via: A
         },
         REGION_CONFIG => {
             let off = usize::try_from(offset).map_err(|_| Errno::EINVAL)?;
+            let len = match &rw {
+                Rw::Read(b) => b.len(),
+                Rw::Write(b) => b.len(),
+            };
+            // An offset near the top of the address space is out of range, not an overflow.
+            let end = off.checked_add(len).ok_or(Errno::EINVAL)?;
             match rw {
                 Rw::Read(buf) => {
-                    let src = hw.config.get(off..off + buf.len()).ok_or(Errno::EINVAL)?;
+                    let src = hw.config.get(off..end).ok_or(Errno::EINVAL)?;
                     buf.copy_from_slice(src);
                     Ok(buf.len())
                 }
                 Rw::Write(buf) => {
-                    let dst = hw.config.get_mut(off..off + buf.len()).ok_or(Errno::EINVAL)?;
+                    let dst = hw.config.get_mut(off..end).ok_or(Errno::EINVAL)?;
                     // Only the command register (and BARs, ignored) is writable.
-                    let writable = off >= PCI_COMMAND && off + buf.len() <= PCI_COMMAND + 2;
+                    let writable = off >= PCI_COMMAND && end <= PCI_COMMAND + 2;
                     if writable {
                         dst.copy_from_slice(buf);
                     }
