@@ -446,7 +446,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let modes = [
             ("idle", "nothing read (baseline)"),
             ("plain", "plain data_read loop"),
-            ("read", "engine read (hash)"),
+            ("read", "engine read (drain, no comparison)"),
             ("capture", "engine read + capture"),
             ("replay", "engine capture + replay (whole)"),
         ];

@@ -407,6 +407,7 @@ impl Engine {
         // with the hash of what this loop reads.
         let mut cap_hash = capture.as_mut().filter(|c| !c.is_empty()).map(Capture::take_hash);
         let mut hash = StreamHash::default();
+        let want_hash = self.hash_reads || (capture.is_some() && cap_hash.is_none());
         let start_pos = self.slots[si].fds.pos.get(&fd).copied().unwrap_or(0);
         let device_type = self.slots[si].dev.info().model.clone();
         let session = format!("{}:{fd}", self.slots[si].label);
@@ -435,7 +436,9 @@ impl Engine {
                 }
                 Ok(n) => {
                     let n = n.min(want);
-                    hash.update(&buf[..n]);
+                    if want_hash {
+                        hash.update(&buf[..n]);
+                    }
                     if let Some(c) = &mut capture {
                         if let Some(h) = &mut cap_hash {
                             h.update(&buf[..n]);
@@ -501,7 +504,7 @@ impl Engine {
             errno,
             bytes: Some(total),
             end: Some(end),
-            hash: Some(hash.value()),
+            hash: want_hash.then(|| hash.value()),
             ..Default::default()
         })
     }

@@ -420,6 +420,9 @@ pub struct Engine {
     /// rendering each step for the trace is most of the engine's per-step cost.
     pub keep_trace: bool,
     current_step: usize,
+    /// The current step compares what it reads with a capture, so reads hash their bytes
+    /// (captures always do; a plain drain does not pay for a hash nobody looks at).
+    hash_reads: bool,
     streams: BTreeMap<String, Capture>,
     marks: BTreeMap<String, crate::device::IrqCounts>,
     saved: BTreeMap<String, u64>,
@@ -558,6 +561,7 @@ impl Engine {
             skip_harness_errors: false,
             keep_trace: true,
             current_step: 0,
+            hash_reads: false,
             streams: BTreeMap::new(),
             marks: BTreeMap::new(),
             saved: BTreeMap::new(),
@@ -725,6 +729,9 @@ impl Engine {
                 break;
             };
             let t0 = Instant::now();
+            self.hash_reads = step.expect.iter().any(|e| {
+                matches!(e.kind, crate::check::ExpectKind::Equals(_) | crate::check::ExpectKind::Differs(_))
+            });
             let outcome = self.exec_step(si, step);
             let micros = t0.elapsed().as_micros() as u64;
             let label = step.device.as_deref().unwrap_or(&labels[0]);
