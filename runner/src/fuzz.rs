@@ -266,7 +266,15 @@ fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: &FuzzArgs, seed: u64) {
-    println!(
+    // Standard output may be closed (`| head`): the summary is best effort (the record, when
+    // asked for, has it all), and a closed pipe must not turn into a panic after the run.
+    let mut out = std::io::stdout().lock();
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            let _ = writeln!(out, $($arg)*);
+        };
+    }
+    say!(
         "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {} walks, {} operations ({:.0} ops/s)",
         args.device,
         s.duration_ms as f64 / 1000.0,
@@ -279,27 +287,27 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
             Some((secs, ops)) => format!(", all after {secs:.3} s ({ops} ops)"),
             None => String::new(),
         };
-        println!("  (cur,new) pairs: {} of {} covered{when}", s.arcs_covered.len(), s.arcs_possible);
+        say!("  (cur,new) pairs: {} of {} covered{when}", s.arcs_covered.len(), s.arcs_possible);
         let missing = session.missing();
         if !missing.is_empty() {
-            println!("    not covered: {}", missing.join(" "));
+            say!("    not covered: {}", missing.join(" "));
         }
     }
     let mut paths = s.error_paths.clone();
     paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    println!("  error paths: {} distinct", paths.len());
+    say!("  error paths: {} distinct", paths.len());
     if !args.quiet {
         for chunk in paths.chunks(4) {
             let line: Vec<String> = chunk.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-            println!("    {}", line.join("   "));
+            say!("    {}", line.join("   "));
         }
     }
     let known = s.findings.iter().filter(|f| f.known.is_some()).count();
-    println!("  findings: {} ({} known, {} new)", s.findings.len(), known, s.findings.len() - known);
+    say!("  findings: {} ({} known, {} new)", s.findings.len(), known, s.findings.len() - known);
     for f in &session.findings {
         let r = &f.record;
         let tag = if r.known.is_some() { "known" } else { "NEW" };
-        println!(
+        say!(
             "    [{tag}] {}: {} steps (shrunk from {} in {} runs), seen {} times, first after {:.1} s",
             f.key.join(", "),
             f.sequence.steps.len(),
@@ -308,13 +316,13 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
             f.sightings,
             r.after_secs
         );
-        println!("      expected {}", r.expected);
-        println!("        actual {}", r.actual);
+        say!("      expected {}", r.expected);
+        say!("        actual {}", r.actual);
         if let Some(k) = &r.known {
-            println!("      declared: {k}");
+            say!("      declared: {k}");
         }
         if let Some(p) = &r.reproducer_file {
-            println!("      reproducer: {p} (replay: vfio-mig-conform DEVICE --sequence {p})");
+            say!("      reproducer: {p} (replay: vfio-mig-conform DEVICE --sequence {p})");
         }
     }
 }

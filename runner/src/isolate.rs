@@ -35,6 +35,25 @@ extern "C" fn on_signal(sig: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// Stops the run as a signal would: the reader of standard output went away (`| head`).
+/// SIGPIPE itself stays ignored during a run, so the write fails with EPIPE instead of
+/// killing the runner between a trial and its device's restore.
+pub fn stdout_closed() {
+    SIGNAL.store(libc::SIGPIPE, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether a panic payload is a failed write to a closed pipe (libtest-mimic's printer
+/// unwraps its writes; `println!` panics on EPIPE).
+pub fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    msg.contains("Broken pipe") || msg.contains("BrokenPipe")
+}
+
 /// Installs the SIGINT/SIGTERM handlers (without SA_RESTART, so waits wake up).
 pub fn install_signal_handlers() {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
@@ -49,6 +68,7 @@ pub fn interrupted() -> Option<String> {
     INTERRUPTED.load(Ordering::SeqCst).then(|| match SIGNAL.load(Ordering::SeqCst) {
         libc::SIGINT => "interrupted by SIGINT".to_string(),
         libc::SIGTERM => "interrupted by SIGTERM".to_string(),
+        libc::SIGPIPE => "stopped: standard output was closed (broken pipe)".to_string(),
         s => format!("interrupted by signal {s}"),
     })
 }

@@ -280,7 +280,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             Trial::ignorable_test(id, move || run_trial(&shared, &check, repro))
         })
         .collect();
-    let _conclusion = libtest_mimic::run(&largs, trials);
+    run_trials(&largs, trials);
     if args.list {
         return Ok(exit::OK);
     }
@@ -295,8 +295,9 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         exit::WEDGED
     } else if let Some(why) = &interrupted {
         eprintln!(
-            "vfio-mig-conform: {why}: the device was restored; {} finished checks are in the record",
-            shared.results.len()
+            "vfio-mig-conform: {why}: the device was restored; {} finished check{} in the record",
+            shared.results.len(),
+            if shared.results.len() == 1 { " is" } else { "s are" }
         );
         exit::INTERRUPTED
     } else if totals.fail + totals.timeout + totals.error > 0 || (args.strict_profile && totals.xpass > 0) {
@@ -325,8 +326,11 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let _ = w.write(&Line::End(footer));
     }
     if !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json) && !args.quiet {
-        print!("{}", vmc::report::notable::render(&shared.results));
-        println!(
+        // Standard output may be closed (`| head`): the summary is best effort, the code stands.
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", vmc::report::notable::render(&shared.results));
+        let _ = writeln!(
+            out,
             "vfio-mig-conform: {} checks in {:.2}s: {}",
             totals.total(),
             started.elapsed().as_secs_f64(),
@@ -334,6 +338,29 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         );
     }
     Ok(code)
+}
+
+/// Runs the trials through libtest-mimic. Its printer panics when standard output is closed
+/// (`vfio-mig-conform DEV | head`); that happens between trials, after the last device restore,
+/// so the run stops there like an interrupted one (the record keeps every finished check,
+/// exit 5) instead of dying with a panic. Any other panic is not ours to hide.
+fn run_trials(largs: &Arguments, trials: Vec<Trial>) {
+    let hook = Arc::new(std::panic::take_hook());
+    let quiet_pipe = Arc::clone(&hook);
+    std::panic::set_hook(Box::new(move |info| {
+        if !crate::isolate::is_broken_pipe(info.payload()) {
+            quiet_pipe(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| libtest_mimic::run(largs, trials)));
+    std::panic::set_hook(Box::new(move |info| hook(info)));
+    if let Err(payload) = result {
+        if crate::isolate::is_broken_pipe(&*payload) {
+            crate::isolate::stdout_closed();
+        } else {
+            std::panic::resume_unwind(payload);
+        }
+    }
 }
 
 fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {

@@ -316,3 +316,51 @@ fn report_html_on_a_corrupt_record_is_a_clear_usage_error() {
     let out = run(&["report", empty.to_str().expect("p"), "--html", "x", "--diff"]);
     assert_eq!(out.status.code(), Some(2), "--html and --diff do not combine");
 }
+
+/// Spawns the tool with its standard output a pipe whose reader is already gone (`| true`).
+fn run_with_stdout_closed(args: &[&str]) -> Output {
+    let mut child = bin().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+fn record_lines(path: &Path) -> Vec<serde_json::Value> {
+    let record = std::fs::read_to_string(path).expect("record");
+    record.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect()
+}
+
+#[test]
+fn a_run_whose_output_is_closed_stops_like_an_interruption_without_a_panic() {
+    // Arrange
+    let d = tmp("epipe-run");
+    let json = d.join("r.jsonl");
+    // Act
+    let out = run_with_stdout_closed(&["sim:v2", "--json", json.to_str().expect("p")]);
+    // Assert
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("standard output was closed"), "{stderr}");
+    let lines = record_lines(&json);
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["exit_code"], 5);
+    assert_eq!(end["interrupted"], "stopped: standard output was closed (broken pipe)");
+}
+
+#[test]
+fn a_fuzz_session_whose_output_is_closed_still_ends_its_record() {
+    // Arrange
+    let d = tmp("epipe-fuzz");
+    let json = d.join("f.jsonl");
+    // Act
+    let out =
+        run_with_stdout_closed(&["fuzz", "sim:v2", "--duration", "1s", "--json", json.to_str().expect("p")]);
+    // Assert
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = record_lines(&json);
+    assert!(lines.iter().any(|l| l["type"] == "fuzz"), "the fuzz summary is in the record");
+    assert_eq!(lines.last().expect("footer")["type"], "end");
+}
