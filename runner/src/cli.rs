@@ -116,14 +116,14 @@ pub struct RunArgs {
     /// Also write KTAP here.
     #[arg(long, value_name = "PATH")]
     pub ktap: Option<PathBuf>,
-    /// Per-operation watchdog in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// Per-operation watchdog in seconds (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
     pub timeout: u64,
     /// Run checks in this process instead of one child process per check (no watchdog).
     #[arg(long)]
     pub no_fork: bool,
     /// Bound on any one migration stream read (bytes; k/m/g suffixes).
-    #[arg(long, value_name = "BYTES", default_value = "4g")]
+    #[arg(long, value_name = "BYTES", default_value = crate::run::DEFAULT_MAX_STREAM)]
     pub max_stream: String,
     /// Print every step of every check with its result.
     #[arg(long)]
@@ -251,8 +251,8 @@ pub struct FuzzArgs {
     /// Longest walk, in operations.
     #[arg(long, value_name = "N", default_value_t = 48)]
     pub max_walk: usize,
-    /// Per-operation watchdog in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// Per-operation watchdog in seconds (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = watchdog_seconds)]
     pub timeout: u64,
     /// Run walks in this process (no watchdog, no crash containment).
     #[arg(long)]
@@ -269,4 +269,14 @@ pub enum ReportFormat {
     Ktap,
     Junit,
     Json,
+}
+
+/// `--timeout`: a watchdog of 1 s to a day (0 would fire at once; beyond a day a deadline is
+/// no watchdog at all, and near u64::MAX it overflows the clock).
+fn watchdog_seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} s: the watchdog takes 1 to 86400 seconds")),
+        Err(e) => Err(format!("`{s}` is not a number of seconds: {e}")),
+    }
 }

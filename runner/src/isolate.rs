@@ -186,8 +186,28 @@ pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), Str
     }
 }
 
-/// Runs one check according to `iso`.
+/// Runs one check according to `iso`. A panic of the runner's own supervision (a bug) is the
+/// check's ERROR, after the devices are restored: it never aborts the run or loses a verdict.
 pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run_check_isolated(engine, check, iso))) {
+        Ok(r) => r,
+        Err(p) => {
+            let mut r = CheckRun {
+                error: Some(format!(
+                    "internal error (a bug in vfio-mig-conform): panic in the runner: {}",
+                    panic_message(&*p)
+                )),
+                ..Default::default()
+            };
+            if let Err(e) = restore_watched(engine, iso.timeout.max(RESTORE_PATIENCE)) {
+                r.restore_error = Some(e);
+            }
+            r
+        }
+    }
+}
+
+fn run_check_isolated(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
     if !iso.fork {
         return run_here(engine, check);
     }

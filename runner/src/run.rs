@@ -38,6 +38,10 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The command that runs exactly one check again.
+/// The defaults of `--max-stream` and `--timeout` (`cli.rs` uses them; a reproducer omits them).
+pub(crate) const DEFAULT_MAX_STREAM: &str = "4g";
+pub(crate) const DEFAULT_TIMEOUT: u64 = 10;
+
 fn reproduce(args: &RunArgs, check: &Check) -> String {
     let mut cmd = vec!["vfio-mig-conform".to_string(), shell_quote(args.device.as_deref().unwrap_or(""))];
     for p in &args.peers {
@@ -48,6 +52,16 @@ fn reproduce(args: &RunArgs, check: &Check) -> String {
     }
     if let Some(p) = &args.profile {
         cmd.push(format!("--profile {}", shell_quote(p)));
+    }
+    // The options that change a verdict travel with it.
+    if args.max_stream != DEFAULT_MAX_STREAM {
+        cmd.push(format!("--max-stream {}", shell_quote(&args.max_stream)));
+    }
+    if args.timeout != DEFAULT_TIMEOUT {
+        cmd.push(format!("--timeout {}", args.timeout));
+    }
+    if args.strict {
+        cmd.push("--strict".to_string());
     }
     if let Some(f) = &check.sequence_file {
         cmd.push(format!("--sequence {}", shell_quote(f)));
@@ -130,9 +144,20 @@ impl Shared {
 /// Runs the suite.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let started = Instant::now();
-    let max_stream = open::parse_size(&args.max_stream).ok_or_else(|| {
-        Exit::new(exit::USAGE, format!("--max-stream `{}` is not a size like 4g or 65536", args.max_stream))
+    let max_stream = open::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
+        Exit::new(
+            exit::USAGE,
+            format!("--max-stream `{}` is not a size above 0 like 4g or 65536", args.max_stream),
+        )
     })?;
+    // Output files are created before any device is opened, so a bad path costs no run.
+    let junit_file = match args.junit.as_ref().filter(|_| !args.list) {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let device = args.device.clone().ok_or_else(|| Exit::new(exit::USAGE, "no DEVICE given"))?;
     // Every input file is validated before a device is opened.
     let inputs = crate::suite::Inputs::load(args)?;
@@ -290,7 +315,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     shared.progress.clear();
     let totals = Totals::from_results(&shared.results);
     let interrupted = crate::isolate::interrupted();
-    let code = if let Some(w) = &shared.wedged {
+    let mut code = if let Some(w) = &shared.wedged {
         eprintln!("vfio-mig-conform: stopped early: {w}");
         exit::WEDGED
     } else if let Some(why) = &interrupted {
@@ -311,10 +336,15 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     if let Some(k) = shared.ktap_file.take() {
         let _ = k.finish();
     }
-    if let Some(path) = &args.junit {
+    if let (Some(path), Some(mut f)) = (&args.junit, junit_file) {
         let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform");
-        std::fs::write(path, xml)
-            .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+        if let Err(e) = f.write_all(xml.as_bytes()).and_then(|()| f.flush()) {
+            // The record still gets its footer; the run's own verdict wins over this one.
+            eprintln!("vfio-mig-conform: cannot write {}: {e}", path.display());
+            if code == exit::OK {
+                code = exit::USAGE;
+            }
+        }
     }
     if let Some(w) = &mut shared.record {
         let footer = RunFooter {

@@ -364,3 +364,39 @@ fn a_fuzz_session_whose_output_is_closed_still_ends_its_record() {
     assert!(lines.iter().any(|l| l["type"] == "fuzz"), "the fuzz summary is in the record");
     assert_eq!(lines.last().expect("footer")["type"], "end");
 }
+
+#[test]
+fn out_of_range_options_are_usage_errors_before_any_check_runs() {
+    for (args, want) in [
+        (vec!["sim:v2", "--timeout", "0"], "the watchdog takes 1 to 86400 seconds"),
+        (vec!["sim:v2", "--timeout", "18446744073709551615"], "the watchdog takes 1 to 86400 seconds"),
+        (vec!["fuzz", "sim:v2", "--timeout", "0"], "the watchdog takes 1 to 86400 seconds"),
+        (vec!["sim:v2", "--max-stream", "0"], "--max-stream `0` is not a size above 0"),
+        (vec!["sim:v2", "--junit", "/nonexistent-dir/x.xml"], "cannot write /nonexistent-dir/x.xml"),
+    ] {
+        // Act
+        let out = run(&args);
+        // Assert
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: missing `{want}` in {stderr}");
+        assert!(!text(&out.stdout).contains("running"), "{args:?} ran checks");
+    }
+}
+
+#[test]
+fn a_reproducer_carries_the_options_that_changed_the_verdict() {
+    // Arrange: a stream bound of 16 bytes makes every saving check fail
+    let args = ["sim:v2", "--max-stream", "16", "--timeout", "7", "--exact", "stream.replay.whole"];
+    // Act
+    let out = run(&args);
+    // Assert
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Reproduce: vfio-mig-conform sim:v2 --max-stream 16 --timeout 7 --exact stream.replay.whole"
+        ),
+        "{stdout}"
+    );
+}
