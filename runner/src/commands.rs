@@ -176,6 +176,9 @@ pub fn report_html(runs: &[std::path::PathBuf], dir: &std::path::Path) -> Result
         loaded.push((path.display().to_string(), run));
     }
     let pages = vmc::report::html::render(&loaded);
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{}: exists and is not a directory (--html takes a directory)", dir.display()));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for p in &pages {
         let path = dir.join(&p.file);

@@ -400,3 +400,50 @@ fn a_reproducer_carries_the_options_that_changed_the_verdict() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_record_torn_inside_a_utf8_character_still_reads_back_and_garbage_is_located() {
+    // Arrange: a finished record, then a last line cut in the middle of "≥" (a crash mid-write)
+    let d = tmp("torn-utf8");
+    let json = d.join("r.jsonl");
+    let out = run(&["sim:v2", "--exact", "fsm.arc.stop.running", "--json", json.to_str().expect("p"), "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut bytes = std::fs::read(&json).expect("record");
+    let whole = bytes.clone();
+    bytes.extend_from_slice(b"{\"type\":\"check\",\"id\":\"x \xe2\x89");
+    std::fs::write(&json, &bytes).expect("write");
+    // Act
+    let torn = run(&["report", json.to_str().expect("p"), "--format", "ktap"]);
+    // Assert
+    assert_eq!(torn.status.code(), Some(0), "{}", text(&torn.stderr));
+    assert!(text(&torn.stdout).contains("ok 1 fsm"), "{}", text(&torn.stdout));
+
+    // Arrange: invalid UTF-8 on line 2 of 3 is corruption, not a tear
+    let header_end = whole.iter().position(|b| *b == b'\n').expect("a header line") + 1;
+    let mut bad = whole[..header_end].to_vec();
+    bad.extend_from_slice(b"\xff\xfe\n");
+    bad.extend_from_slice(&whole[header_end..]);
+    std::fs::write(&json, &bad).expect("write");
+    // Act
+    let out = run(&["report", json.to_str().expect("p"), "--format", "ktap"]);
+    // Assert
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:2: not UTF-8 text", json.display())),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn report_html_into_a_file_says_it_needs_a_directory() {
+    let d = tmp("html-file");
+    let json = d.join("r.jsonl");
+    let out = run(&["sim:v2", "--exact", "fsm.arc.stop.running", "--json", json.to_str().expect("p"), "-q"]);
+    assert_eq!(out.status.code(), Some(0));
+    let file = d.join("plain-file");
+    std::fs::write(&file, "x").expect("write");
+    let out = run(&["report", json.to_str().expect("p"), "--html", file.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("exists and is not a directory"), "{}", text(&out.stderr));
+}

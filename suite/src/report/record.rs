@@ -304,17 +304,20 @@ impl Run {
     /// Reads a record; a truncated last line (a crash mid-write) is ignored, anything else
     /// wrong is an error naming the line.
     pub fn read(path: &std::path::Path) -> Result<Run, String> {
-        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut header = None;
         let mut checks = Vec::new();
         let mut fuzz = Vec::new();
         let mut footer = None;
-        let lines: Vec<String> = std::io::BufReader::new(f)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let lines: Vec<&[u8]> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).split(|b| *b == b'\n').collect();
         let n = lines.len();
-        for (i, line) in lines.iter().enumerate() {
+        for (i, raw) in lines.iter().enumerate() {
+            // A crash mid-write can cut the last line inside a UTF-8 sequence: torn, not corrupt.
+            let line = match std::str::from_utf8(raw) {
+                Ok(l) => l,
+                Err(_) if i + 1 == n => continue,
+                Err(e) => return Err(format!("{}:{}: not UTF-8 text: {e}", path.display(), i + 1)),
+            };
             if line.trim().is_empty() {
                 continue;
             }
