@@ -2,7 +2,7 @@
 //! crash, kill or power loss keeps every finished check. Every other format (pretty, KTAP,
 //! JUnit, HTML) is rebuilt from it.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
