@@ -73,6 +73,30 @@ expect "a new run after the interruption passes" 0 $?
 grep -q '"initial_state":2' $R/after-interrupt.jsonl ||
 	{ echo "FAIL: the device was not RUNNING after the interrupted run"; fails=$((fails + 1)); }
 
+# 7b. The reader of stdout goes away mid-run (| head): exit 5, the record ends, the device is
+# RUNNING afterwards.
+( $T "$VMC_DEV0" fsm.arc. --json $R/epipe.jsonl; echo $? >$R/epipe.rc ) 2>$R/epipe.err | head -n 3 >/dev/null
+expect "a closed stdout stops the run like an interruption" 5 "$(cat $R/epipe.rc)"
+grep -q '"interrupted":"stopped: standard output was closed (broken pipe)"' $R/epipe.jsonl ||
+	{ echo "FAIL: the record of the closed-stdout run has no footer: $(cat $R/epipe.err)"; fails=$((fails + 1)); }
+$T "$VMC_DEV0" fsm.get.in.running --exact --json $R/after-epipe.jsonl -q >/dev/null 2>&1
+expect "a new run after the closed stdout passes" 0 $?
+grep -q '"initial_state":2' $R/after-epipe.jsonl ||
+	{ echo "FAIL: the device was not RUNNING after the closed-stdout run"; fails=$((fails + 1)); }
+
+# 7c. A deliberate wait longer than the watchdog is not a TIMEOUT (the engine sends heartbeats).
+cat >/tmp/long-wait.yaml <<'EOF_YAML'
+id: ci.watchdog.long_wait
+title: a 2.5 s wait under a 1 s watchdog, then a GET
+requires: {api: v2}
+steps:
+  - wait: {ms: 2500}
+  - get_state:
+    expect: {ok: true, state: RUNNING}
+EOF_YAML
+$T "$VMC_DEV0" --sequence /tmp/long-wait.yaml --timeout 1 --profile none >$R/long-wait.txt 2>&1
+expect "a 2.5 s wait under --timeout 1 passes" 0 $?
+
 # 8. No kernel warnings, oopses or BUGs.
 if dmesg | grep -E 'WARNING:|BUG:|Oops|general protection' >$R/kernel-warnings.txt; then
 	echo "FAIL: the kernel logged warnings:"; cat $R/kernel-warnings.txt

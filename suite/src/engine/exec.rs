@@ -333,7 +333,19 @@ impl Engine {
                 (Observation { value: Some(total), ..Default::default() }, Vec::new())
             }
             Op::Wait { ms } => {
-                self.slots[si].dev.wait(u64::from(*ms));
+                // A deliberate sleep is not a stuck device: wait in slices and tell the watchdog
+                // between them, so a wait longer than --timeout is not reported as a TIMEOUT.
+                let mut left = u64::from(*ms);
+                while left > 0 {
+                    let slice = left.min(WAIT_SLICE_MS);
+                    self.slots[si].dev.wait(slice);
+                    left -= slice;
+                    if left > 0
+                        && let Some(p) = &mut self.progress
+                    {
+                        p(self.current_step, "");
+                    }
+                }
                 (Observation::ok(), Vec::new())
             }
             Op::DebugfsState => match self.slots[si].dev.debugfs_state() {
@@ -1108,6 +1120,10 @@ fn uses_device_fd(op: &Op) -> bool {
             | Op::Wait { .. }
     )
 }
+
+/// A `wait` step sleeps in slices this long, with a watchdog heartbeat between them (the
+/// shortest `--timeout` is 1 s).
+const WAIT_SLICE_MS: u64 = 200;
 
 /// Decides when a long loop sends a watchdog heartbeat: at most every 100 ms, looking at
 /// the clock only every 256 iterations.
