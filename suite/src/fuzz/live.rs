@@ -317,17 +317,7 @@ impl Walker {
             ("config_write", 1),
             ("region_write", 1),
         ];
-        let enabled: Vec<(&str, u64)> = weights.iter().copied().filter(|(k, _)| have(k)).collect();
-        let total: u64 = enabled.iter().map(|(_, w)| w).sum();
-        let mut x = self.rng.below(total.max(1));
-        let mut kind = "set_state";
-        for (k, w) in &enabled {
-            if x < *w {
-                kind = k;
-                break;
-            }
-            x -= w;
-        }
+        let kind = self.rng.pick_weighted(weights, have, "set_state");
         let op = match kind {
             "set_state" => {
                 let t = self.target(g.state, flags, Some(covered));
@@ -611,17 +601,7 @@ impl Walker {
             ("config_write", 1),
             ("region_write", 1),
         ];
-        let enabled: Vec<(&str, u64)> = weights.iter().copied().filter(|(k, _)| have(k)).collect();
-        let total: u64 = enabled.iter().map(|(_, w)| w).sum();
-        let mut x = self.rng.below(total.max(1));
-        let mut kind = "v1_set_state";
-        for (k, w) in &enabled {
-            if x < *w {
-                kind = k;
-                break;
-            }
-            x -= w;
-        }
+        let kind = self.rng.pick_weighted(weights, have, "v1_set_state");
         let field = |r: &mut Rng| {
             *r.pick(&[
                 V1Field::DeviceState,

@@ -52,6 +52,26 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+
+    /// One name of `weights` that `enabled` accepts, with probability proportional to its
+    /// weight; `fallback` when none is accepted.
+    pub fn pick_weighted<'a>(
+        &mut self,
+        weights: &[(&'a str, u64)],
+        enabled: impl Fn(&str) -> bool,
+        fallback: &'a str,
+    ) -> &'a str {
+        let enabled: Vec<(&str, u64)> = weights.iter().copied().filter(|(k, _)| enabled(k)).collect();
+        let total: u64 = enabled.iter().map(|(_, w)| w).sum();
+        let mut x = self.below(total.max(1));
+        for (k, w) in enabled {
+            if x < w {
+                return k;
+            }
+            x -= w;
+        }
+        fallback
+    }
 }
 
 #[cfg(test)]
