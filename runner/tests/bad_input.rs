@@ -3,19 +3,11 @@
 //! (a device that cannot even be opened still yields exit 2, not 3); bad device paths give a
 //! clear message and exit 3.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform")).args(args).output().expect("run vfio-mig-conform")
-}
+use std::path::Path;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmc-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use common::{bin, record_lines, run, text, tmp as dir, wait_for};
 
 fn write(d: &Path, name: &str, bytes: &[u8]) -> String {
     let p = d.join(name);
@@ -106,7 +98,7 @@ fn every_malformed_sequence_is_a_located_error_with_exit_2_before_any_device_is_
         let path = write(&d, name, &bytes);
         // The device does not exist: the input error must still win (nothing is opened first).
         let out = run(&["/dev/vfio/424242", "--sequence", &path]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(&format!("{path}{at}")) && stderr.contains(what), "{name}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
@@ -129,7 +121,7 @@ fn a_malformed_profile_is_a_located_error_with_exit_2() {
     for (name, bytes, what) in cases {
         let path = write(&d, name, bytes);
         let out = run(&["/dev/vfio/424242", "--profile", &path]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(&path) && stderr.contains(what), "{name}: {stderr}");
     }
@@ -150,7 +142,7 @@ fn paths_that_are_not_vfio_devices_are_refused_with_exit_3_and_say_what_they_are
     ];
     for (path, what) in cases {
         let out = run(&[&path]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{path}: {stderr}");
         assert!(stderr.contains(what), "{path}: {stderr}");
     }
@@ -162,33 +154,27 @@ fn a_fixture_directory_with_one_bad_file_reports_it_and_runs_nothing() {
     write(&d, "good.yaml", b"id: a.b.good\ntitle: t\nsteps: [get_state]\n");
     let bad = write(&d, "bad.yaml", b"id: a.b.bad\ntitle: t\nsteps:\n  - teleport: now\n");
     let out = run(&["sim:v2", "--fixtures", &d.display().to_string()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{bad}:4:5: unknown step `teleport`")), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "checks ran despite the bad fixture");
+    assert!(text(&out.stdout).is_empty(), "checks ran despite the bad fixture");
 }
 
 #[test]
 fn sigterm_mid_run_is_handled_like_sigint() {
     let d = dir("sigterm");
     let json = d.join("r.jsonl");
-    let child = Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
+    let child = bin()
         .args(["sim:v2?size=48m", "stream.", "--json", &json.display().to_string(), "-q"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    for _ in 0..600 {
-        if std::fs::read_to_string(&json).map(|s| s.lines().count()).unwrap_or(0) >= 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(&json, 2);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
-    let record = std::fs::read_to_string(&json).expect("record");
-    let last: serde_json::Value = serde_json::from_str(record.lines().last().expect("line")).expect("json");
-    assert_eq!(last["interrupted"], "interrupted by SIGTERM");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let lines = record_lines(&json);
+    assert_eq!(lines.last().expect("line")["interrupted"], "interrupted by SIGTERM");
 }

@@ -2,28 +2,11 @@
 //! located input errors, the watchdog, interruption, and the report formats agreeing with
 //! each other.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
-}
+use std::process::{Output, Stdio};
 
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run vfio-mig-conform")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmc-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use common::{bin, record_lines, run, text, tmp, wait_for};
 
 #[test]
 fn the_main_job_on_the_reference_simulator_exits_0() {
@@ -200,16 +183,6 @@ fn ktap_junit_and_the_record_agree_and_the_record_rebuilds_the_ktap() {
     assert_eq!(last["exit_code"], 1);
 }
 
-fn wait_for(path: &Path, lines: usize) {
-    for _ in 0..600 {
-        if std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0) >= lines {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{} never reached {lines} lines", path.display());
-}
-
 #[test]
 fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
     let d = tmp("sigint");
@@ -226,9 +199,7 @@ fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("interrupted by SIGINT"));
-    let record = std::fs::read_to_string(&json).expect("record");
-    let lines: Vec<serde_json::Value> =
-        record.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    let lines = record_lines(&json);
     assert_eq!(lines[0]["type"], "run");
     let checks = lines.iter().filter(|l| l["type"] == "check").count();
     assert!(checks >= 2, "{checks} finished checks recorded");
@@ -322,11 +293,6 @@ fn run_with_stdout_closed(args: &[&str]) -> Output {
     let mut child = bin().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     drop(child.stdout.take());
     child.wait_with_output().expect("wait")
-}
-
-fn record_lines(path: &Path) -> Vec<serde_json::Value> {
-    let record = std::fs::read_to_string(path).expect("record");
-    record.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect()
 }
 
 #[test]

@@ -1,36 +1,13 @@
 //! `vfio-mig-conform fuzz` and `fuzz-to-yaml` on the simulators: exit codes, the record,
 //! shrunk reproducers that replay, known findings from a profile, interruption.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run vfio-mig-conform")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmc-fuzz-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn record(path: &PathBuf) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .expect("record")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
+use common::{bin, record_lines, run, text, tmp};
 
 const DEFECTIVE: &str =
     "sim:v2?flags=stop_copy,p2p,pre_copy&dma=on&size=96&defect=stop_copy_to_pre_copy_accepted";
@@ -108,7 +85,7 @@ fn live_fuzzing_finds_a_defect_shrinks_it_and_exits_1() {
         d.join("findings").to_str().expect("path"),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
-    let lines = record(&json);
+    let lines = record_lines(&json);
     assert_eq!(lines.first().map(|l| l["type"].clone()), Some("run".into()));
     assert_eq!(lines.last().map(|l| l["type"].clone()), Some("end".into()));
     assert_eq!(lines.last().map(|l| l["exit_code"].clone()), Some(1.into()));
@@ -204,7 +181,7 @@ fn sigint_ends_the_session_with_exit_5_and_a_complete_record() {
         .expect("kill");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
-    let lines = record(&json);
+    let lines = record_lines(&json);
     let end = lines.last().expect("footer");
     assert_eq!(end["type"], "end");
     assert_eq!(end["interrupted"], "interrupted by SIGINT");

@@ -1,11 +1,11 @@
 //! The progress line: drawn on stderr when it is a terminal and stdout is not, never in logs.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vfio-mig-conform"))
-}
+use std::io::Read;
+use std::process::Stdio;
+
+use common::bin;
 
 #[test]
 fn a_terminal_on_stderr_with_stdout_redirected_gets_a_progress_line() {
