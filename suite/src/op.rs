@@ -163,6 +163,25 @@ pub enum Mutation {
     Empty,
 }
 
+/// `num/den` of `len`, rounded down (a `den` of 0 counts as 1).
+pub fn fraction_of(len: u64, num: u32, den: u32) -> u64 {
+    len.saturating_mul(u64::from(num)) / u64::from(den.max(1))
+}
+
+impl Mutation {
+    /// For the mutations that keep a prefix of the stream unchanged (the truncations, and
+    /// `Empty` as a prefix of 0 bytes): how many bytes of a `len`-byte stream they keep.
+    pub fn kept_prefix(&self, len: u64) -> Option<u64> {
+        match self {
+            Mutation::Truncate(n) => Some((*n).min(len)),
+            Mutation::DropTail(n) => Some(len.saturating_sub(*n)),
+            Mutation::Fraction { num, den } => Some(fraction_of(len, *num, *den).min(len)),
+            Mutation::Empty => Some(0),
+            _ => None,
+        }
+    }
+}
+
 /// How a stream is cut into write() calls.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -251,26 +251,19 @@ impl<'a> View<'a> {
             Some(Mutation::SpliceAt { other: name, num, den }) => {
                 resolved = Mutation::Splice {
                     other: name.clone(),
-                    at: base.len().saturating_mul(u64::from(*num)) / u64::from((*den).max(1)),
+                    at: crate::op::fraction_of(base.len(), *num, *den),
                 };
                 Some(&resolved)
             }
             m => m,
         };
         let len = match mutation {
-            None | Some(Mutation::FlipBit { .. }) => base.len(),
-            Some(Mutation::Truncate(n)) => base.len().min(*n),
-            Some(Mutation::Fraction { num, den }) => {
-                (base.len().saturating_mul(u64::from(*num)) / u64::from((*den).max(1))).min(base.len())
-            }
-            Some(Mutation::FlipAt { .. }) => base.len(),
-            Some(Mutation::SpliceAt { .. }) => base.len(),
-            Some(Mutation::DropTail(n)) => base.len().saturating_sub(*n),
-            Some(Mutation::Empty) => 0,
             Some(Mutation::Splice { at, .. }) => {
                 let at = (*at).min(base.len());
                 at + other.map_or(0, Capture::len).saturating_sub(at)
             }
+            Some(m) => m.kept_prefix(base.len()).unwrap_or(base.len()),
+            None => base.len(),
         };
         let mutation = match mutation {
             Some(Mutation::Splice { other: name, at }) => {
@@ -311,7 +304,7 @@ impl<'a> View<'a> {
         let flip = match &self.mutation {
             Some(Mutation::FlipBit { offset, bit }) => Some((*offset, *bit)),
             Some(Mutation::FlipAt { num, den, bit }) => {
-                Some((self.len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1)), *bit))
+                Some((crate::op::fraction_of(self.len, *num, *den), *bit))
             }
             _ => None,
         };

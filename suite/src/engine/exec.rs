@@ -535,54 +535,28 @@ impl Engine {
             return Some(Piece::Invalid(format!("capture `{name}` mixes several saving streams")));
         };
         let len = end - start;
-        let cut = false;
-        match mutation {
-            None => Some(Piece::Stream { device_type, session, start, end, eof, cut }),
-            Some(Mutation::Truncate(n)) | Some(Mutation::DropTail(n)) => {
-                let keep = match mutation {
-                    Some(Mutation::Truncate(_)) => (*n).min(len),
-                    _ => len.saturating_sub(*n),
-                };
-                if keep == 0 {
-                    return None;
-                }
-                Some(Piece::Stream {
-                    device_type,
-                    session,
-                    start,
-                    end: start + keep,
-                    eof: eof && keep == len,
-                    cut: keep < len,
-                })
-            }
-            Some(Mutation::Fraction { num, den }) => {
-                let keep = (len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1))).min(len);
-                if keep == 0 {
-                    return None;
-                }
-                Some(Piece::Stream {
-                    device_type,
-                    session,
-                    start,
-                    end: start + keep,
-                    eof: eof && keep == len,
-                    cut: keep < len,
-                })
-            }
-            Some(Mutation::FlipBit { .. } | Mutation::FlipAt { .. }) if len > 0 => {
-                let at = match mutation {
-                    Some(Mutation::FlipBit { offset, .. }) => offset % len,
-                    Some(Mutation::FlipAt { num, den, .. }) => {
-                        (len.saturating_mul(u64::from(*num)) / u64::from((*den).max(1))) % len
-                    }
-                    _ => 0,
-                };
-                Some(Piece::Invalid(format!("a bit of byte {at} is flipped")))
-            }
-            Some(Mutation::FlipBit { .. } | Mutation::FlipAt { .. }) => None,
-            Some(Mutation::Splice { .. } | Mutation::SpliceAt { .. }) => None,
-            Some(Mutation::Empty) => None,
+        // Unmutated, or a prefix of it: that part of the saving stream (a mutation that keeps
+        // nothing: no piece).
+        let kept = match mutation {
+            None => Some(len),
+            Some(m) => m.kept_prefix(len),
+        };
+        if let Some(keep) = kept {
+            return (keep > 0 || mutation.is_none()).then(|| Piece::Stream {
+                device_type,
+                session,
+                start,
+                end: start + keep,
+                eof: eof && keep == len,
+                cut: keep < len,
+            });
         }
+        let at = match mutation {
+            Some(Mutation::FlipBit { offset, .. }) => *offset,
+            Some(Mutation::FlipAt { num, den, .. }) => crate::op::fraction_of(len, *num, *den),
+            _ => return None,
+        };
+        (len > 0).then(|| Piece::Invalid(format!("a bit of byte {} is flipped", at % len)))
     }
 
     /// A splice (of a capture or of literal bytes) with another capture: only corrupt if the
@@ -689,15 +663,10 @@ impl Engine {
         }
         // Unmutated bytes (or a prefix of them) go to the device straight from the capture;
         // others are read through the view into `buf`.
-        let direct = match &a.mutate {
+        let direct = if a.mutate.as_ref().is_none_or(|m| m.kept_prefix(0).is_some()) {
+            base.contiguous().ok().filter(|c| c.bytes().len() as u64 >= view.len())
+        } else {
             None
-            | Some(
-                crate::op::Mutation::Truncate(_)
-                | crate::op::Mutation::DropTail(_)
-                | crate::op::Mutation::Fraction { .. }
-                | crate::op::Mutation::Empty,
-            ) => base.contiguous().ok().filter(|c| c.bytes().len() as u64 >= view.len()),
-            _ => None,
         };
         let need = if direct.is_some() { 0 } else { view.len().min(MAX_WRITE) as usize };
         if buf.len() < need {
