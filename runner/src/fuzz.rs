@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vmc::device::{Device, MigrationApi};
 use vmc::engine::{Engine, EngineOptions};
 use vmc::fuzz::live::{LiveOptions, Session, WalkOutcome, unknown_kinds};
-use vmc::report::record::{DeviceRecord, Line, RecordWriter, RunFooter, RunHeader, Totals};
+use vmc::report::record::{Line, RunFooter, Totals};
 
 use crate::cli::{FuzzArgs, exit};
 use crate::run::Exit;
@@ -107,33 +107,9 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         max_walk: args.max_walk.max(4),
         ..LiveOptions::default()
     };
-    let started_secs = crate::run::now_secs();
-    let header = RunHeader {
-        tool: "vfio-mig-conform".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        started: started_secs,
-        command: std::env::args().collect(),
-        devices: engine
-            .slots
-            .iter()
-            .map(|s| DeviceRecord {
-                label: s.label.clone(),
-                info: s.dev.info().clone(),
-                facts: s.facts.clone(),
-            })
-            .collect(),
-        profile: profile.as_ref().map(|p| format!("{} ({})", p.name, p.file)),
-        strict: false,
-        host_kernel: crate::run::uname_r(),
-    };
+    let header = crate::run::run_header(&engine, profile.as_ref(), false);
     let mut record = match &args.json {
-        Some(path) => {
-            let mut w = RecordWriter::create(path)
-                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
-            w.write(&Line::Run(header))
-                .map_err(|e| Exit::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
-            Some(w)
-        }
+        Some(path) => Some(crate::run::start_record(path, &header)?),
         None => None,
     };
     crate::isolate::install_signal_handlers();

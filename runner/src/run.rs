@@ -70,6 +70,42 @@ fn reproduce(args: &RunArgs, check: &Check) -> String {
     cmd.join(" ")
 }
 
+/// The record's first line: the tool and this command, the devices as opened, the profile.
+pub(crate) fn run_header(
+    engine: &Engine,
+    profile: Option<&vmc::profile::Profile>,
+    strict: bool,
+) -> RunHeader {
+    RunHeader {
+        tool: "vfio-mig-conform".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started: now_secs(),
+        command: std::env::args().collect(),
+        devices: engine
+            .slots
+            .iter()
+            .map(|s| DeviceRecord {
+                label: s.label.clone(),
+                info: s.dev.info().clone(),
+                facts: s.facts.clone(),
+            })
+            .collect(),
+        profile: profile.map(|p| format!("{} ({})", p.name, p.file)),
+        strict,
+        host_kernel: uname_r(),
+    }
+}
+
+/// Creates the run record at `path` with its header line (exit 2 when it cannot be written).
+pub(crate) fn start_record(path: &std::path::Path, header: &RunHeader) -> Result<RecordWriter, Exit> {
+    let fail = |e: std::io::Error| {
+        Exit::new(exit::USAGE, format!("cannot write the run record {}: {e}", path.display()))
+    };
+    let mut w = RecordWriter::create(path).map_err(fail)?;
+    w.write(&Line::Run(header.clone())).map_err(fail)?;
+    Ok(w)
+}
+
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -225,37 +261,14 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         ));
     }
 
-    let header = RunHeader {
-        tool: "vfio-mig-conform".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        started: now_secs(),
-        command: std::env::args().collect(),
-        devices: engine
-            .slots
-            .iter()
-            .map(|s| DeviceRecord {
-                label: s.label.clone(),
-                info: s.dev.info().clone(),
-                facts: s.facts.clone(),
-            })
-            .collect(),
-        profile: profile.as_ref().map(|p| format!("{} ({})", p.name, p.file)),
-        strict: args.strict,
-        host_kernel: uname_r(),
-    };
+    let header = run_header(&engine, profile.as_ref(), args.strict);
     let selected_ids: Vec<String> = selected.iter().map(|c| c.id.clone()).collect();
     let mut record = None;
     let mut ktap_out = None;
     let mut ktap_file = None;
     if !args.list {
         if let Some(path) = &args.json {
-            let mut w = RecordWriter::create(path).map_err(|e| {
-                Exit::new(exit::USAGE, format!("cannot write the run record {}: {e}", path.display()))
-            })?;
-            w.write(&Line::Run(header.clone())).map_err(|e| {
-                Exit::new(exit::USAGE, format!("cannot write the run record {}: {e}", path.display()))
-            })?;
-            record = Some(w);
+            record = Some(start_record(path, &header)?);
         }
         if matches!(args.format, Format::Ktap | Format::TapFlat) {
             let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
