@@ -104,24 +104,30 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
+/// Runs `work`; a panic in it (a bug of ours) becomes the check's ERROR, named `what`, after
+/// `restore` has put the devices back.
+fn guarded(
+    engine: &mut Engine,
+    what: &str,
+    work: impl FnOnce(&mut Engine) -> CheckRun,
+    restore: impl FnOnce(&mut Engine) -> Result<(), String>,
+) -> CheckRun {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut *engine))) {
+        Ok(r) => r,
+        Err(p) => CheckRun {
+            error: Some(format!(
+                "internal error (a bug in vfio-mig-conform): {what}: {}",
+                panic_message(&*p)
+            )),
+            restore_error: restore(engine).err(),
+            ..Default::default()
+        },
+    }
+}
+
 /// Runs the check in this process (panics become ERROR).
 fn run_here(engine: &mut Engine, check: &Check) -> CheckRun {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| engine.run(check))) {
-        Ok(r) => r,
-        Err(p) => {
-            let mut r = CheckRun {
-                error: Some(format!(
-                    "internal error (a bug in vfio-mig-conform): panic: {}",
-                    panic_message(&*p)
-                )),
-                ..Default::default()
-            };
-            if let Err(e) = restore_all(engine) {
-                r.restore_error = Some(e);
-            }
-            r
-        }
-    }
+    guarded(engine, "panic", |e| e.run(check), restore_all)
 }
 
 /// Restores every device of the engine.
@@ -189,22 +195,12 @@ pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), Str
 /// Runs one check according to `iso`. A panic of the runner's own supervision (a bug) is the
 /// check's ERROR, after the devices are restored: it never aborts the run or loses a verdict.
 pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| run_check_isolated(engine, check, iso))) {
-        Ok(r) => r,
-        Err(p) => {
-            let mut r = CheckRun {
-                error: Some(format!(
-                    "internal error (a bug in vfio-mig-conform): panic in the runner: {}",
-                    panic_message(&*p)
-                )),
-                ..Default::default()
-            };
-            if let Err(e) = restore_watched(engine, iso.timeout.max(RESTORE_PATIENCE)) {
-                r.restore_error = Some(e);
-            }
-            r
-        }
-    }
+    guarded(
+        engine,
+        "panic in the runner",
+        |e| run_check_isolated(e, check, iso),
+        |e| restore_watched(e, iso.timeout.max(RESTORE_PATIENCE)),
+    )
 }
 
 fn run_check_isolated(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
