@@ -121,7 +121,13 @@ for t in $VMC_MDEVS; do
 		usleep 10000
 	done
 	[ -c "/dev/vfio/$grp" ] || fail "/dev/vfio/$grp did not appear for $uuid"
+	# The IOMMUFD device cdev (kernels with VFIO_DEVICE_CDEV): /dev/vfio/devices/vfioN.
+	cdev=""
+	for c in "$sysfs"/vfio-dev/vfio*; do
+		[ -e "$c" ] && cdev=/dev/vfio/devices/${c##*/}
+	done
 	{
+		[ -n "$cdev" ] && echo "VMC_DEV${i}_CDEV=$cdev"
 		echo "VMC_DEV$i=/dev/vfio/$grp"
 		echo "VMC_DEV${i}_TYPE=$t"
 		echo "VMC_DEV${i}_UUID=$uuid"
@@ -135,7 +141,7 @@ set -a
 # shellcheck disable=SC1090
 . "$ENVF"
 set +a
-export VMC_GUEST=1 VMC_RESULTS_DIR=/results
+export VMC_GUEST=1 VMC_RESULTS_DIR=/results VMC_KERNEL_KIND VMC_KERNEL_SERIES
 [ "$VMC_SHARE" = 1 ] && export VMC_REPO_DIR=/repo
 [ -f /vmc/env ] && . /vmc/env
 

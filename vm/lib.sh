@@ -4,7 +4,11 @@
 
 VMC_SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VMC_REPO=$(cd "$VMC_SCRIPT_DIR/.." && pwd)
-VMC_CACHE=${VMC_VM_CACHE:-$VMC_REPO/target/vm}
+# Caches live outside the checkout (CI starts from a clean clone): the Debian kernel
+# directories, the downloaded packages and the test kernel, each keyed by what it was built from.
+VMC_KERNEL_CACHE=${VMC_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-mig-conform}
+case $VMC_KERNEL_CACHE in /*) ;; *) VMC_KERNEL_CACHE=$PWD/$VMC_KERNEL_CACHE ;; esac
+VMC_CACHE=${VMC_VM_CACHE:-$VMC_KERNEL_CACHE/vm}
 case $VMC_CACHE in /*) ;; *) VMC_CACHE=$PWD/$VMC_CACHE ;; esac
 # Kernel series and flavour this harness targets (Debian bookworm-security
 # names: linux-image-6.12.N+deb12-amd64-unsigned, linux-source-6.12, ...).

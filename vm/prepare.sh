@@ -20,7 +20,7 @@ usage: vm/prepare.sh [--update] [--force] [--quiet]
   --quiet    print only the summary line (and errors)
 
 environment:
-  VMC_VM_CACHE        cache directory (default: <repo>/target/vm)
+  VMC_VM_CACHE        cache directory (default: ${XDG_CACHE_HOME:-~/.cache}/vfio-mig-conform/vm)
   VMC_KERNEL_VERSION  pin a Debian package version (6.12.113-1~deb12u1)
                       or ABI name (6.12.113+deb12)
   VMC_KEEP_DEBS=1     keep the downloaded .deb files in the cache

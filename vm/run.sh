@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Boot the Debian 6.12 test guest under QEMU/TCG and run one command in it
-# against real VFIO mdev devices (mtty, mdpy). See vm/README.md.
+# Boot a test guest under QEMU/TCG (Debian's 6.12 kernel, or the 7.2 test kernel of
+# vm/testkernel.sh) and run one command in it against real VFIO mdev devices (mtty, mdpy).
+# See vm/README.md.
 #
 # Exit status: the guest command's exit status, or
 #   124  the VM exceeded --timeout (QEMU killed)
@@ -18,6 +19,13 @@ Boots the guest and runs CMD ARGS in it (argv preserved, like exec "$@";
 use `sh -c '...'` for shell syntax). Output goes to stdout; exit status is
 the command's.
 
+  --kernel K        6.12 (Debian's kernel, vm/prepare.sh; the default), 7.2 (the test
+                    kernel with KASAN, lockdep, KCOV, IOMMUFD, VFIO debugfs:
+                    vm/testkernel.sh) or a prepared kernel directory
+  --machine M       QEMU machine type (default pc; q35 for --iommu)
+  --iommu           an emulated Intel IOMMU (q35 + intel-iommu; test kernel only)
+  --device SPEC     an extra QEMU -device SPEC, e.g. igb or e1000e (repeatable)
+  --qemu-arg ARG    an extra QEMU argument (repeatable)
   --bin PATH        copy a host executable (and its ldd libraries) to the
                     guest's /bin/ (repeatable)
   --mdev TYPE       create one mdev instance of TYPE, in order (repeatable),
@@ -37,11 +45,17 @@ the command's.
 EOF
 }
 
-BINS=() MDEVS=() ENVS=()
+BINS=() MDEVS=() ENVS=() DEVICES=() QARGS=()
 SHARE=$VMC_REPO RESULTS="" TIMEOUT=600 MEM=512 SMP=2 APPEND="" CONSOLE=0 KEEP=0 VERBOSE=0
+KERNEL=${VMC_KERNEL:-6.12} MACHINE=pc IOMMU=0
 need() { [ $# -ge 2 ] || { usage >&2; vmc_die "option $1 needs an argument"; }; }
 while [ $# -gt 0 ]; do
 	case $1 in
+	--kernel) need "$@"; KERNEL=$2; shift ;;
+	--machine) need "$@"; MACHINE=$2; shift ;;
+	--iommu) IOMMU=1 MACHINE=q35 ;;
+	--device) need "$@"; DEVICES+=("$2"); shift ;;
+	--qemu-arg) need "$@"; QARGS+=("$2"); shift ;;
 	--bin) need "$@"; BINS+=("$2"); shift ;;
 	--mdev) need "$@"; MDEVS+=("$2"); shift ;;
 	--share) need "$@"; SHARE=$2; shift ;;
@@ -72,14 +86,27 @@ done
 T0=$(vmc_now)
 
 # Prepare on demand (a ~0.1 s no-op when the cache is ready).
-if [ "$VERBOSE" = 1 ]; then
-	"$VMC_SCRIPT_DIR/prepare.sh" --quiet >&2 || vmc_die "vm/prepare.sh failed"
-else
-	"$VMC_SCRIPT_DIR/prepare.sh" --quiet >/dev/null || vmc_die "vm/prepare.sh failed"
-fi
+case $KERNEL in
+6.12 | debian)
+	if [ "$VERBOSE" = 1 ]; then
+		"$VMC_SCRIPT_DIR/prepare.sh" --quiet >&2 || vmc_die "vm/prepare.sh failed"
+	else
+		"$VMC_SCRIPT_DIR/prepare.sh" --quiet >/dev/null || vmc_die "vm/prepare.sh failed"
+	fi
+	KDIR=$(cd "$VMC_CURRENT" && pwd -P)
+	;;
+7.2 | test)
+	KDIR=$("$VMC_SCRIPT_DIR/testkernel.sh" --quiet --print-dir) || vmc_die "vm/testkernel.sh failed"
+	;;
+*)
+	[ -f "$KERNEL/READY" ] || vmc_die "--kernel: '$KERNEL' is neither 6.12, 7.2 nor a prepared kernel directory (no READY)"
+	KDIR=$(cd "$KERNEL" && pwd -P)
+	;;
+esac
+KIND=debian SERIES=6.12
 # shellcheck disable=SC1091
-. "$VMC_CURRENT/READY"
-KDIR=$(cd "$VMC_CURRENT" && pwd -P)
+. "$KDIR/READY"
+[ "$IOMMU" = 0 ] || [ "$KIND" = test ] || vmc_die "--iommu needs the test kernel (--kernel 7.2): Debian's 6.12 image has no intel-iommu driver built in"
 
 mkdir -p "$VMC_CACHE/runs"
 # Run directories of failed runs are kept for inspection; drop old ones.
@@ -138,6 +165,8 @@ fi
 	echo "VMC_MDEVS='${MDEVS[*]}'"
 	echo "VMC_SHARE=$([ -n "$SHARE" ] && echo 1 || echo 0)"
 	echo "VMC_RESULTS=$([ -n "$RESULTS" ] && echo 1 || echo 0)"
+	echo "VMC_KERNEL_KIND=$KIND"
+	echo "VMC_KERNEL_SERIES=$SERIES"
 } >"$ROOT/vmc/config"
 
 # copy_file SRC: copy SRC (dereferenced) to the same absolute path in the guest.
@@ -177,10 +206,17 @@ rm -f "$RUN/overlay.cpio"
 : >"$RUN/console.log"
 CMDLINE="console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mitigations=off"
 CMDLINE+=" i8042.noaux i8042.nomux i8042.nopnp tsc=reliable random.trust_cpu=on"
+[ "$IOMMU" = 1 ] && CMDLINE+=" intel_iommu=on"
 [ -n "$APPEND" ] && CMDLINE+=" $APPEND"
 
+EXTRA=()
 # shellcheck disable=SC2054 # commas are QEMU option syntax
-QEMU=(qemu-system-x86_64 -accel tcg -machine pc -cpu max -m "$MEM" -smp "$SMP"
+[ "$IOMMU" = 1 ] && EXTRA+=(-device intel-iommu,intremap=off)
+for d in "${DEVICES[@]}"; do EXTRA+=(-device "$d"); done
+EXTRA+=("${QARGS[@]}")
+
+# shellcheck disable=SC2054 # commas are QEMU option syntax
+QEMU=(qemu-system-x86_64 -accel tcg -machine "$MACHINE" -cpu max -m "$MEM" -smp "$SMP"
 	-nodefaults -no-user-config -display none -no-reboot
 	-kernel "$KDIR/$VMLINUZ" -initrd "$RUN/initrd.cpio" -append "$CMDLINE"
 	-chardev "file,id=vmccon,path=$(qesc "$RUN/console.log")" -serial chardev:vmccon
@@ -189,7 +225,7 @@ QEMU=(qemu-system-x86_64 -accel tcg -machine pc -cpu max -m "$MEM" -smp "$SMP"
 	-device virtserialport,bus=vmcser.0,chardev=vmcout,name=vmc.out
 	-chardev "file,id=vmcctl,path=$(qesc "$RUN/ctl")"
 	-device virtserialport,bus=vmcser.0,chardev=vmcctl,name=vmc.ctl
-	"${VIRTFS[@]}")
+	"${VIRTFS[@]}" "${EXTRA[@]}")
 printf '%q ' "${QEMU[@]}" >"$RUN/qemu.cmd"
 
 T_BOOT=$(vmc_now)
