@@ -35,6 +35,10 @@ pub enum Level {
     /// From the in-kernel driver API documentation.
     #[serde(rename = "DRV-DOC")]
     DrvDoc,
+    /// The uAPI is silent, but QEMU depends on the behaviour (a migration with QEMU breaks
+    /// without it). Never a FAIL: no sentence of the uAPI is broken.
+    #[serde(rename = "QEMU")]
+    Qemu,
 }
 
 impl Level {
@@ -47,6 +51,7 @@ impl Level {
             Level::Info => "INFO",
             Level::Core => "CORE",
             Level::DrvDoc => "DRV-DOC",
+            Level::Qemu => "QEMU",
         }
     }
 
@@ -113,6 +118,30 @@ impl fmt::Display for Source {
     }
 }
 
+/// The sentence a clause comes from, verbatim, and where it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    /// The words of the source, verbatim (whitespace joined); `[...]` marks an elision.
+    pub text: String,
+    /// A repository path in a kernel or QEMU source, or the URL of a public thread.
+    pub file: String,
+    /// The kernel (or QEMU) version the lines refer to; `n/a` for a URL.
+    pub kernel: String,
+    #[serde(default)]
+    pub lines: String,
+}
+
+/// The kernels a clause holds on: `since` the first release whose uAPI or core has it,
+/// `until` the last one (absent: still in force).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernels {
+    pub since: String,
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
 /// One clause.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +160,15 @@ pub struct Clause {
     pub see_also: Vec<String>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The sentence the clause and its level come from.
+    #[serde(default)]
+    pub quote: Option<Quote>,
+    /// Why the level is what it is where the text is ambiguous, and the debate that settled it.
+    #[serde(default)]
+    pub level_note: Option<String>,
+    /// The kernels the clause applies to.
+    #[serde(default)]
+    pub kernels: Option<Kernels>,
 }
 
 impl Clause {
