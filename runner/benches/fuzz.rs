@@ -191,7 +191,7 @@ fn defects(quick: bool) {
                     .as_array()
                     .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
                     .unwrap_or_default();
-                let on_own = clauses.iter().any(|c| d.clauses().contains(&c.as_str()));
+                let on_own = clauses.iter().any(|c| d.clauses().iter().any(|x| x.as_str() == c));
                 println!(
                     "{:<44} caught after {:>7.3} s ({:.1} s wall) on {}{}",
                     d.name(),

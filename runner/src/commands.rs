@@ -62,7 +62,7 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
         checks.extend(vmc::embedded::fixtures().unwrap_or_default());
         for c in checks {
             for cl in &c.clauses {
-                observers.entry(cl.clone()).or_default().push(c.id.clone());
+                observers.entry(cl.to_string()).or_default().push(c.id.clone());
             }
         }
         let mut observed = 0;
@@ -111,7 +111,12 @@ pub fn sim(list_defects: bool) -> u8 {
     }
     for d in Defect::ALL {
         let api = if d.api() == MigrationApi::V1 { "sim:v1" } else { "sim:v2" };
-        println!("{:<42} {api}  {:<40} {}", d.name(), d.clauses().join(","), d.summary());
+        println!(
+            "{:<42} {api}  {:<40} {}",
+            d.name(),
+            vmc::clauses::join(d.clauses()).replace(' ', ""),
+            d.summary()
+        );
     }
     exit::OK
 }

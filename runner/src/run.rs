@@ -461,7 +461,8 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     let (mut outcome, mut reason) = classify(&run, s.strict);
     let mut deviation = None;
     if let Some(p) = &s.profile {
-        let broken: Vec<String> = run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
+        let broken: Vec<vmc::clauses::ClauseId> =
+            run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
         let model = s.engine.slots[0].dev.info().model.clone();
         let (o, d) = p.apply(&check.id, model.as_deref(), outcome, &broken);
         if let Some(d) = d {

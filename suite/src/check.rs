@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clauses::Feature;
+use crate::clauses::id::*;
+use crate::clauses::{ClauseId, Feature};
 use crate::errno::Errno;
 use crate::op::{Op, StreamName};
 use crate::state::{MigFlags, MigState};
@@ -212,7 +213,7 @@ impl ExpectKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expectation {
     pub kind: ExpectKind,
-    pub clauses: Vec<String>,
+    pub clauses: Vec<ClauseId>,
 }
 
 /// One step of a check.
@@ -262,8 +263,8 @@ impl Step {
         self
     }
 
-    pub fn expect(mut self, kind: ExpectKind, clauses: &[&str]) -> Step {
-        self.expect.push(Expectation { kind, clauses: clauses.iter().map(|c| (*c).to_string()).collect() });
+    pub fn expect(mut self, kind: ExpectKind, clauses: &[ClauseId]) -> Step {
+        self.expect.push(Expectation { kind, clauses: clauses.to_vec() });
         self
     }
 
@@ -317,7 +318,7 @@ pub struct Check {
     pub id: String,
     pub title: String,
     /// Every clause the check can observe.
-    pub clauses: Vec<String>,
+    pub clauses: Vec<ClauseId>,
     pub requires: Requires,
     pub steps: Vec<Step>,
     pub origin: Origin,
@@ -335,11 +336,11 @@ impl Check {
     }
 
     /// Collects the clause list from the steps (explicit expectations) plus `extra`.
-    pub fn collect_clauses(&mut self, extra: &[&str]) {
-        let mut all: Vec<String> = extra.iter().map(|s| (*s).to_string()).collect();
+    pub fn collect_clauses(&mut self, extra: &[ClauseId]) {
+        let mut all: Vec<ClauseId> = extra.to_vec();
         for s in &self.steps {
             for e in &s.expect {
-                all.extend(e.clauses.iter().cloned());
+                all.extend(e.clauses.iter().copied());
             }
         }
         all.sort();
@@ -349,15 +350,8 @@ impl Check {
 }
 
 /// Clauses the FSM oracle can report on a SET.
-pub const ORACLE_SET_CLAUSES: &[&str] = &[
-    "V2-MIG-003",
-    "V2-STATE-002",
-    "V2-STATE-004",
-    "V2-STATE-005",
-    "V2-STATE-006",
-    "V2-STATE-007",
-    "V2-STATE-008",
-];
+pub const ORACLE_SET_CLAUSES: &[ClauseId] =
+    &[V2_MIG_003, V2_STATE_002, V2_STATE_004, V2_STATE_005, V2_STATE_006, V2_STATE_007, V2_STATE_008];
 
 #[cfg(test)]
 mod tests {

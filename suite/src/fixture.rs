@@ -29,7 +29,7 @@ use serde::de::{
 use serde_saphyr::Spanned;
 
 use crate::check::{Check, Cmp, ExpectKind, Expectation, Loc, ORACLE_SET_CLAUSES, Origin, Requires, Step};
-use crate::clauses::{Feature, catalog};
+use crate::clauses::{ClauseId, Feature};
 use crate::device::MigrationApi;
 use crate::errno::Errno;
 use crate::op::{Op, Source, StreamName};
@@ -461,9 +461,9 @@ fn loc_of<T>(file: &Arc<str>, s: &Spanned<T>) -> Loc {
     Loc { file: Arc::clone(file), line: s.referenced.line() as usize, col: s.referenced.column() as usize }
 }
 
-fn check_clause(file: &Arc<str>, c: &Spanned<String>) -> Result<String, LoadError> {
-    if catalog().contains(&c.value) {
-        Ok(c.value.clone())
+fn check_clause(file: &Arc<str>, c: &Spanned<String>) -> Result<ClauseId, LoadError> {
+    if let Some(id) = ClauseId::parse(&c.value) {
+        Ok(id)
     } else {
         let l = loc_of(file, c);
         Err(LoadError::at(
@@ -478,7 +478,7 @@ fn check_clause(file: &Arc<str>, c: &Spanned<String>) -> Result<String, LoadErro
 fn expectations(
     file: &Arc<str>,
     e: ExpectYaml,
-    step_clauses: &[String],
+    step_clauses: &[ClauseId],
     oracle: &mut bool,
     out: &mut Vec<Expectation>,
 ) -> Result<(), LoadError> {
@@ -766,7 +766,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         citation: y.citation,
         sequence_file: Some(name.to_string()),
     };
-    let mut all_extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut all_extra: Vec<ClauseId> = extra.to_vec();
     if any_oracle && check.requires.api != Some(MigrationApi::V1) {
         all_extra.extend_from_slice(ORACLE_SET_CLAUSES);
     }
@@ -830,6 +830,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clauses::id::*;
 
     fn err(text: &str) -> String {
         load_str("t.yaml", text.as_bytes()).unwrap_err().to_string()
@@ -845,8 +846,8 @@ mod tests {
         assert_eq!(c.steps.len(), 3);
         assert!(c.steps[0].oracle);
         assert_eq!(c.steps[0].loc.as_ref().unwrap().line, 4);
-        assert_eq!(c.steps[2].expect[0].clauses, vec!["V2-RESET-001"]);
-        assert!(c.clauses.contains(&"V2-STATE-007".to_string()));
+        assert_eq!(c.steps[2].expect[0].clauses, vec![V2_RESET_001]);
+        assert!(c.clauses.contains(&V2_STATE_007));
     }
 
     #[test]

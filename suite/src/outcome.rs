@@ -123,9 +123,11 @@ pub fn classify(run: &CheckRun, strict: bool) -> (Outcome, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clauses::ClauseId;
+    use crate::clauses::id::*;
     use crate::oracle::Violation;
 
-    fn run_with(clauses: &[&str]) -> CheckRun {
+    fn run_with(clauses: &[ClauseId]) -> CheckRun {
         CheckRun {
             findings: clauses
                 .iter()
@@ -144,10 +146,10 @@ mod tests {
 
     #[test]
     fn must_breaks_fail_should_breaks_are_non_strict_unless_strict() {
-        assert_eq!(classify(&run_with(&["V2-STATE-007"]), false).0, Outcome::Fail);
-        assert_eq!(classify(&run_with(&["V2-PRECOPY-007"]), false).0, Outcome::NonStrict);
-        assert_eq!(classify(&run_with(&["V2-PRECOPY-007"]), true).0, Outcome::Fail);
-        assert_eq!(classify(&run_with(&["V2-OPEN-001"]), false).0, Outcome::Info);
+        assert_eq!(classify(&run_with(&[V2_STATE_007]), false).0, Outcome::Fail);
+        assert_eq!(classify(&run_with(&[V2_PRECOPY_007]), false).0, Outcome::NonStrict);
+        assert_eq!(classify(&run_with(&[V2_PRECOPY_007]), true).0, Outcome::Fail);
+        assert_eq!(classify(&run_with(&[V2_OPEN_001]), false).0, Outcome::Info);
         assert_eq!(classify(&run_with(&[]), false).0, Outcome::Pass);
     }
 

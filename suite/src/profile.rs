@@ -292,11 +292,14 @@ impl Profile {
 
     /// Whether a check with these clauses belongs to the profile's families (all families
     /// when the profile lists none).
-    pub fn covers(&self, clauses: &[String]) -> bool {
+    pub fn covers(&self, clauses: &[impl AsRef<str>]) -> bool {
         if self.families.is_empty() {
             return true;
         }
-        clauses.iter().filter_map(|c| catalog().get(c)).any(|c| self.families.contains(&ClauseFamily::of(c)))
+        clauses
+            .iter()
+            .filter_map(|c| catalog().get(c.as_ref()))
+            .any(|c| self.families.contains(&ClauseFamily::of(c)))
     }
 
     /// Applies the deviations to an outcome: FAIL/NON-STRICT/INFO covered by a deviation become
@@ -306,7 +309,7 @@ impl Profile {
         id: &str,
         model: Option<&str>,
         outcome: Outcome,
-        broken: &[String],
+        broken: &[impl AsRef<str>],
     ) -> (Outcome, Option<&Deviation>) {
         for d in &self.deviations {
             if !d.matches_id(id) {
@@ -315,7 +318,8 @@ impl Profile {
             if !d.models.is_empty() && !model.is_some_and(|m| d.models.iter().any(|x| x == m)) {
                 continue;
             }
-            let covered = d.clauses.is_empty() || broken.iter().all(|c| d.clauses.contains(c));
+            let covered =
+                d.clauses.is_empty() || broken.iter().all(|c| d.clauses.iter().any(|x| x == c.as_ref()));
             match outcome {
                 Outcome::Fail | Outcome::NonStrict | Outcome::Info if covered => {
                     return (Outcome::Xfail, Some(d));
@@ -333,7 +337,7 @@ impl Profile {
     /// of `model`, for findings that come from no named check (the live fuzzer's): the
     /// deviations that list them, or None when a clause is not listed (or `clauses` is
     /// empty).
-    pub fn declares(&self, clauses: &[String], model: Option<&str>) -> Option<Vec<&Deviation>> {
+    pub fn declares(&self, clauses: &[impl AsRef<str>], model: Option<&str>) -> Option<Vec<&Deviation>> {
         if clauses.is_empty() {
             return None;
         }
@@ -341,7 +345,8 @@ impl Profile {
             |d: &&Deviation| d.models.is_empty() || model.is_some_and(|m| d.models.iter().any(|x| x == m));
         let mut used: Vec<&Deviation> = Vec::new();
         for c in clauses {
-            let d = self.deviations.iter().filter(applies).find(|d| d.clauses.contains(c))?;
+            let d =
+                self.deviations.iter().filter(applies).find(|d| d.clauses.iter().any(|x| x == c.as_ref()))?;
             if !used.iter().any(|u| std::ptr::eq(*u, d)) {
                 used.push(d);
             }
@@ -382,6 +387,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clauses::id::*;
 
     const P: &str = "name: t\ndescription: d\nmatch: {drivers: [drv]}\nverified: no\nfamilies: [v2-core]\ndeviations:\n  - checks: [a.b.c, x.*]\n    clauses: [V2-STATE-007]\n    reason: r\n";
 
@@ -397,11 +403,16 @@ mod tests {
     #[test]
     fn covered_failures_become_xfail_and_named_passes_xpass() {
         let p = Profile::load_str("p.yaml", P.as_bytes()).unwrap();
-        let s = |v: &[&str]| v.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
-        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &s(&["V2-STATE-007"])).0, Outcome::Xfail);
-        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &s(&["V2-STATE-005"])).0, Outcome::Fail);
-        assert_eq!(p.apply("a.b.c", None, Outcome::Pass, &[]).0, Outcome::Xpass);
-        assert_eq!(p.apply("x.y.z", None, Outcome::Pass, &[]).0, Outcome::Pass);
+        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &[V2_STATE_007]).0, Outcome::Xfail);
+        assert_eq!(p.apply("a.b.c", None, Outcome::Fail, &[V2_STATE_005]).0, Outcome::Fail);
+        assert_eq!(
+            p.apply("a.b.c", None, Outcome::Pass, &[] as &[crate::clauses::ClauseId]).0,
+            Outcome::Xpass
+        );
+        assert_eq!(
+            p.apply("x.y.z", None, Outcome::Pass, &[] as &[crate::clauses::ClauseId]).0,
+            Outcome::Pass
+        );
     }
 
     #[test]
@@ -418,16 +429,15 @@ mod tests {
     #[test]
     fn clause_sets_are_declared_only_when_every_clause_is_listed() {
         let p = Profile::load_str("p.yaml", P.as_bytes()).unwrap();
-        let s = |v: &[&str]| v.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
-        assert_eq!(p.declares(&s(&["V2-STATE-007"]), None).map(|d| d.len()), Some(1));
-        assert!(p.declares(&s(&["V2-STATE-007", "V2-STATE-005"]), None).is_none());
-        assert!(p.declares(&[], None).is_none());
+        assert_eq!(p.declares(&[V2_STATE_007], None).map(|d| d.len()), Some(1));
+        assert!(p.declares(&[V2_STATE_007, V2_STATE_005], None).is_none());
+        assert!(p.declares(&[] as &[crate::clauses::ClauseId], None).is_none());
     }
 
     #[test]
     fn families_select_checks_by_their_clauses() {
         let p = Profile::load_str("p.yaml", P.as_bytes()).unwrap();
-        assert!(p.covers(&["V2-STATE-005".to_string()]));
-        assert!(!p.covers(&["V2-PRECOPY-007".to_string()]));
+        assert!(p.covers(&[V2_STATE_005.to_string()]));
+        assert!(!p.covers(&[V2_PRECOPY_007.to_string()]));
     }
 }

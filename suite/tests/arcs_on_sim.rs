@@ -13,7 +13,11 @@ fn run_family(cfg: &SimConfig) -> Vec<(String, Outcome, Vec<String>)> {
         .iter()
         .map(|c| {
             let run = engine.run(c);
-            let clauses = run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
+            let clauses = run
+                .findings
+                .iter()
+                .flat_map(|f| f.violation.clauses.iter().map(ToString::to_string))
+                .collect();
             let (o, why) = classify(&run, false);
             if o == Outcome::Error {
                 panic!("{}: {why:?}", c.id);

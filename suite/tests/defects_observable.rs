@@ -147,7 +147,8 @@ fn run(cfg: &SimConfig, ops: &[Op]) -> CheckRun {
 
 fn fingerprint(r: &CheckRun) -> String {
     let obs: Vec<String> = r.trace.iter().map(|t| format!("{:?}", t.obs)).collect();
-    let findings: Vec<String> = r.findings.iter().map(|f| f.violation.clauses.join(",")).collect();
+    let findings: Vec<String> =
+        r.findings.iter().map(|f| vmc::clauses::join(&f.violation.clauses).replace(" ", "")).collect();
     format!("{obs:?} {findings:?} {:?} {:?}", r.error, r.restore_error)
 }
 

@@ -5,6 +5,7 @@
 
 use vmc::check::Check;
 use vmc::checks::{Kind, generated_for};
+use vmc::clauses::ClauseId;
 use vmc::device::MigrationApi;
 use vmc::device::sim::{Defect, SimConfig};
 use vmc::engine::{Engine, EngineOptions};
@@ -23,7 +24,7 @@ fn engine(primary: &SimConfig) -> Engine {
 }
 
 /// (check id, outcome, broken clauses) for every check.
-fn run_all(cfg: &SimConfig, checks: &[Check]) -> Vec<(String, Outcome, Vec<String>)> {
+fn run_all(cfg: &SimConfig, checks: &[Check]) -> Vec<(String, Outcome, Vec<ClauseId>)> {
     let mut e = engine(cfg);
     checks
         .iter()
@@ -78,7 +79,7 @@ fn every_defect_is_caught_on_one_of_its_clauses() {
             .iter()
             .filter(|(_, o, cl)| {
                 (matches!(o, Outcome::Fail | Outcome::NonStrict) || (info_only && *o == Outcome::Info))
-                    && cl.iter().any(|c| d.clauses().contains(&c.as_str()))
+                    && cl.iter().any(|c| d.clauses().contains(c))
             })
             .map(|(id, _, _)| id.as_str())
             .collect();
@@ -91,7 +92,7 @@ fn every_defect_is_caught_on_one_of_its_clauses() {
         table.push_str(&format!(
             "| `{}` | {dev} | {} | {} |\n",
             d.name(),
-            d.clauses().join(", "),
+            vmc::clauses::join(d.clauses()),
             if by.is_empty() { "**missed**".to_string() } else { shown }
         ));
         if by.is_empty() {

@@ -50,7 +50,7 @@ fn a_declared_failure_becomes_xfail_and_an_undeclared_clause_stays_fail() {
     // Act
     let (xfail, dev) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Fail, &declared);
     let (fail, none) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Fail, &other);
-    let (xpass, _) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Pass, &[]);
+    let (xpass, _) = mtty.apply("dmalog.start.twice", Some("mtty-2"), Outcome::Pass, &[] as &[String]);
     // Assert
     assert_eq!(xfail, Outcome::Xfail);
     assert!(dev.is_some_and(|d| d.reason.contains("stub")));

@@ -1,6 +1,7 @@
 //! A small vocabulary for writing generators: steps and checks in one line each.
 
 use crate::check::{Check, Cmp, CmpOp, ExpectKind, Origin, Requires, Step};
+use crate::clauses::ClauseId;
 use crate::clauses::Feature;
 use crate::device::MigrationApi;
 use crate::errno::Errno;
@@ -78,7 +79,7 @@ pub fn save_to(name: &str) -> Vec<Step> {
 }
 
 /// A generated check; clauses are collected from the steps plus `extra`.
-pub fn check(id: &str, title: &str, requires: Requires, steps: Vec<Step>, extra: &[&str]) -> Check {
+pub fn check(id: &str, title: &str, requires: Requires, steps: Vec<Step>, extra: &[ClauseId]) -> Check {
     let mut c = Check {
         id: id.to_string(),
         title: title.to_string(),

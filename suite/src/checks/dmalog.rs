@@ -3,6 +3,7 @@
 use super::build::{check, cmp, drain, errno, set, v2f};
 use crate::check::{Check, CmpOp, ExpectKind, Step};
 use crate::clauses::Feature;
+use crate::clauses::id::*;
 use crate::errno::Errno;
 use crate::op::{DmaReportArgs, DmaStartArgs, Op};
 use crate::state::MigState;
@@ -38,31 +39,31 @@ pub fn checks() -> Vec<Check> {
             "DMA_LOGGING_START then STOP succeed",
             dma(),
             vec![
-                start_count(1).expect(ExpectKind::Ok, &["V2-LOG-003"]),
-                stop().expect(ExpectKind::Ok, &["V2-LOG-003"]),
+                start_count(1).expect(ExpectKind::Ok, &[V2_LOG_003]),
+                stop().expect(ExpectKind::Ok, &[V2_LOG_003]),
             ],
-            &["V2-LOG-003", "V2-LOG-004"],
+            &[V2_LOG_003, V2_LOG_004],
         ),
         check(
             "dmalog.start.max_ranges",
             "START accepts as many ranges as fit in one kernel page (256)",
             dma(),
-            vec![start_count(256).expect(ExpectKind::Ok, &["V2-LOG-003"]), stop()],
-            &["V2-LOG-003"],
+            vec![start_count(256).expect(ExpectKind::Ok, &[V2_LOG_003]), stop()],
+            &[V2_LOG_003],
         ),
         check(
             "dmalog.start.twice",
             "a second START while logging is on is rejected",
             dma(),
-            vec![start_count(1), start_count(1).expect(ExpectKind::Fails, &["V2-LOG-005"]), stop()],
-            &["V2-LOG-005"],
+            vec![start_count(1), start_count(1).expect(ExpectKind::Fails, &[V2_LOG_005]), stop()],
+            &[V2_LOG_005],
         ),
         check(
             "dmalog.report.before_start",
             "REPORT fails while logging is off",
             dma(),
-            vec![report(0, 4096).expect(ExpectKind::Fails, &["V2-LOG-006"])],
-            &["V2-LOG-006"],
+            vec![report(0, 4096).expect(ExpectKind::Fails, &[V2_LOG_006])],
+            &[V2_LOG_006],
         ),
         check(
             "dmalog.report.keeps_preset_bits",
@@ -71,10 +72,10 @@ pub fn checks() -> Vec<Check> {
             vec![
                 start(vec![(0, WINDOW)]),
                 Step::new(Op::Wait { ms: 20 }),
-                report(0xff, 4096).expect(ExpectKind::PresetKept(true), &["V2-LOG-008"]),
+                report(0xff, 4096).expect(ExpectKind::PresetKept(true), &[V2_LOG_008]),
                 stop(),
             ],
-            &["V2-LOG-008"],
+            &[V2_LOG_008],
         ),
         check(
             "dmalog.report.clears_the_log",
@@ -85,10 +86,10 @@ pub fn checks() -> Vec<Check> {
                 Step::new(Op::Wait { ms: 20 }),
                 set(MigState::Stop),
                 report(0, 4096),
-                report(0, 4096).expect(ExpectKind::BitsSet(cmp(CmpOp::Eq, 0)), &["V2-LOG-009"]),
+                report(0, 4096).expect(ExpectKind::BitsSet(cmp(CmpOp::Eq, 0)), &[V2_LOG_009]),
                 stop(),
             ],
-            &["V2-LOG-009", "V2-ARC-STOP-001"],
+            &[V2_LOG_009, V2_ARC_STOP_001],
         ),
         check(
             "dmalog.dma.quiet_in_stop",
@@ -99,10 +100,10 @@ pub fn checks() -> Vec<Check> {
                 set(MigState::Stop),
                 report(0, 4096),
                 Step::new(Op::Wait { ms: 50 }),
-                report(0, 4096).expect(ExpectKind::BitsSet(cmp(CmpOp::Eq, 0)), &["V2-ARC-STOP-001"]),
+                report(0, 4096).expect(ExpectKind::BitsSet(cmp(CmpOp::Eq, 0)), &[V2_ARC_STOP_001]),
                 stop(),
             ],
-            &["V2-ARC-STOP-001"],
+            &[V2_ARC_STOP_001],
         ),
         check(
             "dmalog.fsm.survives_transitions",
@@ -114,10 +115,10 @@ pub fn checks() -> Vec<Check> {
                 drain(),
                 set(MigState::Stop),
                 set(MigState::Running),
-                report(0, 4096).expect(ExpectKind::Ok, &["V2-LOG-001"]),
+                report(0, 4096).expect(ExpectKind::Ok, &[V2_LOG_001]),
                 stop(),
             ],
-            &["V2-LOG-001"],
+            &[V2_LOG_001],
         ),
     ];
     for (name, what, page) in [
@@ -128,8 +129,8 @@ pub fn checks() -> Vec<Check> {
             &format!("dmalog.report.{name}"),
             &format!("REPORT with {what} fails with EINVAL (core check)"),
             dma(),
-            vec![start_count(1), report(0, page).expect(errno(&[Errno::EINVAL]), &["V2-LOG-007"]), stop()],
-            &["V2-LOG-007"],
+            vec![start_count(1), report(0, page).expect(errno(&[Errno::EINVAL]), &[V2_LOG_007]), stop()],
+            &[V2_LOG_007],
         ));
     }
     for (name, what, ranges, want) in [
@@ -142,16 +143,16 @@ pub fn checks() -> Vec<Check> {
             &format!("dmalog.start.rejects_{name}"),
             &format!("START with {what} fails with {want} (core check)"),
             dma(),
-            vec![start(ranges).expect(errno(&[want]), &["V2-LOG-002"])],
-            &["V2-LOG-002"],
+            vec![start(ranges).expect(errno(&[want]), &[V2_LOG_002])],
+            &[V2_LOG_002],
         ));
     }
     out.push(check(
         "dmalog.start.rejects_too_many_ranges",
         "START with 257 ranges fails with E2BIG (core check)",
         dma(),
-        vec![start_count(257).expect(errno(&[Errno::E2BIG]), &["V2-LOG-002"])],
-        &["V2-LOG-002"],
+        vec![start_count(257).expect(errno(&[Errno::E2BIG]), &[V2_LOG_002])],
+        &[V2_LOG_002],
     ));
     out
 }

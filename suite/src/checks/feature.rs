@@ -4,6 +4,7 @@
 use super::arcs::reach;
 use super::build::{check, get, set, v2};
 use crate::check::{Check, Cmp, CmpOp, ExpectKind, Step};
+use crate::clauses::id::*;
 use crate::op::{FeatureArgs, FeatureOp, Op};
 use crate::state::MigState;
 use crate::uapi;
@@ -32,28 +33,28 @@ pub fn checks() -> Vec<Check> {
             "VFIO_DEVICE_FEATURE with argsz below the header fails with EINVAL",
             v2(1),
             vec![feature(uapi::FEATURE_MIGRATION, &[Get], 8, Some(4), 0)],
-            &["V2-FEAT-001"],
+            &[V2_FEAT_001],
         ),
         check(
             "feature.flags.unknown_bits",
             "VFIO_DEVICE_FEATURE with unknown flag bits fails with EINVAL",
             v2(1),
             vec![feature(uapi::FEATURE_MIGRATION, &[Get], 8, None, 1 << 20)],
-            &["V2-FEAT-001"],
+            &[V2_FEAT_001],
         ),
         check(
             "feature.flags.get_and_set",
             "GET and SET together without PROBE fail with EINVAL",
             v2(1),
             vec![feature(uapi::FEATURE_MIG_DEVICE_STATE, &[Get, Set], 8, None, 0)],
-            &["V2-FEAT-002"],
+            &[V2_FEAT_002],
         ),
         check(
             "feature.flags.neither_get_nor_set",
             "neither GET nor SET nor PROBE fails with EINVAL",
             v2(1),
             vec![feature(uapi::FEATURE_MIG_DEVICE_STATE, &[], 8, None, 0)],
-            &["V2-FEAT-003"],
+            &[V2_FEAT_003],
         ),
         check(
             "mig.flags.valid",
@@ -61,24 +62,24 @@ pub fn checks() -> Vec<Check> {
             crate::check::Requires { api: Some(crate::device::MigrationApi::V2), ..Default::default() },
             vec![
                 Step::new(Op::GetFlags)
-                    .expect(ExpectKind::ValueMasked { mask: 1, value: 1 }, &["V2-MIG-002"])
-                    .expect(ExpectKind::ValueMasked { mask: !7, value: 0 }, &["V2-MIG-004"]),
+                    .expect(ExpectKind::ValueMasked { mask: 1, value: 1 }, &[V2_MIG_002])
+                    .expect(ExpectKind::ValueMasked { mask: !7, value: 0 }, &[V2_MIG_004]),
             ],
-            &["V2-MIG-002", "V2-MIG-004"],
+            &[V2_MIG_002, V2_MIG_004],
         ),
         check(
             "mig.flags.set_rejected",
             "SET of VFIO_DEVICE_FEATURE_MIGRATION fails with EINVAL (GET only)",
             v2(1),
             vec![feature(uapi::FEATURE_MIGRATION, &[Set], 8, None, 0)],
-            &["V2-MIG-001"],
+            &[V2_MIG_001],
         ),
         check(
             "datasize.feature.set_rejected",
             "SET of VFIO_DEVICE_FEATURE_MIG_DATA_SIZE fails with EINVAL (GET only)",
             v2(1),
             vec![feature(uapi::FEATURE_MIG_DATA_SIZE, &[Set], 8, None, 0)],
-            &["V2-FEAT-003", "V2-DATASIZE-001"],
+            &[V2_FEAT_003, V2_DATASIZE_001],
         ),
     ];
     for (fname, f, ops) in [
@@ -98,28 +99,28 @@ pub fn checks() -> Vec<Check> {
                 &format!("PROBE of {fname} with {pname} answers as GET/SET behave"),
                 v2(1),
                 vec![feature(f, &probe_ops, 0, None, 0)],
-                &["V2-FEAT-003", "V2-MIG-001"],
+                &[V2_FEAT_003, V2_MIG_001],
             ));
         }
     }
     for s in states() {
         let mut steps = reach(s);
-        steps.push(Step::new(Op::DataSize).oracle().expect(ExpectKind::Ok, &["V2-DATASIZE-002"]));
+        steps.push(Step::new(Op::DataSize).oracle().expect(ExpectKind::Ok, &[V2_DATASIZE_002]));
         out.push(check(
             &format!("datasize.in.{}", s.ident()),
             &format!("MIG_DATA_SIZE succeeds in {s}"),
             v2(s.required_flags().map_or(1, |f| f.0)),
             steps,
-            &["V2-DATASIZE-002"],
+            &[V2_DATASIZE_002],
         ));
         let mut steps = reach(s);
-        steps.push(get().expect(ExpectKind::State(s), &["V2-STATE-002"]));
+        steps.push(get().expect(ExpectKind::State(s), &[V2_STATE_002]));
         out.push(check(
             &format!("fsm.get.in.{}", s.ident()),
             &format!("GET in {s} returns {s} with data_fd -1"),
             v2(s.required_flags().map_or(1, |f| f.0)),
             steps,
-            &["V2-STATE-001", "V2-STATE-002"],
+            &[V2_STATE_001, V2_STATE_002],
         ));
     }
     for s in [MigState::Running, MigState::Stop] {
@@ -130,9 +131,9 @@ pub fn checks() -> Vec<Check> {
             vec![
                 set(s),
                 Step::new(Op::Wait { ms: 200 }),
-                get().expect(ExpectKind::State(s), &["V2-STATE-003"]),
+                get().expect(ExpectKind::State(s), &[V2_STATE_003]),
             ],
-            &["V2-STATE-003"],
+            &[V2_STATE_003],
         ));
     }
     out.push(check(
@@ -142,12 +143,10 @@ pub fn checks() -> Vec<Check> {
         vec![
             Step::new(Op::DataSize).oracle(),
             set(MigState::StopCopy),
-            super::build::drain().expect(
-                ExpectKind::BytesAtMost { saved: "data_size".into(), factor: 4 },
-                &["V2-DATASIZE-004"],
-            ),
+            super::build::drain()
+                .expect(ExpectKind::BytesAtMost { saved: "data_size".into(), factor: 4 }, &[V2_DATASIZE_004]),
         ],
-        &["V2-DATASIZE-004"],
+        &[V2_DATASIZE_004],
     ));
     out.push(check(
         "datasize.estimate.nonzero",
@@ -156,9 +155,9 @@ pub fn checks() -> Vec<Check> {
         vec![
             Step::new(Op::DataSize)
                 .oracle()
-                .expect(ExpectKind::Value(Cmp { op: CmpOp::Gt, value: 0 }), &["V2-DATASIZE-004"]),
+                .expect(ExpectKind::Value(Cmp { op: CmpOp::Gt, value: 0 }), &[V2_DATASIZE_004]),
         ],
-        &["V2-DATASIZE-004"],
+        &[V2_DATASIZE_004],
     ));
     out
 }

@@ -2,6 +2,7 @@
 
 use super::build::{check, cmp, errno, read_once, set, v2};
 use crate::check::{Check, CmpOp, ExpectKind, Step};
+use crate::clauses::id::*;
 use crate::errno::Errno;
 use crate::op::{FdRef, Op, PrecopyArgs, ReadArgs};
 use crate::state::MigState;
@@ -25,11 +26,11 @@ pub fn checks() -> Vec<Check> {
             vec![
                 set(PreCopy),
                 info()
-                    .expect(ExpectKind::Ok, &["V2-PRECOPY-001"])
-                    .expect(ExpectKind::InitialBytes(cmp(CmpOp::Gt, 0)), &["V2-PRECOPY-003"])
-                    .expect(ExpectKind::DirtyBytes(cmp(CmpOp::Eq, 0)), &["V2-PRECOPY-005"]),
+                    .expect(ExpectKind::Ok, &[V2_PRECOPY_001])
+                    .expect(ExpectKind::InitialBytes(cmp(CmpOp::Gt, 0)), &[V2_PRECOPY_003])
+                    .expect(ExpectKind::DirtyBytes(cmp(CmpOp::Eq, 0)), &[V2_PRECOPY_005]),
             ],
-            &["V2-PRECOPY-001", "V2-PRECOPY-003", "V2-PRECOPY-005"],
+            &[V2_PRECOPY_001, V2_PRECOPY_003, V2_PRECOPY_005],
         ),
         check(
             "precopy.info.initial_bytes_falls",
@@ -45,28 +46,28 @@ pub fn checks() -> Vec<Check> {
                 read_once(FdRef::Current, 4096),
                 info(),
             ],
-            &["V2-PRECOPY-003"],
+            &[V2_PRECOPY_003],
         ),
         check(
             "precopy.info.in_pre_copy_p2p",
             "PRECOPY_INFO works in PRE_COPY_P2P",
             v2(7),
-            vec![set(PreCopyP2p), info().expect(ExpectKind::Ok, &["V2-PRECOPY-001"])],
-            &["V2-PRECOPY-001"],
+            vec![set(PreCopyP2p), info().expect(ExpectKind::Ok, &[V2_PRECOPY_001])],
+            &[V2_PRECOPY_001],
         ),
         check(
             "precopy.info.outside_pre_copy",
             "PRECOPY_INFO fails with EINVAL once the session moved on to STOP_COPY",
             v2(5),
-            vec![set(PreCopy), set(StopCopy), info().expect(errno(&[Errno::EINVAL]), &["V2-PRECOPY-002"])],
-            &["V2-PRECOPY-002"],
+            vec![set(PreCopy), set(StopCopy), info().expect(errno(&[Errno::EINVAL]), &[V2_PRECOPY_002])],
+            &[V2_PRECOPY_002],
         ),
         check(
             "precopy.info.short_argsz",
             "PRECOPY_INFO with argsz below the structure fails with EINVAL",
             v2(5),
-            vec![set(PreCopy), info_argsz(8).expect(errno(&[Errno::EINVAL]), &["V2-PRECOPY-009"])],
-            &["V2-PRECOPY-009"],
+            vec![set(PreCopy), info_argsz(8).expect(errno(&[Errno::EINVAL]), &[V2_PRECOPY_009])],
+            &[V2_PRECOPY_009],
         ),
         check(
             "precopy.read.temporary_end_enomsg",
@@ -76,9 +77,9 @@ pub fn checks() -> Vec<Check> {
                 set(PreCopy),
                 Step::new(Op::Read(ReadArgs { max: Some(64 << 20), ..Default::default() }))
                     .oracle()
-                    .expect(ExpectKind::Eof(false), &["V2-PRECOPY-007"]),
+                    .expect(ExpectKind::Eof(false), &[V2_PRECOPY_007]),
             ],
-            &["V2-PRECOPY-007"],
+            &[V2_PRECOPY_007],
         ),
         check(
             "precopy.read.temporary_end_then_stop_copy",
@@ -88,9 +89,9 @@ pub fn checks() -> Vec<Check> {
                 set(PreCopy),
                 Step::new(Op::Read(ReadArgs { max: Some(64 << 20), ..Default::default() })),
                 set(StopCopy),
-                super::build::drain().expect(ExpectKind::Eof(true), &["V2-SAVE-006"]),
+                super::build::drain().expect(ExpectKind::Eof(true), &[V2_SAVE_006]),
             ],
-            &["V2-SAVE-006", "V2-SAVE-001"],
+            &[V2_SAVE_006, V2_SAVE_001],
         ),
     ]
 }

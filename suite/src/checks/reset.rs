@@ -3,6 +3,7 @@
 use super::arcs::reach;
 use super::build::{check, drain, get, set, v2};
 use crate::check::{Check, ExpectKind, Step};
+use crate::clauses::id::*;
 use crate::op::{FdRef, Op, Source, WriteArgs};
 use crate::state::MigState;
 
@@ -37,19 +38,19 @@ pub fn reset_checks() -> Vec<Check> {
     states()
         .map(|s| {
             let mut steps = reach(s);
-            steps.push(Step::new(Op::Reset).oracle().expect(ExpectKind::Ok, &["V2-RESET-001"]));
-            steps.push(get().expect(ExpectKind::State(MigState::Running), &["V2-RESET-001", "V2-ERR-002"]));
+            steps.push(Step::new(Op::Reset).oracle().expect(ExpectKind::Ok, &[V2_RESET_001]));
+            steps.push(get().expect(ExpectKind::State(MigState::Running), &[V2_RESET_001, V2_ERR_002]));
             if has_session(s) {
                 steps.push(touch_old_fd(s));
             }
             steps.push(set(MigState::StopCopy));
-            steps.push(drain().expect(ExpectKind::Eof(true), &["V2-RESET-001"]));
+            steps.push(drain().expect(ExpectKind::Eof(true), &[V2_RESET_001]));
             check(
                 &format!("fsm.reset.{}", s.ident()),
                 &format!("VFIO_DEVICE_RESET from {s} returns to RUNNING and ends its data session"),
                 v2(s.required_flags().map_or(1, |f| f.0)),
                 steps,
-                &["V2-RESET-001", "V2-ARC-STOP-004"],
+                &[V2_RESET_001, V2_ARC_STOP_004],
             )
         })
         .collect()
@@ -61,18 +62,18 @@ pub fn reopen_checks() -> Vec<Check> {
     states()
         .map(|s| {
             let mut steps = reach(s);
-            steps.push(Step::new(Op::CloseDevice).expect(ExpectKind::Ok, &["V2-FD-002"]));
+            steps.push(Step::new(Op::CloseDevice).expect(ExpectKind::Ok, &[V2_FD_002]));
             if has_session(s) {
                 steps.push(touch_old_fd(s));
             }
-            steps.push(Step::new(Op::Reopen).expect(ExpectKind::Ok, &["V2-OPEN-001"]));
+            steps.push(Step::new(Op::Reopen).expect(ExpectKind::Ok, &[V2_OPEN_001]));
             steps.push(get());
             check(
                 &format!("fsm.reopen.{}", s.ident()),
                 &format!("close the device in {s} and reopen it: RUNNING, old data fd ended"),
                 v2(s.required_flags().map_or(1, |f| f.0)),
                 steps,
-                &["V2-OPEN-001", "V2-FD-002", "V2-STATE-001"],
+                &[V2_OPEN_001, V2_FD_002, V2_STATE_001],
             )
         })
         .collect()

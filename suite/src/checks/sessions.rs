@@ -4,6 +4,7 @@
 use super::arcs::reach;
 use super::build::{capture, capture_more, check, drain, errno, get, read_once, set, v2, write};
 use crate::check::{Check, ExpectKind, Step};
+use crate::clauses::id::*;
 use crate::errno::Errno;
 use crate::op::{FdRef, Op, ReadArgs, Segmentation, Source, WriteArgs};
 use crate::state::MigState;
@@ -21,14 +22,14 @@ pub fn session_checks() -> Vec<Check> {
             "STOP_COPY -> STOP ends the saving session: the old fd gives end of stream or an error",
             v2(1),
             vec![set(StopCopy), drain(), set(Stop), old_read()],
-            &["V2-ARC-STOP-004"],
+            &[V2_ARC_STOP_004],
         ),
         check(
             "session.end.stop_copy_mid_stream",
             "leaving STOP_COPY before the end of the stream still ends the session",
             v2(1),
             vec![set(StopCopy), read_once(FdRef::Current, 8), set(Running), old_read()],
-            &["V2-ARC-STOP-004"],
+            &[V2_ARC_STOP_004],
         ),
         check(
             "session.end.stop_copy_to_resuming",
@@ -40,7 +41,7 @@ pub fn session_checks() -> Vec<Check> {
                 set(Resuming),
                 read_once(FdRef::Previous, 4096),
             ],
-            &["V2-ARC-STOP-004", "V2-STATE-005"],
+            &[V2_ARC_STOP_004, V2_STATE_005],
         ),
         check(
             "session.end.resuming_to_running",
@@ -63,21 +64,21 @@ pub fn session_checks() -> Vec<Check> {
                 );
                 s
             },
-            &["DEBATE-POSTCOPY-002", "DEBATE-POSTCOPY-003", "V2-ARC-STOP-004"],
+            &[DEBATE_POSTCOPY_002, DEBATE_POSTCOPY_003, V2_ARC_STOP_004],
         ),
         check(
             "session.end.pre_copy_to_running",
             "PRE_COPY -> RUNNING ends the saving session",
             v2(5),
             vec![set(PreCopy), read_once(FdRef::Current, 8), set(Running), old_read()],
-            &["V2-ARC-RUN-002"],
+            &[V2_ARC_RUN_002],
         ),
         check(
             "session.end.pre_copy_p2p_to_running_p2p",
             "PRE_COPY_P2P -> RUNNING_P2P ends the saving session",
             v2(7),
             vec![set(PreCopyP2p), read_once(FdRef::Current, 8), set(RunningP2p), old_read()],
-            &["V2-ARC-P2P-001"],
+            &[V2_ARC_P2P_001],
         ),
         check(
             "session.end.close_device",
@@ -85,11 +86,11 @@ pub fn session_checks() -> Vec<Check> {
             v2(1),
             vec![
                 set(StopCopy),
-                Step::new(Op::CloseDevice).expect(ExpectKind::Ok, &["V2-FD-002"]),
+                Step::new(Op::CloseDevice).expect(ExpectKind::Ok, &[V2_FD_002]),
                 old_read(),
                 Step::new(Op::Reopen).setup(),
             ],
-            &["V2-FD-002"],
+            &[V2_FD_002],
         ),
     ];
     // The saving group shares one session: the stream read across PRE_COPY, PRE_COPY_P2P and
@@ -109,19 +110,19 @@ pub fn session_checks() -> Vec<Check> {
             })),
         ];
         for st in path {
-            steps.push(set(st).expect(ExpectKind::DataFd(false), &["V2-SAVE-001", "V2-STATE-005"]));
+            steps.push(set(st).expect(ExpectKind::DataFd(false), &[V2_SAVE_001, V2_STATE_005]));
         }
         steps.push(capture_more("s"));
         steps.push(Step::new(Op::Reset).setup());
         steps.push(set(Resuming));
-        steps.push(write("s", None, Segmentation::Whole).expect(ExpectKind::Ok, &["V2-SAVE-001"]));
+        steps.push(write("s", None, Segmentation::Whole).expect(ExpectKind::Ok, &[V2_SAVE_001]));
         steps.push(set(Running));
         out.push(check(
             id,
             "the saving group shares one session: the stream read across its states restores",
             v2(flags),
             steps,
-            &["V2-SAVE-001", "V2-SAVE-005", "V2-ARC-RES-001"],
+            &[V2_SAVE_001, V2_SAVE_005, V2_ARC_RES_001],
         ));
     }
     out
@@ -139,10 +140,10 @@ pub fn fd_checks() -> Vec<Check> {
             vec![
                 set(StopCopy),
                 flags(FdRef::Current)
-                    .expect(ExpectKind::Cloexec(true), &["V2-STATE-005"])
-                    .expect(ExpectKind::AccessMode(0), &["V2-FD-003"]),
+                    .expect(ExpectKind::Cloexec(true), &[V2_STATE_005])
+                    .expect(ExpectKind::AccessMode(0), &[V2_FD_003]),
                 Step::new(Op::Read(ReadArgs { offset: Some(0), chunk: 16, ..Default::default() }))
-                    .expect(errno(&[Errno::ESPIPE]), &["V2-FD-003"]),
+                    .expect(errno(&[Errno::ESPIPE]), &[V2_FD_003]),
                 Step::new(Op::Write(WriteArgs {
                     fd: FdRef::Current,
                     data: Source::Zeros(4),
@@ -153,9 +154,9 @@ pub fn fd_checks() -> Vec<Check> {
                     from_thread: false,
                 }))
                 .oracle()
-                .expect(ExpectKind::Fails, &["V2-FD-003"]),
+                .expect(ExpectKind::Fails, &[V2_FD_003]),
             ],
-            &["V2-FD-003", "V2-STATE-005"],
+            &[V2_FD_003, V2_STATE_005],
         ),
         check(
             "fd.resuming.conventions",
@@ -164,11 +165,11 @@ pub fn fd_checks() -> Vec<Check> {
             vec![
                 set(Resuming),
                 flags(FdRef::Current)
-                    .expect(ExpectKind::Cloexec(true), &["V2-STATE-005"])
-                    .expect(ExpectKind::AccessMode(1), &["V2-FD-003"]),
+                    .expect(ExpectKind::Cloexec(true), &[V2_STATE_005])
+                    .expect(ExpectKind::AccessMode(1), &[V2_FD_003]),
                 Step::new(Op::Read(ReadArgs { once: true, chunk: 16, ..Default::default() }))
                     .oracle()
-                    .expect(ExpectKind::Bytes(super::build::cmp(crate::check::CmpOp::Eq, 0)), &["V2-FD-003"]),
+                    .expect(ExpectKind::Bytes(super::build::cmp(crate::check::CmpOp::Eq, 0)), &[V2_FD_003]),
                 Step::new(Op::Write(WriteArgs {
                     fd: FdRef::Current,
                     data: Source::Zeros(4),
@@ -178,9 +179,9 @@ pub fn fd_checks() -> Vec<Check> {
                     keep_going: false,
                     from_thread: false,
                 }))
-                .expect(errno(&[Errno::ESPIPE]), &["V2-FD-003"]),
+                .expect(errno(&[Errno::ESPIPE]), &[V2_FD_003]),
             ],
-            &["V2-FD-003", "V2-STATE-005"],
+            &[V2_FD_003, V2_STATE_005],
         ),
         check(
             "fd.stop_copy.eof_is_permanent",
@@ -188,25 +189,25 @@ pub fn fd_checks() -> Vec<Check> {
             v2(1),
             vec![
                 set(StopCopy),
-                drain().expect(ExpectKind::Eof(true), &["V2-SAVE-006"]),
+                drain().expect(ExpectKind::Eof(true), &[V2_SAVE_006]),
                 read_once(FdRef::Current, 4096)
                     .expect(
                         ExpectKind::Bytes(super::build::cmp(crate::check::CmpOp::Eq, 0)),
-                        &["V2-PRECOPY-008"],
+                        &[V2_PRECOPY_008],
                     )
-                    .expect(ExpectKind::Eof(true), &["V2-PRECOPY-008"]),
-                read_once(FdRef::Current, 4096).expect(ExpectKind::Eof(true), &["V2-PRECOPY-008"]),
+                    .expect(ExpectKind::Eof(true), &[V2_PRECOPY_008]),
+                read_once(FdRef::Current, 4096).expect(ExpectKind::Eof(true), &[V2_PRECOPY_008]),
                 Step::new(Op::Poll { fd: FdRef::Current, timeout_ms: 100 })
-                    .expect(ExpectKind::Readable(true), &["V2-PRECOPY-008"]),
+                    .expect(ExpectKind::Readable(true), &[V2_PRECOPY_008]),
             ],
-            &["V2-PRECOPY-008", "V2-SAVE-006"],
+            &[V2_PRECOPY_008, V2_SAVE_006],
         ),
         check(
             "fd.get.data_fd_minus_one",
             "GET returns data_fd -1 even while a session is open",
             v2(1),
             vec![set(StopCopy), get(), capture("s"), get()],
-            &["V2-STATE-001"],
+            &[V2_STATE_001],
         ),
     ]
 }

@@ -5,6 +5,7 @@ use super::arcs::reach;
 use super::build::{check, get, save_to, set, v2, write};
 use super::probes::{Kind, region_read, region_write};
 use crate::check::{Check, Cmp, CmpOp, ExpectKind, Requires, Step};
+use crate::clauses::id::*;
 use crate::op::{ConfigArgs, IrqAction, IrqArgs, IrqData, IrqIndex, Op, Segmentation};
 use crate::state::MigState;
 
@@ -32,17 +33,17 @@ pub fn checks(kind: Kind) -> Vec<Check> {
     let mut out = Vec::new();
     for s in STOPPED {
         let mut steps = reach(s);
-        steps.push(config_read(Some("cmd")).expect(ExpectKind::Ok, &["V2-ARC-STOP-002"]));
-        steps.push(config_write(0x0006).expect(ExpectKind::Ok, &["V2-ARC-STOP-002"]));
-        steps.push(irqs(IrqIndex::Intx, 1, IrqData::Eventfd).expect(ExpectKind::Ok, &["V2-ARC-STOP-002"]));
-        steps.push(irqs(IrqIndex::Intx, 0, IrqData::None).expect(ExpectKind::Ok, &["V2-ARC-STOP-002"]));
-        steps.push(get().expect(ExpectKind::State(s), &["V2-ARC-STOP-002", "V2-STATE-003"]));
+        steps.push(config_read(Some("cmd")).expect(ExpectKind::Ok, &[V2_ARC_STOP_002]));
+        steps.push(config_write(0x0006).expect(ExpectKind::Ok, &[V2_ARC_STOP_002]));
+        steps.push(irqs(IrqIndex::Intx, 1, IrqData::Eventfd).expect(ExpectKind::Ok, &[V2_ARC_STOP_002]));
+        steps.push(irqs(IrqIndex::Intx, 0, IrqData::None).expect(ExpectKind::Ok, &[V2_ARC_STOP_002]));
+        steps.push(get().expect(ExpectKind::State(s), &[V2_ARC_STOP_002, V2_STATE_003]));
         out.push(check(
             &format!("stop.external_access.{}", s.ident()),
             &format!("in {s} config space and SET_IRQS still work (external subsystems)"),
             v2(1),
             steps,
-            &["V2-ARC-STOP-002"],
+            &[V2_ARC_STOP_002],
         ));
 
         let mut steps = kind.irq_source().unwrap_or_default();
@@ -53,14 +54,14 @@ pub fn checks(kind: Kind) -> Vec<Check> {
         steps.push(
             Step::new(Op::GetState)
                 .oracle()
-                .expect(ExpectKind::NoIrqsSince("stopped".into()), &["V2-ARC-STOP-001"]),
+                .expect(ExpectKind::NoIrqsSince("stopped".into()), &[V2_ARC_STOP_001]),
         );
         let mut c = check(
             &format!("stop.no_interrupts.{}", s.ident()),
             &format!("a device in {s} raises no interrupt"),
             v2(1),
             steps,
-            &["V2-ARC-STOP-001"],
+            &[V2_ARC_STOP_001],
         );
         if kind.irq_source().is_none() {
             c.requires.unavailable = Some(Kind::why_unknown());
@@ -74,7 +75,7 @@ pub fn checks(kind: Kind) -> Vec<Check> {
     let mark = |v: u64| region_write(r.clone(), o, w, v);
     let readback = || {
         region_read(r.clone(), o, w, None)
-            .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x5a }), &["V2-ARC-RUN-001"])
+            .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x5a }), &[V2_ARC_RUN_001])
     };
     let restore = |name: &str| {
         vec![set(MigState::Resuming), write(name, None, Segmentation::Whole), set(MigState::Running)]
@@ -91,7 +92,7 @@ pub fn checks(kind: Kind) -> Vec<Check> {
         "device.state.restored_after_reset",
         "internal state saved by STOP_COPY is back after a restore that follows a reset",
         steps,
-        vec!["V2-ARC-RUN-001", "V2-ARC-RES-001"],
+        vec![V2_ARC_RUN_001, V2_ARC_RES_001],
     ));
     // No reset before RESUMING: resume onto a used device (debate a).
     let mut steps = vec![
@@ -102,14 +103,14 @@ pub fn checks(kind: Kind) -> Vec<Check> {
         mark(0x33),
     ];
     let mut back = restore("s");
-    back[0] = set(MigState::Resuming).expect(ExpectKind::Ok, &["V2-RESUME-003", "DEBATE-RESET-001"]);
+    back[0] = set(MigState::Resuming).expect(ExpectKind::Ok, &[V2_RESUME_003, DEBATE_RESET_001]);
     steps.extend(back);
     steps.push(readback());
     variants.push((
         "device.state.restored_without_reset",
         "resuming straight onto a used device (no reset first) restores the saved state",
         steps,
-        vec!["V2-ARC-RUN-001", "V2-RESUME-003", "DEBATE-RESET-001"],
+        vec![V2_ARC_RUN_001, V2_RESUME_003, DEBATE_RESET_001],
     ));
     for (id, title, steps, clauses) in variants {
         let mut c = check(id, title, v2(1), steps, &clauses);
@@ -127,10 +128,10 @@ pub fn checks(kind: Kind) -> Vec<Check> {
             set(MigState::PreCopy),
             region_write(r.clone(), o, w, 0x77),
             region_read(r.clone(), o, w, None)
-                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x77 }), &["V2-SAVE-004"]),
-            get().expect(ExpectKind::State(MigState::PreCopy), &["V2-SAVE-004"]),
+                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x77 }), &[V2_SAVE_004]),
+            get().expect(ExpectKind::State(MigState::PreCopy), &[V2_SAVE_004]),
         ],
-        &["V2-SAVE-004"],
+        &[V2_SAVE_004],
     );
     if reg.is_none() {
         c.requires.unavailable = Some(Kind::why_unknown());
@@ -145,14 +146,14 @@ pub fn checks(kind: Kind) -> Vec<Check> {
     steps.push(
         region_read(r.clone(), o, w, None)
             .on("B")
-            .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x5a }), &["V2-ARC-RUN-001"]),
+            .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0x5a }), &[V2_ARC_RUN_001]),
     );
     let mut c = check(
         "device.state.moves_to_peer",
         "the state saved on one device is restored on another device of the same type",
         Requires { devices: vec!["A".into(), "B".into()], same_type: true, ..v2(1) },
         steps,
-        &["V2-ARC-RUN-001", "V2-ARC-RES-001"],
+        &[V2_ARC_RUN_001, V2_ARC_RES_001],
     );
     if reg.is_none() {
         c.requires.unavailable = Some(Kind::why_unknown());

@@ -5,6 +5,7 @@
 use super::build::{check, save_to, set, v2, write};
 use super::probes::{Kind, region_write};
 use crate::check::{Check, ExpectKind, Requires, Step};
+use crate::clauses::id::*;
 use crate::op::{Mutation, Op, ReadArgs, Segmentation, StreamName};
 use crate::state::MigState;
 
@@ -35,15 +36,15 @@ pub fn replay_checks() -> Vec<Check> {
         .map(|(name, what)| {
             let mut steps = save_to("s");
             steps.push(set(MigState::Resuming));
-            steps.push(write("s", None, segmentation(name)).expect(ExpectKind::Ok, &["V2-FD-001"]));
-            steps.push(set(MigState::Stop).expect(ExpectKind::Ok, &["V2-FD-001", "V2-ARC-RES-001"]));
+            steps.push(write("s", None, segmentation(name)).expect(ExpectKind::Ok, &[V2_FD_001]));
+            steps.push(set(MigState::Stop).expect(ExpectKind::Ok, &[V2_FD_001, V2_ARC_RES_001]));
             steps.push(set(MigState::Running));
             check(
                 &format!("stream.replay.{name}"),
                 &format!("a saved stream written {what} restores (segmentation need not be kept)"),
                 v2(1),
                 steps,
-                &["V2-FD-001", "V2-ARC-RES-001"],
+                &[V2_FD_001, V2_ARC_RES_001],
             )
         })
         .collect();
@@ -55,15 +56,15 @@ pub fn replay_checks() -> Vec<Check> {
         super::build::capture_more("s"),
         Step::new(Op::Reset).setup(),
         set(MigState::Resuming),
-        write("s", None, Segmentation::Fixed(4096)).expect(ExpectKind::Ok, &["V2-FD-001"]),
-        set(MigState::Running).expect(ExpectKind::Ok, &["V2-SAVE-001", "V2-ARC-RES-001"]),
+        write("s", None, Segmentation::Fixed(4096)).expect(ExpectKind::Ok, &[V2_FD_001]),
+        set(MigState::Running).expect(ExpectKind::Ok, &[V2_SAVE_001, V2_ARC_RES_001]),
     ];
     out.push(check(
         "stream.replay.with_pre_copy",
         "pre-copy data followed by stop-copy data restores as one stream",
         v2(5),
         steps,
-        &["V2-SAVE-001", "V2-ARC-RES-001"],
+        &[V2_SAVE_001, V2_ARC_RES_001],
     ));
     out
 }
@@ -105,7 +106,7 @@ pub fn negative_checks(kind: Kind) -> Vec<Check> {
                 &format!("leaving RESUMING fails after {what} of a saved stream"),
                 v2(1),
                 steps,
-                &["V2-ARC-RES-001"],
+                &[V2_ARC_RES_001],
             )
         })
         .collect();
@@ -120,7 +121,7 @@ pub fn negative_checks(kind: Kind) -> Vec<Check> {
         "leaving RESUMING fails after a complete stream followed by a second copy",
         v2(1),
         steps,
-        &["V2-ARC-RES-001"],
+        &[V2_ARC_RES_001],
     ));
     // Spliced: halves of two streams of different device states.
     let mut steps = Vec::new();
@@ -145,7 +146,7 @@ pub fn negative_checks(kind: Kind) -> Vec<Check> {
         "leaving RESUMING fails after the first half of one stream and the second half of another",
         v2(1),
         steps,
-        &["V2-ARC-RES-001", "V2-RESUME-002"],
+        &[V2_ARC_RES_001, V2_RESUME_002],
     );
     if regs.is_empty() && kind != Kind::Sim {
         c.requires.unavailable = Some(Kind::why_unknown());
@@ -161,7 +162,7 @@ pub fn negative_checks(kind: Kind) -> Vec<Check> {
         "leaving RESUMING fails after a stream saved by a device of another type",
         Requires { devices: vec!["A".into(), "B".into()], other_type: true, ..v2(1) },
         steps,
-        &["V2-ARC-RES-001", "V2-RESUME-002"],
+        &[V2_ARC_RES_001, V2_RESUME_002],
     );
     c.models = Some("the spec; QEMU's migration compatibility check relies on it".to_string());
     out.push(c);

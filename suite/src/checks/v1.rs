@@ -3,6 +3,8 @@
 
 use super::build::{check, v1};
 use crate::check::{Check, Cmp, CmpOp, ExpectKind, Step};
+use crate::clauses::ClauseId;
+use crate::clauses::id::*;
 use crate::op::{
     Access, Op, RegionArgs, RegionRef, Source, StreamName, V1Field, V1FieldArgs, V1ResumeArgs, V1SaveArgs,
 };
@@ -16,7 +18,7 @@ fn read(field: V1Field) -> Step {
     Step::new(Op::V1Read(V1FieldArgs { field, value: None, width: None, misalign: 0 }))
 }
 
-fn state_is(v: u64, clauses: &[&str]) -> Step {
+fn state_is(v: u64, clauses: &[ClauseId]) -> Step {
     read(V1Field::DeviceState).expect(ExpectKind::ValueMasked { mask: 7, value: v }, clauses)
 }
 
@@ -50,10 +52,10 @@ fn saved(name: &str, via: Access) -> Vec<Step> {
 /// The restore half: RESUMING, the data, RUNNING.
 fn restored(name: &str, via: Access, scribble: bool) -> Vec<Step> {
     vec![
-        set(o::RESUMING).expect(ExpectKind::Ok, &["V1-FLOW-007"]),
-        resume(name, via, scribble).expect(ExpectKind::Ok, &["V1-RES-002"]),
-        set(o::RUNNING).expect(ExpectKind::Ok, &["V1-FLOW-007", "V1-RES-003"]),
-        state_is(1, &["V1-FLOW-007"]),
+        set(o::RESUMING).expect(ExpectKind::Ok, &[V1_FLOW_007]),
+        resume(name, via, scribble).expect(ExpectKind::Ok, &[V1_RES_002]),
+        set(o::RUNNING).expect(ExpectKind::Ok, &[V1_FLOW_007, V1_RES_003]),
+        state_is(1, &[V1_FLOW_007]),
     ]
 }
 
@@ -66,23 +68,15 @@ pub fn checks() -> Vec<Check> {
             &format!("writing device_state {} from running", o::name(v)),
             v1(),
             vec![set(v)],
-            &[
-                "V1-STATE-002",
-                "V1-STATE-003",
-                "V1-STATE-010",
-                "V1-FLOW-002",
-                "V1-FLOW-003",
-                "V1-FLOW-005",
-                "V1-FLOW-007",
-            ],
+            &[V1_STATE_002, V1_STATE_003, V1_STATE_010, V1_FLOW_002, V1_FLOW_003, V1_FLOW_005, V1_FLOW_007],
         ));
     }
     out.push(check(
         "v1.state.default_running",
         "device_state reads 001b (running) on a fresh device",
         v1(),
-        vec![state_is(1, &["V1-FLOW-001", "V1-REG-002"])],
-        &["V1-FLOW-001", "V1-REG-002"],
+        vec![state_is(1, &[V1_FLOW_001, V1_REG_002])],
+        &[V1_FLOW_001, V1_REG_002],
     ));
     out.push(check(
         "v1.header.reserved",
@@ -90,7 +84,7 @@ pub fn checks() -> Vec<Check> {
         v1(),
         vec![
             read(V1Field::Reserved)
-                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0 }), &["V1-FIELD-001"]),
+                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0 }), &[V1_FIELD_001]),
             Step::new(Op::V1Write(V1FieldArgs {
                 field: V1Field::Reserved,
                 value: Some(0xffff_ffff),
@@ -98,13 +92,13 @@ pub fn checks() -> Vec<Check> {
                 misalign: 0,
             })),
             read(V1Field::Reserved)
-                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0 }), &["V1-FIELD-001"]),
+                .expect(ExpectKind::Value(Cmp { op: CmpOp::Eq, value: 0 }), &[V1_FIELD_001]),
         ],
-        &["V1-FIELD-001"],
+        &[V1_FIELD_001],
     ));
     for (name, field, clause) in [
-        ("pending_bytes", V1Field::PendingBytes, "V1-FIELD-002"),
-        ("data_offset", V1Field::DataOffset, "V1-FIELD-003"),
+        ("pending_bytes", V1Field::PendingBytes, V1_FIELD_002),
+        ("data_offset", V1Field::DataOffset, V1_FIELD_003),
     ] {
         let (off, _) = field.offset_width();
         out.push(check(
@@ -147,9 +141,9 @@ pub fn checks() -> Vec<Check> {
                     width: Some(width),
                     misalign,
                 }))
-                .expect(ExpectKind::Fails, &["V1-REG-003"]),
+                .expect(ExpectKind::Fails, &[V1_REG_003]),
             ],
-            &["V1-REG-003"],
+            &[V1_REG_003],
         ));
     }
     for (via, name) in [(Access::Rw, "rw"), (Access::Mmap, "mmap")] {
@@ -161,24 +155,24 @@ pub fn checks() -> Vec<Check> {
             v1(),
             steps,
             &[
-                "V1-FLOW-003",
-                "V1-SAVE-004",
-                "V1-SAVE-005",
-                "V1-SAVE-008",
-                "V1-FIELD-005",
-                "V1-REG-004",
-                "V1-REG-005",
-                "V1-REG-006",
+                V1_FLOW_003,
+                V1_SAVE_004,
+                V1_SAVE_005,
+                V1_SAVE_008,
+                V1_FIELD_005,
+                V1_REG_004,
+                V1_REG_005,
+                V1_REG_006,
             ],
         ));
     }
     // Live save: pre-copy one iteration, then stop-and-copy without draining first.
     let mut steps = vec![
-        set(o::SAVING | o::RUNNING).expect(ExpectKind::Ok, &["V1-FLOW-005"]),
+        set(o::SAVING | o::RUNNING).expect(ExpectKind::Ok, &[V1_FLOW_005]),
         save("s", Access::Rw, false, true),
-        set(o::SAVING).expect(ExpectKind::Ok, &["V1-FLOW-004", "V1-FLOW-006", "V1-SAVE-007"]),
+        set(o::SAVING).expect(ExpectKind::Ok, &[V1_FLOW_004, V1_FLOW_006, V1_SAVE_007]),
         save("s", Access::Rw, true, false),
-        set(0).expect(ExpectKind::Ok, &["V1-FLOW-003"]),
+        set(0).expect(ExpectKind::Ok, &[V1_FLOW_003]),
         Step::new(Op::Reset).setup(),
     ];
     steps.extend(restored("s", Access::Rw, false));
@@ -187,7 +181,7 @@ pub fn checks() -> Vec<Check> {
         "live save: pre-copy, stop-and-copy without draining, stop; the stream restores",
         v1(),
         steps,
-        &["V1-FLOW-004", "V1-FLOW-005", "V1-FLOW-006", "V1-SAVE-007"],
+        &[V1_FLOW_004, V1_FLOW_005, V1_FLOW_006, V1_SAVE_007],
     ));
     let mut steps = saved("s", Access::Rw);
     steps.extend(restored("s", Access::Rw, true));
@@ -196,7 +190,7 @@ pub fn checks() -> Vec<Check> {
         "the driver consumes the data when data_size is written: scribbling over it afterwards does not matter",
         v1(),
         steps,
-        &["V1-RES-002"],
+        &[V1_RES_002],
     ));
     let mut steps = vec![
         set(o::SAVING).setup(),
@@ -219,7 +213,7 @@ pub fn checks() -> Vec<Check> {
         "reading pending_bytes several times per iteration does not spoil the stream",
         v1(),
         steps,
-        &["V1-SAVE-001"],
+        &[V1_SAVE_001],
     ));
     for v in [o::SAVING, o::SAVING | o::RUNNING, o::RESUMING] {
         out.push(check(
@@ -228,10 +222,10 @@ pub fn checks() -> Vec<Check> {
             v1(),
             vec![
                 set(v).setup(),
-                Step::new(Op::Reset).expect(ExpectKind::Ok, &["V1-STATE-004"]),
-                state_is(1, &["V1-STATE-004"]),
+                Step::new(Op::Reset).expect(ExpectKind::Ok, &[V1_STATE_004]),
+                state_is(1, &[V1_STATE_004]),
             ],
-            &["V1-STATE-004"],
+            &[V1_STATE_004],
         ));
     }
     out

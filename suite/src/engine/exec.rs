@@ -4,6 +4,7 @@
 use super::capture::{Capture, MAX_WRITE, Provenance, Segments, View};
 use super::{Engine, feature_get};
 use crate::check::Step;
+use crate::clauses::id::*;
 use crate::device::{Device, MigrationApi, VFIO_MIG_GET_PRECOPY_INFO};
 use crate::errno::Errno;
 use crate::hash::StreamHash;
@@ -99,7 +100,7 @@ impl Engine {
                             obs.fd_flags = Some((f.cloexec, f.access_mode));
                             if !f.cloexec {
                                 extra.push(Violation::new(
-                                    ["V2-STATE-005"],
+                                    [V2_STATE_005],
                                     "the new data_fd has FD_CLOEXEC (the core opens it O_CLOEXEC)"
                                         .to_string(),
                                     format!("data_fd {fd} without FD_CLOEXEC"),
@@ -107,7 +108,7 @@ impl Engine {
                             }
                         }
                         Err(e) => extra.push(Violation::new(
-                            ["V2-STATE-005"],
+                            [V2_STATE_005],
                             "the returned data_fd is an open file descriptor".to_string(),
                             format!("data_fd {fd}: fcntl failed with {e}"),
                         )),
@@ -821,7 +822,7 @@ impl Engine {
         let mut v = Vec::new();
         if obs.errno.is_none() && !natural && offset < v1o::HEADER_SIZE {
             v.push(Violation::new(
-                ["V1-REG-003"],
+                [V1_REG_003],
                 format!(
                     "a {width}-byte {} at header offset {offset} (not one field at its natural width) fails",
                     if write { "write" } else { "read" }
@@ -833,14 +834,14 @@ impl Engine {
             let value = obs.value.unwrap_or(0);
             if offset == v1o::field::RESERVED && value != 0 {
                 v.push(Violation::new(
-                    ["V1-FIELD-001"],
+                    [V1_FIELD_001],
                     "the reserved header field reads 0".to_string(),
                     format!("{value:#x}"),
                 ));
             }
             if offset == v1o::field::DEVICE_STATE && value as u32 & !v1o::MASK != 0 {
                 v.push(Violation::new(
-                    ["V1-STATE-009"],
+                    [V1_STATE_009],
                     "reserved device_state bits read as 0".to_string(),
                     format!("{:#x}", value as u32 & !v1o::MASK),
                 ));
@@ -920,7 +921,7 @@ impl Engine {
             if iterations >= cap || total >= self.opts.max_stream {
                 if stop_and_copy {
                     violations.push(Violation::new(
-                        ["V1-SAVE-008"],
+                        [V1_SAVE_008],
                         "pending_bytes reaches 0 in finite time".to_string(),
                         format!("still {pending} after {iterations} iterations and {total} bytes"),
                     ));
@@ -946,7 +947,7 @@ impl Engine {
                 && (off2, size2) != (off, size)
             {
                 violations.push(Violation::new(
-                    ["V1-SAVE-004"],
+                    [V1_SAVE_004],
                     format!("data_offset/data_size read again in one iteration stay {off:#x}/{size}"),
                     format!("{off2:#x}/{size2}"),
                 ));
@@ -960,7 +961,7 @@ impl Engine {
                 obs.notes.push(format!("data_size 0 with pending_bytes {pending}: stop (as QEMU does)"));
                 if !a.once {
                     violations.push(Violation::new(
-                        ["V1-SAVE-008"],
+                        [V1_SAVE_008],
                         "pending_bytes reaches 0 once every staged byte has been read".to_string(),
                         format!("pending_bytes {pending} with nothing staged (data_size 0)"),
                     ));
@@ -982,7 +983,7 @@ impl Engine {
                     Ok(_) => break,
                     Err(e) => {
                         violations.push(Violation::new(
-                            [if a.via == Access::Rw { "V1-REG-006" } else { "V1-REG-004" }],
+                            [if a.via == Access::Rw { V1_REG_006 } else { V1_REG_004 }],
                             format!("the staged data at {off:#x}+{size} can be read ({:?})", a.via),
                             format!("read failed with {e}"),
                         ));
@@ -1145,25 +1146,25 @@ fn judge_feature(facts: &super::DeviceFacts, argsz: u32, flags: u32, obs: &Obser
     let mut v = Vec::new();
     let core_bits = uapi::FEATURE_MASK | uapi::FEATURE_GET | uapi::FEATURE_SET | uapi::FEATURE_PROBE;
     let get_set = uapi::FEATURE_GET | uapi::FEATURE_SET;
-    let expect_einval = |clause: &str, why: &str, v: &mut Vec<Violation>| {
+    let expect_einval = |clause: crate::clauses::ClauseId, why: &str, v: &mut Vec<Violation>| {
         if obs.errno != Some(Errno::EINVAL) {
             v.push(Violation {
-                clauses: vec![clause.to_string()],
+                clauses: vec![clause],
                 expected: format!("EINVAL: {why}"),
                 actual: obs.summary(),
             });
         }
     };
     if argsz < 8 {
-        expect_einval("V2-FEAT-001", "argsz below the end of flags", &mut v);
+        expect_einval(V2_FEAT_001, "argsz below the end of flags", &mut v);
         return v;
     }
     if flags & !core_bits != 0 {
-        expect_einval("V2-FEAT-001", "unknown flag bits", &mut v);
+        expect_einval(V2_FEAT_001, "unknown flag bits", &mut v);
         return v;
     }
     if flags & uapi::FEATURE_PROBE == 0 && flags & get_set == get_set {
-        expect_einval("V2-FEAT-002", "GET and SET together without PROBE", &mut v);
+        expect_einval(V2_FEAT_002, "GET and SET together without PROBE", &mut v);
         return v;
     }
     let index = flags & uapi::FEATURE_MASK;
@@ -1190,7 +1191,7 @@ fn judge_feature(facts: &super::DeviceFacts, argsz: u32, flags: u32, obs: &Obser
         ) && obs.errno != Some(Errno::ENOTTY) =>
         {
             v.push(Violation::new(
-                ["V2-FEAT-004"],
+                [V2_FEAT_004],
                 "ENOTTY for a migration or logging feature the device does not implement".to_string(),
                 obs.summary(),
             ));
@@ -1199,18 +1200,18 @@ fn judge_feature(facts: &super::DeviceFacts, argsz: u32, flags: u32, obs: &Obser
         Some(ops) => {
             if flags & get_set & !ops != 0 {
                 expect_einval(
-                    if index == uapi::FEATURE_MIGRATION { "V2-MIG-001" } else { "V2-FEAT-003" },
+                    if index == uapi::FEATURE_MIGRATION { V2_MIG_001 } else { V2_FEAT_003 },
                     "an operation the feature does not support",
                     &mut v,
                 );
             } else if flags & uapi::FEATURE_PROBE != 0 && obs.errno.is_some() {
                 v.push(Violation::new(
-                    ["V2-FEAT-003"],
+                    [V2_FEAT_003],
                     "PROBE of a supported feature with supported operations succeeds".to_string(),
                     obs.summary(),
                 ));
             } else if flags & uapi::FEATURE_PROBE == 0 && flags & get_set == 0 {
-                expect_einval("V2-FEAT-003", "neither GET nor SET without PROBE", &mut v);
+                expect_einval(V2_FEAT_003, "neither GET nor SET without PROBE", &mut v);
             }
         }
     }

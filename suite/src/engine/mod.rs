@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{Check, Loc};
-use crate::clauses::{Feature, catalog};
+use crate::clauses::Feature;
 use crate::device::{Device, DeviceInfo, MigrationApi, RegionInfo};
 use crate::errno::Errno;
 use crate::oracle::Violation;
@@ -777,7 +777,7 @@ impl Engine {
             }
             let mut stop = false;
             for v in violations {
-                stop |= v.clauses.iter().any(|c| catalog().get(c).is_some_and(|cl| cl.level.is_mandatory()));
+                stop |= v.clauses.iter().any(|c| c.level().is_mandatory());
                 run.findings.push(Finding {
                     violation: v,
                     step: i,

@@ -352,7 +352,7 @@ impl CaseRun {
         if let Some(f) = self.run.findings.first() {
             return Some(format!(
                 "{} at step {} `{}`: expected {}; actual {}",
-                f.violation.clauses.join(", "),
+                crate::clauses::join(&f.violation.clauses),
                 f.step + 1,
                 f.op,
                 f.violation.expected,

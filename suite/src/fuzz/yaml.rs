@@ -166,7 +166,7 @@ pub fn reproducer(case: &FuzzCase, out: &CaseRun, target: Target) -> String {
         })
         .collect();
     let what = match out.run.findings.first() {
-        Some(f) => f.violation.clauses.join(", "),
+        Some(f) => crate::clauses::join(&f.violation.clauses),
         None => out.problem().unwrap_or_else(|| "no finding on this simulator".to_string()),
     };
     let mut comments = vec![format!("fuzz finding ({}): {what}", target.name())];

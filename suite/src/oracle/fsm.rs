@@ -6,6 +6,8 @@
 //! fail with EINVAL before any arc runs, whether a data_fd comes back, which data sessions the
 //! path ends and which states a failed SET may leave behind.
 
+use crate::clauses::ClauseId;
+use crate::clauses::id::*;
 use crate::state::{MigFlags, MigState};
 
 use MigState::{
@@ -58,11 +60,11 @@ pub enum Refusal {
 
 impl Refusal {
     /// The clause that requires the refusal.
-    pub fn clause(self) -> &'static str {
+    pub fn clause(self) -> ClauseId {
         match self {
-            Refusal::CurrentInvalid => "V2-ERR-003",
-            Refusal::NoPath => "V2-STATE-007",
-            Refusal::TargetError | Refusal::TargetOutOfRange | Refusal::TargetUnsupported => "V2-STATE-006",
+            Refusal::CurrentInvalid => V2_ERR_003,
+            Refusal::NoPath => V2_STATE_007,
+            Refusal::TargetError | Refusal::TargetOutOfRange | Refusal::TargetUnsupported => V2_STATE_006,
         }
     }
 

@@ -9,17 +9,19 @@ pub mod v1;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clauses::ClauseId;
+
 /// One broken expectation: which clauses it checks, what the spec (or the fixture) expected
 /// and what the device did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
-    pub clauses: Vec<String>,
+    pub clauses: Vec<ClauseId>,
     pub expected: String,
     pub actual: String,
 }
 
 impl Violation {
-    pub fn new<const N: usize>(clauses: [&str; N], expected: String, actual: String) -> Self {
-        Violation { clauses: clauses.iter().map(|c| (*c).to_string()).collect(), expected, actual }
+    pub fn new<const N: usize>(clauses: [ClauseId; N], expected: String, actual: String) -> Self {
+        Violation { clauses: clauses.to_vec(), expected, actual }
     }
 }

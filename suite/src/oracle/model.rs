@@ -6,6 +6,8 @@
 //! session and whether that session has ended (and by what), end-of-stream in STOP_COPY,
 //! pre-copy counters and DMA-logging state.
 
+use crate::clauses::ClauseId;
+use crate::clauses::id::*;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -224,7 +226,7 @@ impl Observation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndCause {
     /// An FSM arc out of the transfer state (the arc's clause).
-    Arc(&'static str),
+    Arc(ClauseId),
     Reset,
     Close,
     /// A failed SET left the session's fate unknown.
@@ -232,11 +234,11 @@ pub enum EndCause {
 }
 
 impl EndCause {
-    fn clauses(self) -> Vec<&'static str> {
+    fn clauses(self) -> Vec<ClauseId> {
         match self {
-            EndCause::Arc(c) => vec!["V2-ARC-STOP-004", c],
-            EndCause::Reset => vec!["V2-RESET-001"],
-            EndCause::Close => vec!["V2-FD-002"],
+            EndCause::Arc(c) => vec![V2_ARC_STOP_004, c],
+            EndCause::Reset => vec![V2_RESET_001],
+            EndCause::Close => vec![V2_FD_002],
             EndCause::Unknown => vec![],
         }
     }
@@ -359,12 +361,12 @@ impl Model {
             let (valid, why) = log.validity(self.facts.device_type.as_deref());
             match (valid, obs.errno) {
                 (Some(false), None) => {
-                    let mut clauses = vec!["V2-ARC-RES-001".to_string()];
+                    let mut clauses = vec![V2_ARC_RES_001];
                     if why.contains("type") || why.contains("splices") {
-                        clauses.push("V2-RESUME-002".to_string());
+                        clauses.push(V2_RESUME_002);
                     }
                     if req != MigState::Stop.raw() {
-                        clauses.push("DEBATE-POSTCOPY-001".to_string());
+                        clauses.push(DEBATE_POSTCOPY_001);
                     }
                     v.push(Violation {
                         clauses,
@@ -374,7 +376,7 @@ impl Model {
                             after.map(|s| format!(", state now {}", state_name(s))).unwrap_or_default()
                         ),
                     });
-                    self.end_sessions(false, true, EndCause::Arc("DEBATE-POSTCOPY-002"));
+                    self.end_sessions(false, true, EndCause::Arc(DEBATE_POSTCOPY_002));
                     self.resume = None;
                     self.adopt(after);
                     return v;
@@ -385,7 +387,7 @@ impl Model {
                         && s != MigState::Error.raw()
                     {
                         v.push(Violation::new(
-                            ["V2-STATE-004"],
+                            [V2_STATE_004],
                             "a failed load leaves RESUMING (or ERROR)".to_string(),
                             format!("state {}", state_name(s)),
                         ));
@@ -411,7 +413,7 @@ impl Model {
             (SetPrediction::Refuse(r), Some(_)) => {
                 if after.is_some_and(|s| s != cur.raw()) {
                     v.push(Violation::new(
-                        [r.clause(), "V2-STATE-004"],
+                        [r.clause(), V2_STATE_004],
                         format!("state stays {cur} after the refused SET {req_name}"),
                         format!("state {}", state_name(after.unwrap_or(0))),
                     ));
@@ -419,7 +421,7 @@ impl Model {
             }
             (SetPrediction::Noop | SetPrediction::Walk(_), Some(e)) => {
                 v.push(Violation::new(
-                    ["V2-MIG-003", "V2-STATE-008"],
+                    [V2_MIG_003, V2_STATE_008],
                     format!("SET {req_name} from {cur} succeeds via {}", pred.render(cur)),
                     format!("failed with {e}"),
                 ));
@@ -428,7 +430,7 @@ impl Model {
                     && !allowed.iter().any(|a| a.raw() == s)
                 {
                     v.push(Violation::new(
-                        ["V2-STATE-004"],
+                        [V2_STATE_004],
                         format!(
                             "after the failed SET the state is one of {}",
                             allowed.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
@@ -442,7 +444,7 @@ impl Model {
                 let got_fd = obs.data_fd.is_some_and(|fd| fd >= 0);
                 if want_fd != got_fd {
                     v.push(Violation::new(
-                        ["V2-STATE-005"],
+                        [V2_STATE_005],
                         if want_fd {
                             format!(
                                 "a new data_fd from SET {req_name} (the arc {} opens a session)",
@@ -461,7 +463,7 @@ impl Model {
                     && MigState::from_raw(s).is_none()
                 {
                     v.push(Violation::new(
-                        ["V2-STATE-001", "V2-STATE-009"],
+                        [V2_STATE_001, V2_STATE_009],
                         format!("GET after SET {req_name} returns a uAPI state value"),
                         format!("state value {s}"),
                     ));
@@ -469,7 +471,7 @@ impl Model {
                     && s != req
                 {
                     v.push(Violation::new(
-                        ["V2-STATE-002"],
+                        [V2_STATE_002],
                         format!("GET returns {req_name} once SET returned"),
                         format!("GET returns {}", state_name(s)),
                     ));
@@ -482,14 +484,14 @@ impl Model {
                 for a in arcs {
                     if a.ends_saving() {
                         let clause = match (a.from, a.to) {
-                            (MigState::PreCopy, MigState::Running) => "V2-ARC-RUN-002",
-                            (MigState::PreCopyP2p, MigState::RunningP2p) => "V2-ARC-P2P-001",
-                            _ => "V2-ARC-STOP-004",
+                            (MigState::PreCopy, MigState::Running) => V2_ARC_RUN_002,
+                            (MigState::PreCopyP2p, MigState::RunningP2p) => V2_ARC_P2P_001,
+                            _ => V2_ARC_STOP_004,
                         };
                         self.end_sessions(true, false, EndCause::Arc(clause));
                     }
                     if a.ends_resuming() {
-                        self.end_sessions(false, true, EndCause::Arc("DEBATE-POSTCOPY-002"));
+                        self.end_sessions(false, true, EndCause::Arc(DEBATE_POSTCOPY_002));
                         self.resume = None;
                     }
                 }
@@ -537,7 +539,7 @@ impl Model {
         let mut v = Vec::new();
         if obs.errno.is_some() {
             v.push(Violation::new(
-                ["V2-STATE-001"],
+                [V2_STATE_001],
                 "GET MIG_DEVICE_STATE succeeds".to_string(),
                 obs.summary(),
             ));
@@ -547,7 +549,7 @@ impl Model {
             && fd != -1
         {
             v.push(Violation::new(
-                ["V2-STATE-001"],
+                [V2_STATE_001],
                 "GET returns data_fd -1".to_string(),
                 format!("data_fd {fd}"),
             ));
@@ -555,7 +557,7 @@ impl Model {
         let got = obs.state.unwrap_or(u32::MAX);
         if MigState::from_raw(got).is_none() {
             v.push(Violation::new(
-                ["V2-STATE-001", "V2-STATE-009"],
+                [V2_STATE_001, V2_STATE_009],
                 "GET returns a uAPI state value (0-7)".to_string(),
                 format!("state value {got}"),
             ));
@@ -566,7 +568,7 @@ impl Model {
             self.reopened = false;
             if got != MigState::Running.raw() {
                 v.push(Violation::new(
-                    ["V2-OPEN-001"],
+                    [V2_OPEN_001],
                     "RUNNING right after the device is opened".to_string(),
                     format!("state {}", state_name(got)),
                 ));
@@ -577,7 +579,7 @@ impl Model {
         match self.state {
             Some(s) if s.raw() != got => {
                 v.push(Violation::new(
-                    ["V2-STATE-003"],
+                    [V2_STATE_003],
                     format!("state {s} (nothing but SET and reset changes it)"),
                     format!("state {}", state_name(got)),
                 ));
@@ -599,7 +601,7 @@ impl Model {
         if !info.saving {
             if bytes > 0 {
                 v.push(Violation::new(
-                    ["V2-FD-003"],
+                    [V2_FD_003],
                     "read() on the resume fd fails (it is O_WRONLY)".to_string(),
                     format!("read returned {bytes} bytes"),
                 ));
@@ -610,7 +612,7 @@ impl Model {
             if bytes > 0 && cause != EndCause::Unknown {
                 let clauses = cause.clauses();
                 v.push(Violation {
-                    clauses: clauses.iter().map(|c| (*c).to_string()).collect(),
+                    clauses,
                     expected: format!(
                         "the old saving fd returns end of stream or an error after {}",
                         cause.describe()
@@ -623,7 +625,7 @@ impl Model {
         match state {
             Some(MigState::PreCopy | MigState::PreCopyP2p) if obs.end == Some(StreamEnd::Eof) => {
                 v.push(Violation::new(
-                    ["V2-PRECOPY-007"],
+                    [V2_PRECOPY_007],
                     "read() fails with ENOMSG at a temporary end of the PRE_COPY stream".to_string(),
                     format!("read returned 0 (end of stream) after {bytes} bytes"),
                 ));
@@ -631,7 +633,7 @@ impl Model {
             Some(MigState::StopCopy) => {
                 if info.eof_seen && bytes > 0 {
                     v.push(Violation::new(
-                        ["V2-PRECOPY-008"],
+                        [V2_PRECOPY_008],
                         "after end of stream in STOP_COPY every read() returns 0".to_string(),
                         format!("read returned {bytes} more bytes"),
                     ));
@@ -639,20 +641,20 @@ impl Model {
                 match obs.end {
                     Some(StreamEnd::Errno(e)) if e != Errno::ENOMSG && e != Errno::EAGAIN => {
                         v.push(Violation::new(
-                            ["V2-SAVE-006"],
+                            [V2_SAVE_006],
                             "the STOP_COPY stream delivers the whole state and ends with read() returning 0"
                                 .to_string(),
                             format!("read failed with {e} after {bytes} bytes"),
                         ));
                     }
                     Some(StreamEnd::Errno(Errno::ENOMSG)) => v.push(Violation::new(
-                        ["V2-PRECOPY-008"],
+                        [V2_PRECOPY_008],
                         "no ENOMSG in STOP_COPY: the end of stream is permanent (read returns 0)".to_string(),
                         format!("read failed with ENOMSG after {bytes} bytes"),
                     )),
                     Some(StreamEnd::Eof) => info.eof_seen = true,
                     Some(StreamEnd::Overflow) => v.push(Violation::new(
-                        ["V2-SAVE-006"],
+                        [V2_SAVE_006],
                         "the STOP_COPY stream reaches end of stream".to_string(),
                         format!("{bytes} bytes without end of stream (--max-stream)"),
                     )),
@@ -710,7 +712,7 @@ impl Model {
                     && device_type.as_deref() == self.facts.device_type.as_deref()
                 {
                     v.push(Violation::new(
-                        ["V2-FD-001"],
+                        [V2_FD_001],
                         "writes of a valid stream of this device type are accepted in any segmentation"
                             .to_string(),
                         obs.summary(),
@@ -723,7 +725,7 @@ impl Model {
         if info.saving {
             if bytes > 0 {
                 v.push(Violation::new(
-                    ["V2-FD-003"],
+                    [V2_FD_003],
                     "write() on the saving fd fails (it is O_RDONLY)".to_string(),
                     format!("{bytes} bytes accepted"),
                 ));
@@ -732,9 +734,9 @@ impl Model {
             && cause != EndCause::Unknown
             && bytes > 0
         {
-            let mut clauses: Vec<String> = cause.clauses().iter().map(|c| (*c).to_string()).collect();
+            let mut clauses = cause.clauses();
             if matches!(cause, EndCause::Arc(_)) {
-                clauses.push("DEBATE-POSTCOPY-003".to_string());
+                clauses.push(DEBATE_POSTCOPY_003);
             }
             v.push(Violation {
                 clauses,
@@ -752,7 +754,7 @@ impl Model {
         let bytes = obs.bytes.unwrap_or(0);
         if obs.errno.is_none() && bytes > 0 {
             v.push(Violation::new(
-                ["V2-FD-003"],
+                [V2_FD_003],
                 "pread()/pwrite() at an offset fails with ESPIPE (data fds are streams)".to_string(),
                 format!("{bytes} bytes transferred"),
             ));
@@ -779,7 +781,7 @@ impl Model {
         if argsz < 24 {
             if obs.errno.is_none() {
                 v.push(Violation::new(
-                    ["V2-PRECOPY-009"],
+                    [V2_PRECOPY_009],
                     format!("argsz {argsz} below sizeof(struct vfio_precopy_info) fails with EINVAL"),
                     obs.summary(),
                 ));
@@ -788,12 +790,12 @@ impl Model {
         }
         match (in_precopy, obs.errno) {
             (true, Some(e)) => v.push(Violation::new(
-                ["V2-PRECOPY-001"],
+                [V2_PRECOPY_001],
                 "VFIO_MIG_GET_PRECOPY_INFO succeeds on the saving fd in PRE_COPY".to_string(),
                 format!("failed with {e}"),
             )),
             (false, None) if state.is_some() => v.push(Violation::new(
-                ["V2-PRECOPY-002"],
+                [V2_PRECOPY_002],
                 format!("EINVAL outside PRE_COPY/PRE_COPY_P2P (state {})", state.map_or("?", |s| s.name())),
                 obs.summary(),
             )),
@@ -801,7 +803,7 @@ impl Model {
                 if let Some((initial, dirty, _)) = obs.precopy {
                     if info.read == 0 && dirty != 0 {
                         v.push(Violation::new(
-                            ["V2-PRECOPY-005"],
+                            [V2_PRECOPY_005],
                             "dirty_bytes is 0 while no data has been read from the saving fd".to_string(),
                             format!("dirty_bytes {dirty}"),
                         ));
@@ -810,7 +812,7 @@ impl Model {
                         && initial > prev
                     {
                         v.push(Violation::new(
-                            ["V2-PRECOPY-003"],
+                            [V2_PRECOPY_003],
                             format!("initial_bytes never grows (was {prev})"),
                             format!("initial_bytes {initial}"),
                         ));
@@ -831,14 +833,14 @@ impl Model {
         let Some(flags) = obs.value.filter(|_| obs.errno.is_none()) else { return v };
         if flags & MigFlags::STOP_COPY.0 == 0 {
             v.push(Violation::new(
-                ["V2-MIG-002"],
+                [V2_MIG_002],
                 "the migration flags include VFIO_MIGRATION_STOP_COPY".to_string(),
                 format!("flags {}", MigFlags(flags)),
             ));
         }
         if flags & !MigFlags::ALL.0 != 0 {
             v.push(Violation::new(
-                ["V2-MIG-004"],
+                [V2_MIG_004],
                 "only defined migration flags are advertised".to_string(),
                 format!("flags {}", MigFlags(flags)),
             ));
@@ -859,7 +861,7 @@ impl Model {
             && obs.value.is_some_and(|r| r & libc::POLLIN as u64 == 0)
         {
             v.push(Violation::new(
-                ["V2-PRECOPY-008"],
+                [V2_PRECOPY_008],
                 "poll() reports the saving fd readable after end of stream in STOP_COPY".to_string(),
                 format!("revents {:#x}", obs.value.unwrap_or(0)),
             ));
@@ -871,7 +873,7 @@ impl Model {
     pub fn judge_data_size(&self, obs: &Observation) -> Vec<Violation> {
         match obs.errno {
             Some(e) => vec![Violation::new(
-                ["V2-DATASIZE-002"],
+                [V2_DATASIZE_002],
                 format!(
                     "MIG_DATA_SIZE succeeds in every state (state {})",
                     self.state.map_or("unknown", |s| s.name())
@@ -889,7 +891,7 @@ impl Model {
         self.resume = None;
         if let Some(e) = obs.errno {
             v.push(Violation::new(
-                ["V2-RESET-001"],
+                [V2_RESET_001],
                 "VFIO_DEVICE_RESET succeeds".to_string(),
                 format!("failed with {e}"),
             ));
@@ -932,7 +934,7 @@ impl Model {
         if !self.facts.dma_logging {
             if obs.errno.is_none() {
                 v.push(Violation::new(
-                    ["V2-FEAT-004"],
+                    [V2_FEAT_004],
                     "ENOTTY without DMA logging".to_string(),
                     obs.summary(),
                 ));
@@ -942,7 +944,7 @@ impl Model {
         if let Some(want) = core_err {
             if obs.errno != Some(want) {
                 v.push(Violation::new(
-                    ["V2-LOG-002"],
+                    [V2_LOG_002],
                     format!("the core rejects these ranges with {want}"),
                     obs.summary(),
                 ));
@@ -952,7 +954,7 @@ impl Model {
         if self.logging {
             if obs.errno.is_none() {
                 v.push(Violation::new(
-                    ["V2-LOG-005"],
+                    [V2_LOG_005],
                     "a second DMA_LOGGING_START before STOP is rejected".to_string(),
                     "succeeded".to_string(),
                 ));
@@ -963,7 +965,7 @@ impl Model {
                 && (ps < 4096 || !ps.is_power_of_two())
             {
                 v.push(Violation::new(
-                    ["V2-LOG-004"],
+                    [V2_LOG_004],
                     "the chosen page size is a power of 2 and >= 4096".to_string(),
                     format!("page_size {ps}"),
                 ));
@@ -987,7 +989,7 @@ impl Model {
         if let Some(want) = core_err {
             if obs.errno != Some(want) {
                 v.push(Violation::new(
-                    ["V2-LOG-007"],
+                    [V2_LOG_007],
                     format!("the core rejects this report with {want}"),
                     obs.summary(),
                 ));
@@ -1002,7 +1004,7 @@ impl Model {
         if !self.logging {
             if obs.errno.is_none() {
                 v.push(Violation::new(
-                    ["V2-LOG-006"],
+                    [V2_LOG_006],
                     "DMA_LOGGING_REPORT fails while logging is off".to_string(),
                     "succeeded".to_string(),
                 ));
@@ -1013,7 +1015,7 @@ impl Model {
             && lost > 0
         {
             v.push(Violation::new(
-                ["V2-LOG-008"],
+                [V2_LOG_008],
                 "REPORT only sets bits; pre-set bits stay set".to_string(),
                 format!("{lost} pre-set bits cleared"),
             ));
@@ -1058,7 +1060,7 @@ mod tests {
     fn a_missing_data_fd_is_a_state_005_violation() {
         let mut m = model(7);
         let v = m.judge_set(MigState::StopCopy.raw(), &set_ok(-1, MigState::StopCopy));
-        assert_eq!(v[0].clauses, vec!["V2-STATE-005"]);
+        assert_eq!(v[0].clauses, vec![V2_STATE_005]);
     }
 
     #[test]
@@ -1066,7 +1068,7 @@ mod tests {
         let mut m = model(7);
         m.judge_set(MigState::StopCopy.raw(), &set_ok(100, MigState::StopCopy));
         let v = m.judge_set(MigState::PreCopy.raw(), &set_ok(-1, MigState::PreCopy));
-        assert_eq!(v[0].clauses, vec!["V2-STATE-007"]);
+        assert_eq!(v[0].clauses, vec![V2_STATE_007]);
     }
 
     #[test]
@@ -1076,7 +1078,7 @@ mod tests {
         m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
         let obs = Observation { bytes: Some(10), end: Some(StreamEnd::Once), ..Default::default() };
         let v = m.judge_read(100, &obs);
-        assert!(v[0].clauses.contains(&"V2-ARC-STOP-004".to_string()));
+        assert!(v[0].clauses.contains(&V2_ARC_STOP_004));
         let obs =
             Observation { bytes: Some(0), end: Some(StreamEnd::Errno(Errno::ENODEV)), ..Default::default() };
         assert!(m.judge_read(100, &obs).is_empty());
@@ -1087,17 +1089,17 @@ mod tests {
         let mut m = model(7);
         m.judge_set(MigState::PreCopy.raw(), &set_ok(100, MigState::PreCopy));
         let eof = Observation { bytes: Some(24), end: Some(StreamEnd::Eof), ..Default::default() };
-        assert_eq!(m.judge_read(100, &eof)[0].clauses, vec!["V2-PRECOPY-007"]);
+        assert_eq!(m.judge_read(100, &eof)[0].clauses, vec![V2_PRECOPY_007]);
         m.judge_set(MigState::StopCopy.raw(), &set_ok(-1, MigState::StopCopy));
         let enomsg =
             Observation { bytes: Some(0), end: Some(StreamEnd::Errno(Errno::ENOMSG)), ..Default::default() };
-        assert_eq!(m.judge_read(100, &enomsg)[0].clauses, vec!["V2-PRECOPY-008"]);
+        assert_eq!(m.judge_read(100, &enomsg)[0].clauses, vec![V2_PRECOPY_008]);
     }
 
     #[test]
     fn a_state_change_nobody_asked_for_is_state_003() {
         let mut m = model(7);
         let obs = Observation { state: Some(MigState::Stop.raw()), data_fd: Some(-1), ..Default::default() };
-        assert_eq!(m.judge_get(&obs)[0].clauses, vec!["V2-STATE-003"]);
+        assert_eq!(m.judge_get(&obs)[0].clauses, vec![V2_STATE_003]);
     }
 }

@@ -2,6 +2,8 @@
 //! protocol (5.10 include/uapi/linux/vfio.h l.400-622), as pure judgements.
 
 use super::Violation;
+use crate::clauses::ClauseId;
+use crate::clauses::id::*;
 
 /// `VFIO_DEVICE_STATE_V1_RUNNING`.
 pub const RUNNING: u32 = 1 << 0;
@@ -72,7 +74,7 @@ pub fn name(state: u32) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
     /// The driver must accept it; the clause says which flow requires it.
-    Required(&'static str),
+    Required(ClauseId),
     /// Valid encoding that the driver may accept or refuse (V1-STATE-005).
     Allowed,
     /// Invalid target encoding (101b, 110b, 111b): must be refused, state unchanged
@@ -87,13 +89,13 @@ pub fn transition(cur: u32, new: u32) -> Transition {
         return Transition::Invalid;
     }
     match (c, n) {
-        (0b001, 0b000) => Transition::Required("V1-FLOW-002"),
-        (0b001, 0b010) | (0b010, 0b000) => Transition::Required("V1-FLOW-003"),
-        (0b001, 0b011) => Transition::Required("V1-FLOW-005"),
-        (0b011, 0b010) => Transition::Required("V1-FLOW-006"),
+        (0b001, 0b000) => Transition::Required(V1_FLOW_002),
+        (0b001, 0b010) | (0b010, 0b000) => Transition::Required(V1_FLOW_003),
+        (0b001, 0b011) => Transition::Required(V1_FLOW_005),
+        (0b011, 0b010) => Transition::Required(V1_FLOW_006),
         // Leaving RESUMING loads the data: it may fail when the data is not a valid stream, so
         // only fixtures that delivered one expect 100b -> 001b to succeed.
-        (0b001, 0b100) => Transition::Required("V1-FLOW-007"),
+        (0b001, 0b100) => Transition::Required(V1_FLOW_007),
         _ => Transition::Allowed,
     }
 }
@@ -104,7 +106,7 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     let kind = transition(prev, new);
     match (kind, ok) {
         (Transition::Invalid, true) => v.push(Violation::new(
-            ["V1-STATE-010"],
+            [V1_STATE_010],
             format!("write of {} refused (invalid encoding)", name(new)),
             "the write succeeded".to_string(),
         )),
@@ -117,21 +119,21 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     }
     if ok && !matches!(kind, Transition::Invalid) && after & MASK != new & MASK {
         v.push(Violation::new(
-            ["V1-STATE-002"],
+            [V1_STATE_002],
             format!("device_state reads {} after the write returned", name(new)),
             name(after),
         ));
     }
     if !ok && after & MASK != prev & MASK && !is_error(after) {
         v.push(Violation::new(
-            ["V1-STATE-003"],
+            [V1_STATE_003],
             format!("device_state is the previous state {} or error 110b", name(prev)),
             name(after),
         ));
     }
     if after & !MASK != 0 {
         v.push(Violation::new(
-            ["V1-STATE-009"],
+            [V1_STATE_009],
             "reserved device_state bits read as 0".to_string(),
             format!("{:#x}", after & !MASK),
         ));
@@ -159,7 +161,7 @@ pub fn judge_chunk(layout: &RegionLayout, data_offset: u64, data_size: u64) -> V
     let mut v = Vec::new();
     if data_offset < HEADER_SIZE {
         v.push(Violation::new(
-            ["V1-FIELD-005"],
+            [V1_FIELD_005],
             format!("data_offset >= {HEADER_SIZE} (the data section follows the header)"),
             format!("data_offset = {data_offset}"),
         ));
@@ -167,7 +169,7 @@ pub fn judge_chunk(layout: &RegionLayout, data_offset: u64, data_size: u64) -> V
     match data_offset.checked_add(data_size) {
         Some(end) if end <= layout.size => {}
         _ => v.push(Violation::new(
-            ["V1-SAVE-005"],
+            [V1_SAVE_005],
             format!("data_offset + data_size <= region size {}", layout.size),
             format!("data_offset = {data_offset}, data_size = {data_size}"),
         )),
@@ -177,7 +179,7 @@ pub fn judge_chunk(layout: &RegionLayout, data_offset: u64, data_size: u64) -> V
         && !data_offset.is_multiple_of(layout.page_size)
     {
         v.push(Violation::new(
-            ["V1-REG-005"],
+            [V1_REG_005],
             format!("data_offset inside an mmap area is {}-byte aligned", layout.page_size),
             format!("data_offset = {data_offset:#x}"),
         ));
@@ -194,14 +196,14 @@ pub fn judge_sparse_areas(layout: &RegionLayout) -> Vec<Violation> {
     for &(o, s) in &areas {
         if o.checked_add(s).is_none_or(|end| end > layout.size) {
             v.push(Violation::new(
-                ["V1-REG-004"],
+                [V1_REG_004],
                 format!("sparse mmap area inside the region (size {})", layout.size),
                 format!("area offset {o:#x} size {s:#x}"),
             ));
         }
         if o < HEADER_SIZE {
             v.push(Violation::new(
-                ["V1-REG-004"],
+                [V1_REG_004],
                 "sparse mmap areas do not cover the 32-byte header".to_string(),
                 format!("area offset {o:#x} size {s:#x}"),
             ));
@@ -210,7 +212,7 @@ pub fn judge_sparse_areas(layout: &RegionLayout) -> Vec<Violation> {
     for w in areas.windows(2) {
         if w[0].0.saturating_add(w[0].1) > w[1].0 {
             v.push(Violation::new(
-                ["V1-REG-004"],
+                [V1_REG_004],
                 "sparse mmap areas do not overlap".to_string(),
                 format!("areas [{:#x}, +{:#x}) and [{:#x}, +{:#x}) overlap", w[0].0, w[0].1, w[1].0, w[1].1),
             ));
@@ -235,7 +237,7 @@ mod tests {
     fn invalid_targets_must_be_refused_with_state_unchanged() {
         assert_eq!(transition(1, 0b101), Transition::Invalid);
         let v = judge_write(1, 0b101, true, 0b101);
-        assert!(v.iter().any(|x| x.clauses.contains(&"V1-STATE-010".to_string())));
+        assert!(v.iter().any(|x| x.clauses.contains(&V1_STATE_010)));
         assert!(judge_write(1, 0b101, false, 1).is_empty());
     }
 
@@ -243,17 +245,17 @@ mod tests {
     fn failed_write_may_leave_previous_state_or_error_only() {
         assert!(judge_write(3, 2, false, 3).is_empty() || transition(3, 2) != Transition::Allowed);
         let v = judge_write(1, 0, false, 2);
-        assert!(v.iter().any(|x| x.clauses.contains(&"V1-STATE-003".to_string())));
-        assert!(!judge_write(1, 0, false, 0b110).iter().any(|x| x.clauses[0] == "V1-STATE-003"));
+        assert!(v.iter().any(|x| x.clauses.contains(&V1_STATE_003)));
+        assert!(!judge_write(1, 0, false, 0b110).iter().any(|x| x.clauses[0] == V1_STATE_003));
     }
 
     #[test]
     fn chunk_beyond_the_region_or_inside_the_header_is_a_violation() {
         let layout = RegionLayout { size: 8192, mmap_areas: vec![(4096, 4096)], page_size: 4096 };
         assert!(judge_chunk(&layout, 4096, 4096).is_empty());
-        assert_eq!(judge_chunk(&layout, 4096, 4097)[0].clauses, vec!["V1-SAVE-005"]);
-        assert_eq!(judge_chunk(&layout, 8, 16)[0].clauses, vec!["V1-FIELD-005"]);
-        assert_eq!(judge_chunk(&layout, 4100, 16)[0].clauses, vec!["V1-REG-005"]);
+        assert_eq!(judge_chunk(&layout, 4096, 4097)[0].clauses, vec![V1_SAVE_005]);
+        assert_eq!(judge_chunk(&layout, 8, 16)[0].clauses, vec![V1_FIELD_005]);
+        assert_eq!(judge_chunk(&layout, 4100, 16)[0].clauses, vec![V1_REG_005]);
     }
 
     #[test]

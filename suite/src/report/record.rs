@@ -37,7 +37,7 @@ impl FindingRecord {
     pub fn from_finding(f: &Finding) -> FindingRecord {
         let first = f.violation.clauses.first().and_then(|c| catalog().get(c));
         FindingRecord {
-            clauses: f.violation.clauses.clone(),
+            clauses: f.violation.clauses.iter().map(|c| c.to_string()).collect(),
             level: finding_level(f),
             title: first.map(|c| c.title.clone()).unwrap_or_default(),
             statement: first.map(|c| c.statement.clone()).unwrap_or_default(),
@@ -101,7 +101,7 @@ impl CheckResult {
             title: check.title.clone(),
             outcome,
             reason,
-            clauses: check.clauses.clone(),
+            clauses: check.clauses.iter().map(|c| c.to_string()).collect(),
             findings: run.findings.iter().map(FindingRecord::from_finding).collect(),
             notes,
             duration_us: run.duration_us,
