@@ -140,6 +140,36 @@ impl Level {
     pub fn is_mandatory(self) -> bool {
         matches!(self, Level::Must | Level::Core | Level::DrvDoc)
     }
+
+    const ALL: [Level; 8] = [
+        Level::Must,
+        Level::Should,
+        Level::May,
+        Level::User,
+        Level::Info,
+        Level::Core,
+        Level::DrvDoc,
+        Level::Qemu,
+    ];
+
+    /// The first level named in free text such as `level_as_written` ("SHOULD (... ) / MUST (...)"),
+    /// as a whole upper-case word.
+    pub fn first_in(text: &str) -> Option<Level> {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        Level::ALL
+            .iter()
+            .filter_map(|&level| {
+                text.match_indices(level.as_str())
+                    .find(|&(at, name)| {
+                        let before = text[..at].chars().next_back();
+                        let after = text[at + name.len()..].chars().next();
+                        !before.is_some_and(word) && !after.is_some_and(word)
+                    })
+                    .map(|(at, _)| (at, level))
+            })
+            .min_by_key(|&(at, _)| at)
+            .map(|(_, level)| level)
+    }
 }
 
 impl fmt::Display for Level {
@@ -221,6 +251,21 @@ pub struct Kernels {
     pub since: String,
     #[serde(default)]
     pub until: Option<String>,
+}
+
+/// A kernel release `major.minor` (`"6.12"` -> `(6, 12)`).
+pub fn parse_release(s: &str) -> Option<(u32, u32)> {
+    let (major, minor) = s.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+impl fmt::Display for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.until {
+            Some(until) => write!(f, "{}-{until}", self.since),
+            None => write!(f, "{}+", self.since),
+        }
+    }
 }
 
 /// One clause.
@@ -309,6 +354,7 @@ impl Catalog {
                     errors.push(format!("{}: source without file or kernel version", c.id));
                 }
             }
+            errors.extend(check_quote_level_kernels(c));
         }
         for c in &clauses {
             for s in &c.see_also {
@@ -340,7 +386,11 @@ impl Catalog {
              Generated from `suite/clauses/*.yaml` by `vfio-mig-conform clauses --format md`; \
              do not edit by hand (a snapshot test keeps it current).\n\n\
              Levels: MUST/CORE/DRV-DOC broken = FAIL, SHOULD broken = NON-STRICT (FAIL with `--strict`), \
-             MAY/INFO = INFO, USER = an obligation the suite itself obeys.\n\n",
+             MAY/INFO = INFO, USER = an obligation the suite itself obeys, QEMU = the uAPI is silent but QEMU \
+             depends on it (a warning, even with `--strict`; never FAIL).\n\n\
+             Every clause quotes the words it comes from (kernel or QEMU file and lines, or a public thread); \
+             its level follows those words, and a level note says why wherever it does not or the reading is \
+             debatable. Kernels: the releases the clause holds on (`6.2+` = from 6.2 on, `5.8-5.17` = those only).\n\n",
         );
         let mut counts: BTreeMap<Level, usize> = BTreeMap::new();
         for c in &self.clauses {
@@ -356,23 +406,83 @@ impl Catalog {
                 if c.id.starts_with("DEBATE-") { format!("Debates §{}", c.section) } else { fam_section };
             if heading != section {
                 out.push_str(&format!(
-                    "\n## {heading}\n\n| ID | Level | Feature | Clause | Source |\n|---|---|---|---|---|\n"
+                    "\n## {heading}\n\n| ID | Level | Kernels | Feature | Clause | Source |\n|---|---|---|---|---|---|\n"
                 ));
                 section = heading;
             }
             let esc = |s: &str| s.replace('|', "\\|");
+            let mut clause = format!("**{}.** {}", esc(&c.title), esc(&c.statement));
+            if let Some(q) = &c.quote {
+                let at = Source { file: q.file.clone(), kernel: q.kernel.clone(), lines: q.lines.clone() };
+                clause.push_str(&format!("<br>Quote: “{}” ({})", esc(&q.text), esc(&at.to_string())));
+            }
+            if let Some(note) = &c.level_note {
+                clause.push_str(&format!("<br>Level note: {}", esc(note)));
+            }
+            let kernels = c.kernels.as_ref().map(ToString::to_string).unwrap_or_default();
             out.push_str(&format!(
-                "| {} | {} | {} | **{}.** {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} |\n",
                 c.id,
                 c.level,
+                kernels,
                 c.feature.as_str(),
-                esc(&c.title),
-                esc(&c.statement),
+                clause,
                 esc(&c.sources())
             ));
         }
         out
     }
+}
+
+/// The required provenance of a clause: the quote it comes from, a level that follows the words
+/// (or a note saying why not), and the kernels it holds on.
+fn check_quote_level_kernels(c: &Clause) -> Vec<String> {
+    let mut errors = Vec::new();
+    match &c.quote {
+        None => errors.push(format!("{}: no quote (the sentence the clause comes from)", c.id)),
+        Some(q) => {
+            if q.text.trim().is_empty() {
+                errors.push(format!("{}: quote has no text", c.id));
+            }
+            if q.file.trim().is_empty() {
+                errors.push(format!("{}: quote has no file", c.id));
+            }
+            if q.kernel.trim().is_empty() {
+                errors.push(format!("{}: quote has no kernel version (n/a for a URL)", c.id));
+            }
+        }
+    }
+    let note = c.level_note.as_deref().is_some_and(|n| !n.trim().is_empty());
+    match Level::first_in(&c.level_as_written) {
+        None => errors.push(format!(
+            "{}: level_as_written {:?} names no level (MUST, SHOULD, MAY, USER, INFO, CORE, DRV-DOC, QEMU)",
+            c.id, c.level_as_written
+        )),
+        Some(written) if written != c.level && !note => errors.push(format!(
+            "{}: level {} differs from level_as_written {written} without a level_note",
+            c.id, c.level
+        )),
+        Some(_) => {}
+    }
+    match &c.kernels {
+        None => errors.push(format!("{}: no kernels (since/until)", c.id)),
+        Some(k) => match (parse_release(&k.since), k.until.as_deref().map(parse_release)) {
+            (None, _) => {
+                errors.push(format!("{}: kernels.since {:?} is not a release like 6.12", c.id, k.since));
+            }
+            (_, Some(None)) => {
+                errors.push(format!("{}: kernels.until {:?} is not a release like 6.12", c.id, k.until));
+            }
+            (Some(since), Some(Some(until))) if until < since => errors.push(format!(
+                "{}: kernels.until {} is before kernels.since {}",
+                c.id,
+                k.until.as_deref().unwrap_or(""),
+                k.since
+            )),
+            _ => {}
+        },
+    }
+    errors
 }
 
 /// The compiled-in catalog. Its validity is a build invariant checked by the test suite.
@@ -413,6 +523,91 @@ mod tests {
         let file = file.replace("MUSTNT", "MUST").replace("feature: none", "feature: warp");
         let errors = Catalog::load(&[("t.yaml", &file)]).unwrap_err();
         assert!(errors[0].contains("warp"), "{errors:?}");
+    }
+
+    /// One clause in block YAML with every field; `edit` rewrites it before loading.
+    fn one_clause(edit: impl Fn(String) -> String) -> Result<Catalog, Vec<String>> {
+        let base = "clauses:\n  - id: V2-X-001\n    family: v2\n    level: MUST\n    level_as_written: \"MUST (will)\"\n    section: '1'\n    title: t\n    statement: s\n    source: [{file: f, kernel: '6.12', lines: '1'}]\n    feature: none\n    observe: o\n    quote: {text: \"The device will do it.\", file: include/uapi/linux/vfio.h, kernel: '6.12', lines: '1'}\n    kernels: {since: '5.18'}\n".to_string();
+        let text = edit(base);
+        Catalog::load(&[("t.yaml", &text)])
+    }
+
+    fn rejected(edit: impl Fn(String) -> String, expect: &str) {
+        let errors = one_clause(edit).expect_err("the clause should be rejected");
+        assert!(
+            errors.iter().any(|e| e.starts_with("V2-X-001: ") && e.contains(expect)),
+            "expected an error naming V2-X-001 with {expect:?}, got {errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_clause_with_quote_level_and_kernels_loads() {
+        let c = one_clause(|t| t).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        let clause = c.get("V2-X-001").expect("loaded");
+        assert_eq!(clause.kernels.as_ref().map(ToString::to_string).as_deref(), Some("5.18+"));
+        assert!(
+            c.to_markdown()
+                .contains("Quote: “The device will do it.” (include/uapi/linux/vfio.h (6.12) l.1)")
+        );
+    }
+
+    #[test]
+    fn a_clause_without_a_quote_is_rejected_with_its_id() {
+        rejected(
+            |t| t.lines().filter(|l| !l.starts_with("    quote:")).collect::<Vec<_>>().join("\n"),
+            "no quote",
+        );
+        rejected(|t| t.replace("text: \"The device will do it.\"", "text: \"  \""), "quote has no text");
+        rejected(|t| t.replace("file: include/uapi/linux/vfio.h", "file: ''"), "quote has no file");
+    }
+
+    #[test]
+    fn a_clause_without_kernels_is_rejected_with_its_id() {
+        rejected(|t| t.replace("    kernels: {since: '5.18'}\n", ""), "no kernels");
+        rejected(|t| t.replace("since: '5.18'", "since: 'recent'"), "kernels.since");
+        rejected(|t| t.replace("since: '5.18'", "since: '6.2', until: '5.17'"), "before kernels.since");
+    }
+
+    #[test]
+    fn a_level_that_differs_from_the_words_needs_a_level_note() {
+        rejected(
+            |t| t.replace("level: MUST\n", "level: SHOULD\n"),
+            "differs from level_as_written MUST without a level_note",
+        );
+        rejected(|t| t.replace("\"MUST (will)\"", "\"n/a (debate check)\""), "names no level");
+        let noted = one_clause(|t| {
+            t.replace("level: MUST\n", "level: SHOULD\n").replace(
+                "    kernels:",
+                "    level_note: \"Softened by the flexibility sentence.\"\n    kernels:",
+            )
+        });
+        assert!(noted.is_ok(), "{noted:?}");
+    }
+
+    #[test]
+    fn the_first_level_named_in_free_text_is_found() {
+        assert_eq!(Level::first_in("SHOULD (checking) / MUST (failing)"), Some(Level::Should));
+        assert_eq!(Level::first_in("MAY (for the user: 'Can be called')"), Some(Level::May));
+        assert_eq!(Level::first_in("DRV-DOC"), Some(Level::DrvDoc));
+        assert_eq!(Level::first_in("QEMU (no v2 sentence)"), Some(Level::Qemu));
+        assert_eq!(Level::first_in("MUSTARD and MAYBE"), None);
+        assert_eq!(Level::first_in("n/a (RFC-AW)"), None);
+    }
+
+    #[test]
+    fn every_builtin_clause_quotes_its_source_and_names_its_kernels() {
+        for c in catalog().all() {
+            let q = c.quote.as_ref().unwrap_or_else(|| panic!("{} has no quote", c.id));
+            assert!(!q.text.trim().is_empty() && !q.file.trim().is_empty(), "{}", c.id);
+            assert!(
+                !q.file.contains("shared/") && !q.file.starts_with('/'),
+                "{}: quote cites a path outside the repo",
+                c.id
+            );
+            let k = c.kernels.as_ref().unwrap_or_else(|| panic!("{} has no kernels", c.id));
+            assert!(parse_release(&k.since).is_some(), "{}", c.id);
+        }
+        assert!(catalog().contains("V2-PIV2-009"), "the 7.1 REINIT clauses are in the catalog");
     }
 
     #[test]
