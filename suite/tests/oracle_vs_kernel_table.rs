@@ -17,7 +17,7 @@ use vmc::state::{MigFlags, MigState};
 /// Empty: Debian's linux-source-6.12 6.12.118-1~deb12u1 and linux-source-7.2 7.2.13-1 have the
 /// same vfio_mig_get_next_state() (6.12.96 took the one change since 6.12, a26b499b757c
 /// "vfio: prevent infinite loop in vfio_mig_get_next_state() on blocked arc"). A table made
-/// from a kernel without that commit (6.2 .. 6.12.95, 7.1.0 .. 7.1.3) resolves
+/// from a kernel without that commit (any since 6.2 that lacks it: 6.2 .. 6.12.95, 6.13 .. 7.1.3) resolves
 /// ("STOP_COPY|PRE_COPY", "STOP_COPY->PRE_COPY"), ("STOP_COPY|P2P|PRE_COPY",
 /// "STOP_COPY->PRE_COPY") and ("STOP_COPY|P2P|PRE_COPY", "STOP_COPY->PRE_COPY_P2P") as HANG
 /// where the oracle predicts EINVAL (V2-STATE-007); those three would be listed here
