@@ -4,6 +4,8 @@
 //! Where things are:
 //! - [`state`]: states and flags of both uAPIs; [`uapi`]: constants and core argument checks.
 //! - [`oracle`]: the spec oracle (v2 FSM in [`oracle::fsm`], v1 protocol in [`oracle::v1`]).
+//! - [`kernel_table`]: the kernel's next-state table, extracted from vfio_main.c (checked in
+//!   under `suite/data/next_state/`), which the v2 FSM oracle is compared with.
 //! - [`op`]: the operation vocabulary shared by fixtures, fuzzing and reproducers.
 //! - [`device`]: the device abstraction, the simulators ([`device::sim`]) and the kernel
 //!   ioctl layer.
@@ -19,6 +21,7 @@ pub mod errno;
 pub mod fixture;
 pub mod fuzz;
 pub mod hash;
+pub mod kernel_table;
 pub mod op;
 pub mod oracle;
 pub mod outcome;
