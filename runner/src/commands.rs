@@ -111,7 +111,8 @@ pub fn sim(list_defects: bool) -> u8 {
     }
     for d in Defect::ALL {
         let api = if d.api() == MigrationApi::V1 { "sim:v1" } else { "sim:v2" };
-        println!("{:<42} {api}  {:<40} {}", d.name(), d.clauses().join(","), d.summary());
+        let set = if d.held_out() { "held-out" } else { "" };
+        println!("{:<42} {api}  {set:<8}  {:<40} {}", d.name(), d.clauses().join(","), d.summary());
     }
     exit::OK
 }
