@@ -111,12 +111,9 @@ pub fn sim(list_defects: bool) -> u8 {
     }
     for d in Defect::ALL {
         let api = if d.api() == MigrationApi::V1 { "sim:v1" } else { "sim:v2" };
-        println!(
-            "{:<42} {api}  {:<40} {}",
-            d.name(),
-            vmc::clauses::join(d.clauses()).replace(' ', ""),
-            d.summary()
-        );
+        let set = if d.held_out() { "held-out" } else { "" };
+        let clauses = vmc::clauses::join(d.clauses()).replace(' ', "");
+        println!("{:<42} {api}  {set:<8}  {clauses:<40} {}", d.name(), d.summary());
     }
     exit::OK
 }

@@ -155,7 +155,8 @@ fn fingerprint(r: &CheckRun) -> String {
 #[test]
 fn every_defect_has_a_probe() {
     for d in Defect::ALL {
-        if d.needs_watchdog() {
+        // Held-out defects are probed in the simulator's own tests (device::sim::held_out_tests).
+        if d.needs_watchdog() || d.held_out() {
             continue;
         }
         assert!(PROBES.iter().any(|(n, _)| *n == d.name()), "no probe for defect {}", d.name());

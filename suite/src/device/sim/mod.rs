@@ -9,6 +9,8 @@
 //! `seed`, `defect` (comma separated, repeatable).
 
 pub mod defects;
+#[cfg(test)]
+mod held_out_tests;
 pub mod hw;
 pub mod stream;
 pub mod v1;

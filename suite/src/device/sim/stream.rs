@@ -25,6 +25,8 @@ const REGS_LEN: u32 = (NUM_REGS * 4) as u32;
 const END_LEN: u32 = 16;
 /// Pages per PAGES record of the initial section.
 const PAGES_PER_RECORD: u64 = 16;
+/// Bytes of the final section that [`Saver::finish`] appends: the REGS and END records.
+pub const FINAL_BYTES: u64 = 8 + REGS_LEN as u64 + 8 + END_LEN as u64;
 
 /// Identity of the state a stream describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub struct Saver {
     queue: VecDeque<Chunk>,
     /// Bytes of the initial section still unread (pre-copy `initial_bytes`).
     initial_left: u64,
+    /// Bytes of the whole initial section.
+    initial_total: u64,
     /// Bytes queued beyond the initial section and not read yet.
     queued_dirty: u64,
     hash: StreamHash,
@@ -120,6 +124,7 @@ impl Saver {
             id,
             queue,
             initial_left: initial,
+            initial_total: initial,
             queued_dirty: 0,
             hash: StreamHash::default(),
             records: 1,
@@ -184,7 +189,7 @@ impl Saver {
         self.queue.push_back(Chunk::Regs);
         self.queue.push_back(Chunk::End);
         self.records += 2;
-        self.queued_dirty += 8 + u64::from(REGS_LEN) + 8 + u64::from(END_LEN);
+        self.queued_dirty += FINAL_BYTES;
     }
 
     /// Replaces the end of the stream with endless filler (hostile defect).
@@ -199,6 +204,11 @@ impl Saver {
     /// `initial_bytes` of PRECOPY_INFO.
     pub fn initial_bytes(&self) -> u64 {
         self.initial_left
+    }
+
+    /// Bytes of the whole initial section (HEADER and every page), read or not.
+    pub fn initial_total(&self) -> u64 {
+        self.initial_total
     }
 
     /// `dirty_bytes` of PRECOPY_INFO.

@@ -4,7 +4,7 @@
 
 use super::defects::Defect;
 use super::hw::Hw;
-use super::stream::{LoadError, Loader, Saver, StreamIdentity};
+use super::stream::{FINAL_BYTES, LoadError, Loader, Saver, StreamIdentity};
 use super::v2::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::{REGION_MIGRATION, SimConfig};
 use crate::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo};
@@ -26,6 +26,15 @@ enum V1Session {
     Resuming { loader: Loader },
 }
 
+/// Driver state that only held-out defects use (`Defect::held_out`).
+#[derive(Debug, Default)]
+struct Held {
+    /// v1_stop_completes_late: accesses the device still runs after _RUNNING was cleared.
+    late_ticks: u32,
+    /// v1_stop_copy_from_pre_copy_keeps_running: runs although _RUNNING is clear.
+    still_running: bool,
+}
+
 /// A simulated v1 device.
 #[derive(Debug)]
 pub struct SimV1 {
@@ -38,6 +47,7 @@ pub struct SimV1 {
     window: Vec<u8>,
     /// A value written to pending_bytes (v1_pending_bytes_writable defect).
     pending_override: Option<u64>,
+    held: Held,
 }
 
 impl SimV1 {
@@ -60,6 +70,7 @@ impl SimV1 {
             session: V1Session::None,
             window: vec![0; DATA_WINDOW as usize],
             pending_override: None,
+            held: Held::default(),
         }
     }
 
@@ -79,10 +90,18 @@ impl SimV1 {
         if !self.open {
             return Err(Errno::EBADF);
         }
-        if self.state & o::RUNNING != 0 {
+        self.time_passes();
+        Ok(())
+    }
+
+    /// One unit of time: the hardware runs while _RUNNING is set.
+    fn time_passes(&mut self) {
+        if self.state & o::RUNNING != 0 || self.held.still_running {
+            self.hw.tick();
+        } else if self.held.late_ticks > 0 {
+            self.held.late_ticks -= 1;
             self.hw.tick();
         }
-        Ok(())
     }
 
     fn refuse(&mut self, e: Errno) -> DevResult<()> {
@@ -105,6 +124,10 @@ impl SimV1 {
         }
         if cur == new {
             return Ok(());
+        }
+        self.held.still_running = false;
+        if cur & o::RUNNING != 0 && new & o::RUNNING == 0 && self.has(Defect::V1StopCompletesLate) {
+            self.held.late_ticks = 3;
         }
         let saving_before = cur & o::SAVING != 0 && cur & o::RESUMING == 0;
         let saving_after = new & o::SAVING != 0 && new & o::RESUMING == 0;
@@ -131,9 +154,14 @@ impl SimV1 {
                 if self.has(Defect::V1RequiresDrain) && pending > 0 {
                     return self.refuse(Errno::EBUSY);
                 }
+                let restart = self.has(Defect::V1StopCopyRestartsStream).then(|| self.identity());
                 if let V1Session::Saving { saver, .. } = &mut self.session {
+                    if let Some(identity) = restart {
+                        *saver = Saver::new(identity, &self.hw);
+                    }
                     saver.finish(&self.hw);
                 }
+                self.held.still_running = self.has(Defect::V1StopCopyKeepsRunning);
             }
         } else if saving_after {
             let mut saver = Saver::new(self.identity(), &self.hw);
@@ -186,12 +214,32 @@ impl SimV1 {
                 if p == 0 && finished && self.has(Defect::V1PendingNeverZero) {
                     return Ok(4096);
                 }
+                if p > 0 && self.has(Defect::V1PendingReadStagesData) {
+                    // Stages the next chunk now; the next pending_bytes read acknowledges it.
+                    let hw = &self.hw;
+                    if let V1Session::Saving { saver, staged, .. } = &mut self.session {
+                        let n = saver.read(&mut self.window, hw) as u64;
+                        *staged = Some((DATA_OFFSET, n));
+                    }
+                }
+                if finished && self.has(Defect::V1PendingMissesFinalSection) {
+                    return Ok(p.saturating_sub(FINAL_BYTES));
+                }
                 Ok(p)
             }
             field::DATA_OFFSET => {
+                // v1_pending_misses_final_section: chunks are sized by the same short count.
+                let finished =
+                    matches!(&self.session, V1Session::Saving { saver, .. } if saver.is_finished());
+                let cap = if finished && self.has(Defect::V1PendingMissesFinalSection) {
+                    self.pending().saturating_sub(FINAL_BYTES)
+                } else {
+                    u64::MAX
+                };
                 let unaligned = self.has(Defect::V1UnalignedDataOffset);
                 let in_header = self.has(Defect::V1DataOffsetInHeader);
                 let changes = self.has(Defect::V1OffsetChangesInIteration);
+                let zero_in_resuming = self.has(Defect::V1DataOffsetZeroInResuming);
                 let hw = &self.hw;
                 let window = &mut self.window;
                 match &mut self.session {
@@ -202,7 +250,8 @@ impl SimV1 {
                             if !saver.is_finished() {
                                 saver.collect_dirty(hw);
                             }
-                            let n = saver.read(&mut window[shift as usize..], hw) as u64;
+                            let end = window.len().min((shift + cap.min(DATA_WINDOW)) as usize);
+                            let n = saver.read(&mut window[shift as usize..end], hw) as u64;
                             *staged = Some((DATA_OFFSET + shift, n));
                         }
                         let (mut off, _) = staged.unwrap_or((DATA_OFFSET, 0));
@@ -214,16 +263,23 @@ impl SimV1 {
                         }
                         Ok(off)
                     }
-                    V1Session::Resuming { .. } => Ok(DATA_OFFSET),
+                    V1Session::Resuming { .. } => Ok(if zero_in_resuming { 0 } else { DATA_OFFSET }),
                     V1Session::None => Ok(DATA_OFFSET),
                 }
             }
             field::DATA_SIZE => {
                 let beyond = self.has(Defect::V1ChunkBeyondRegion);
+                let extra = u64::from(self.has(Defect::V1DataSizeOffByOne));
                 match &self.session {
                     V1Session::Saving { staged, .. } => {
                         let n = staged.map_or(0, |(_, n)| n);
-                        Ok(if beyond && n > 0 { n + REGION_SIZE } else { n })
+                        Ok(if beyond && n > 0 {
+                            n + REGION_SIZE
+                        } else if n > 0 {
+                            n + extra
+                        } else {
+                            n
+                        })
                     }
                     _ => Ok(0),
                 }
@@ -235,19 +291,22 @@ impl SimV1 {
     fn write_field(&mut self, offset: u64, value: u64) -> DevResult<()> {
         match offset {
             field::DEVICE_STATE => self.write_state(value as u32),
+            field::RESERVED if self.has(Defect::V1ReservedWriteRejected) => Err(Errno::EINVAL),
             field::RESERVED => Ok(()),
             field::PENDING_BYTES if self.has(Defect::V1PendingWritable) => {
                 self.pending_override = Some(value);
                 Ok(())
             }
             field::DATA_SIZE => {
+                let one_page = self.has(Defect::V1ResumeConsumesOnePage);
                 let V1Session::Resuming { loader } = &mut self.session else {
                     return Err(Errno::EINVAL);
                 };
                 if value > DATA_WINDOW {
                     return Err(Errno::EINVAL);
                 }
-                match loader.write(&self.window[..value as usize]) {
+                let taken = if one_page { value.min(4096) } else { value };
+                match loader.write(&self.window[..taken as usize]) {
                     Ok(()) | Err(LoadError::Corrupt(_) | LoadError::Truncated(_)) => Ok(()),
                     Err(LoadError::Foreign(_)) => Err(Errno::EINVAL),
                 }
@@ -366,6 +425,7 @@ impl Device for SimV1 {
         self.check_open()?;
         self.session = V1Session::None;
         self.pending_override = None;
+        self.held = Held::default();
         self.state = if self.has(Defect::V1ResetNotRunning) { 0 } else { o::RUNNING };
         Ok(())
     }
@@ -473,10 +533,8 @@ impl Device for SimV1 {
     }
 
     fn wait(&mut self, ms: u64) {
-        if self.state & o::RUNNING != 0 {
-            for _ in 0..ms.min(10_000) {
-                self.hw.tick();
-            }
+        for _ in 0..ms.min(10_000) {
+            self.time_passes();
         }
     }
 

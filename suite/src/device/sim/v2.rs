@@ -31,6 +31,20 @@ struct SimFd {
     session: u64,
 }
 
+/// Driver state that only held-out defects use (`Defect::held_out`).
+#[derive(Debug, Default)]
+struct Held {
+    /// get_reports_target_after_failed_set: what GET reports after a failed SET.
+    reported: Option<MigState>,
+    /// stop_to_running_p2p_stays_stopped, pre_copy_p2p_exit_stays_quiesced: the device does
+    /// not run although its state is a running one; cleared by the next arc.
+    quiesced: bool,
+    /// stop_completes_late: ticks the device still runs after SET(STOP) returned.
+    late_ticks: u32,
+    /// Reads in the current saving session (enomsg_before_first_chunk).
+    session_reads: u32,
+}
+
 #[derive(Debug)]
 enum Session {
     Saving { id: u64, saver: Saver, stop_copy_reads: u32 },
@@ -53,6 +67,7 @@ pub struct SimV2 {
     reset_since_resume: bool,
     ticks_in_state: u64,
     precopy_queries: u32,
+    held: Held,
 }
 
 impl SimV2 {
@@ -80,6 +95,7 @@ impl SimV2 {
             reset_since_resume: true,
             ticks_in_state: 0,
             precopy_queries: 0,
+            held: Held::default(),
         }
     }
 
@@ -102,11 +118,15 @@ impl SimV2 {
     /// One unit of logical time.
     fn tick(&mut self) {
         self.ticks_in_state += 1;
-        if self.state.is_running() {
+        if self.state.is_running() && !self.held.quiesced {
             self.hw.advance();
             self.hw.irq_tick();
             self.hw.dma_step();
         } else {
+            if self.held.late_ticks > 0 {
+                self.held.late_ticks -= 1;
+                self.hw.tick();
+            }
             if self.has(Defect::StateAdvancesInStop) {
                 self.hw.advance();
             }
@@ -158,6 +178,7 @@ impl SimV2 {
         self.end_session();
         let id = self.next_session;
         self.next_session += 1;
+        self.held.session_reads = 0;
         let mut saver = Saver::new(self.identity(), &self.hw);
         if finish {
             saver.finish(&self.hw);
@@ -172,8 +193,19 @@ impl SimV2 {
     /// One primitive arc of the driver's step function.
     fn step(&mut self, from: MigState, to: MigState) -> DevResult<Option<i32>> {
         use MigState::*;
+        self.held.quiesced = false;
+        if from == Stop
+            && self.has(Defect::ResumeSessionSurvivesStop)
+            && matches!(self.session, Some(Session::Resuming { .. }))
+        {
+            // The resume session ends only when the device leaves STOP.
+            self.end_session();
+        }
         match (from, to) {
-            (Running, PreCopy) | (RunningP2p, PreCopyP2p) => Ok(Some(self.open_saving(false))),
+            (Running, PreCopy) | (RunningP2p, PreCopyP2p) => {
+                let fd = self.open_saving(false);
+                if from == RunningP2p && self.has(Defect::NoFdOnPreCopyP2p) { Ok(None) } else { Ok(Some(fd)) }
+            }
             (Stop, StopCopy) => {
                 if self.has(Defect::HangOnSet) {
                     loop {
@@ -183,8 +215,13 @@ impl SimV2 {
                 let fd = self.open_saving(true);
                 if self.has(Defect::NoDataFdOnStopCopy) { Ok(None) } else { Ok(Some(fd)) }
             }
+            (PreCopyP2p, StopCopy) if self.has(Defect::PreCopyP2pToStopCopyRefused) => Err(Errno::EINVAL),
             (PreCopy, StopCopy) | (PreCopyP2p, StopCopy) => {
+                let restart = self.has(Defect::StopCopyRestartsStream).then(|| self.identity());
                 if let Some(Session::Saving { saver, .. }) = &mut self.session {
+                    if let Some(identity) = restart {
+                        *saver = Saver::new(identity, &self.hw);
+                    }
                     saver.finish(&self.hw);
                     if self.cfg.defects.contains(&Defect::EndlessStopCopy) {
                         saver.make_endless();
@@ -199,6 +236,9 @@ impl SimV2 {
             (PreCopy, PreCopyP2p) | (PreCopyP2p, PreCopy) => {
                 if self.has(Defect::PreCopyP2pEndsSession) {
                     self.end_session();
+                }
+                if from == PreCopyP2p && self.has(Defect::PreCopyP2pExitStaysQuiesced) {
+                    self.held.quiesced = true;
                 }
                 Ok(None)
             }
@@ -234,21 +274,31 @@ impl SimV2 {
                 Ok(Some(self.new_fd(FdKind::Resuming, id)))
             }
             (Resuming, Stop) => {
+                if self.has(Defect::EmptyResumeAccepted)
+                    && matches!(&self.session, Some(Session::Resuming { loader, .. }) if loader.bytes() == 0)
+                {
+                    self.end_session();
+                    return Ok(None);
+                }
                 let restored = match &self.session {
                     Some(Session::Resuming { loader, .. }) => loader.finish(),
                     _ => Err(LoadError::Truncated("no resume session".to_string())),
                 };
                 match restored {
                     Ok(r) => {
-                        self.hw.regs = r.regs;
-                        self.hw.regs[3] = super::hw::type_id(&self.cfg.type_name);
+                        if !self.has(Defect::ResumeDropsRegisters) {
+                            self.hw.regs = r.regs;
+                            self.hw.regs[3] = super::hw::type_id(&self.cfg.type_name);
+                        }
                         self.hw.versions = r.versions;
                         if self.has(Defect::LoadOverwritesConfig) {
                             self.hw.config[PCI_COMMAND] = 0;
                             self.hw.config[PCI_COMMAND + 1] = 0;
                             self.hw.irqs = Default::default();
                         }
-                        self.end_session();
+                        if !self.has(Defect::ResumeSessionSurvivesStop) {
+                            self.end_session();
+                        }
                         Ok(None)
                     }
                     Err(_) => {
@@ -266,6 +316,14 @@ impl SimV2 {
                 self.reset_since_resume = false;
                 Ok(None)
             }
+            (Running | RunningP2p, Stop) if self.has(Defect::StopCompletesLate) => {
+                self.held.late_ticks = 3;
+                Ok(None)
+            }
+            (Stop, RunningP2p) if self.has(Defect::StopToRunningP2pStaysStopped) => {
+                self.held.quiesced = true;
+                Ok(None)
+            }
             // Quiesce arcs: nothing to do for a device without real DMA.
             (Running, RunningP2p) | (RunningP2p, Stop) | (Stop, RunningP2p) | (Running, Stop) => Ok(None),
             _ => Err(Errno::EINVAL),
@@ -276,6 +334,27 @@ impl SimV2 {
     fn set_state(&mut self, new: u32) -> DevResult<Option<i32>> {
         let cur = self.state;
         if cur.raw() == new {
+            if self.has(Defect::SameStateSetRestartsSession) && cur.is_saving() {
+                return Ok(Some(self.open_saving(cur == MigState::StopCopy)));
+            }
+            return Ok(None);
+        }
+        if new == MigState::Error.raw() && self.has(Defect::SetErrorAccepted) {
+            self.end_session();
+            self.state = MigState::Error;
+            self.ticks_in_state = 0;
+            return Ok(None);
+        }
+        if cur == MigState::Resuming
+            && new == MigState::Running.raw()
+            && self.has(Defect::ResumingToRunningSkipsValidation)
+        {
+            // Shortcut: load whatever validates, ignore the verdict, run.
+            let _ = self.step(MigState::Resuming, MigState::Stop);
+            self.end_session();
+            self.reset_since_resume = false;
+            self.state = MigState::Running;
+            self.ticks_in_state = 0;
             return Ok(None);
         }
         if self.has(Defect::StopCopyToPreCopy)
@@ -363,7 +442,7 @@ impl SimV2 {
                 }
                 let requested = get_u32(payload, 0)?;
                 if flags & uapi::FEATURE_GET != 0 {
-                    let mut s = self.state.raw();
+                    let mut s = self.held.reported.unwrap_or(self.state).raw();
                     if self.has(Defect::GetUnknownState) && self.state == MigState::Stop {
                         s = 9;
                     }
@@ -372,6 +451,9 @@ impl SimV2 {
                     return put(payload, 4, &fd.to_le_bytes());
                 }
                 let result = self.set_state(requested);
+                if self.has(Defect::GetReportsTargetAfterFailedSet) {
+                    self.held.reported = if result.is_err() { MigState::from_raw(requested) } else { None };
+                }
                 let mut fd = match &result {
                     Ok(Some(fd)) => *fd,
                     _ => -1,
@@ -393,6 +475,8 @@ impl SimV2 {
                 }
                 let size = if self.has(Defect::StreamExceedsDataSize) {
                     16
+                } else if self.has(Defect::DataSizeReportsZero) {
+                    0
                 } else {
                     Saver::full_size(&self.identity())
                 };
@@ -420,8 +504,10 @@ impl SimV2 {
                 if !uapi::check_feature(flags, avail, uapi::FEATURE_SET, 0)? {
                     return Ok(());
                 }
-                self.logging = false;
-                self.hw.dma_log = None;
+                if !self.has(Defect::DmaStopLeavesLogging) {
+                    self.logging = false;
+                    self.hw.dma_log = None;
+                }
                 Ok(())
             }
             _ => Err(Errno::ENOTTY),
@@ -433,6 +519,11 @@ impl SimV2 {
         let eof_at_precopy_end = self.has(Defect::EofAtPrecopyEnd);
         let no_eof = self.has(Defect::NoEofAfterStopCopy);
         let enomsg_mid = self.has(Defect::EnomsgInStopCopy);
+        let enomsg_first = self.has(Defect::EnomsgBeforeFirstChunk);
+        let premature_eof = self.has(Defect::PrematureEofInStopCopy);
+        let drop_last = self.has(Defect::StopCopyDropsLastByte);
+        self.held.session_reads += 1;
+        let first_read = self.held.session_reads == 1;
         let hw = &self.hw;
         let Some(Session::Saving { id, saver, stop_copy_reads }) = &mut self.session else {
             return Err(Errno::ENODEV);
@@ -441,6 +532,9 @@ impl SimV2 {
             return Err(Errno::ENODEV);
         }
         if state.is_saving() && state != MigState::StopCopy {
+            if enomsg_first && first_read && !buf.is_empty() {
+                return Err(Errno::ENOMSG);
+            }
             saver.collect_dirty(hw);
             let n = saver.read(buf, hw);
             if n == 0 && !buf.is_empty() {
@@ -452,7 +546,13 @@ impl SimV2 {
         if enomsg_mid && *stop_copy_reads == 2 {
             return Err(Errno::ENOMSG);
         }
+        if premature_eof && *stop_copy_reads == 2 && !saver.drained() {
+            return Ok(0);
+        }
         let n = saver.read(buf, hw);
+        if drop_last && n > 0 && saver.drained() {
+            return Ok(n - 1);
+        }
         if n == 0 && no_eof && !buf.is_empty() {
             return Err(Errno::ENOMSG);
         }
@@ -487,6 +587,9 @@ impl Device for SimV2 {
             return Err(Errno::ENOTTY);
         }
         uapi::check_dma_ranges(page_size, ranges)?;
+        if self.has(Defect::DmaRangesLimit16) && ranges.len() > 16 {
+            return Err(Errno::E2BIG);
+        }
         if self.logging && !self.has(Defect::SecondDmaStartAccepted) {
             return Err(Errno::EINVAL);
         }
@@ -520,10 +623,17 @@ impl Device for SimV2 {
         if !self.logging {
             return if self.has(Defect::ReportBeforeStartOk) { Ok(()) } else { Err(Errno::EINVAL) };
         }
+        if self.has(Defect::ReportPageSizeMustMatch)
+            && self.hw.dma_log.as_ref().is_some_and(|l| l.page_size != page_size)
+        {
+            return Err(Errno::EINVAL);
+        }
         if self.has(Defect::ReportClearsPresetBits) {
             bitmap.fill(0);
         }
         let keep = self.has(Defect::ReportDoesNotClear);
+        let off_by_one = u64::from(self.has(Defect::ReportBitOffByOne));
+        let clear_all = self.has(Defect::ReportClearsWholeLog);
         if let Some(log) = &mut self.hw.dma_log {
             let end = iova.saturating_add(length);
             let mut reported = Vec::new();
@@ -536,11 +646,16 @@ impl Device for SimV2 {
                 // An empty report range (length 0) covers no page.
                 let Some(last) = dend.min(end).checked_sub(1).filter(|l| *l >= first) else { continue };
                 for bit in (first - iova) / page_size..=(last - iova) / page_size {
-                    bitmap[(bit / 64) as usize] |= 1 << (bit % 64);
+                    let bit = bit + off_by_one;
+                    if bit < bits {
+                        bitmap[(bit / 64) as usize] |= 1 << (bit % 64);
+                    }
                 }
                 reported.push(d);
             }
-            if !keep {
+            if clear_all && !keep {
+                log.dirty.clear();
+            } else if !keep {
                 for d in reported {
                     log.dirty.remove(&d);
                 }
@@ -552,6 +667,7 @@ impl Device for SimV2 {
     fn reset(&mut self) -> DevResult<()> {
         self.check_open()?;
         self.reset_since_resume = true;
+        self.held = Held::default();
         if self.has(Defect::ResetKeepsState) {
             return Ok(());
         }
@@ -610,10 +726,13 @@ impl Device for SimV2 {
         if self.has(Defect::SegmentationDependent) && buf.len() < 8 {
             return Err(Errno::EINVAL);
         }
+        // resume_write_truncates_large: only the first page of a write is consumed.
+        let taken =
+            if self.has(Defect::ResumeWriteTruncatesLarge) { &buf[..buf.len().min(4096)] } else { buf };
         let Some(Session::Resuming { loader, .. }) = &mut self.session else {
             return Err(Errno::ENODEV);
         };
-        match loader.write(buf) {
+        match loader.write(taken) {
             Ok(()) | Err(LoadError::Corrupt(_) | LoadError::Truncated(_)) => Ok(buf.len()),
             Err(LoadError::Foreign(_)) => Err(Errno::EINVAL),
         }
@@ -653,6 +772,14 @@ impl Device for SimV2 {
             self.tick();
         }
         let f = self.fds.get(&fd).cloned().ok_or(Errno::EBADF)?;
+        if f.kind == FdKind::Resuming
+            && cmd == VFIO_MIG_GET_PRECOPY_INFO
+            && self.has(Defect::PrecopyInfoOnResumeFd)
+        {
+            put(arg, 8, &0u64.to_le_bytes())?;
+            put(arg, 16, &0u64.to_le_bytes())?;
+            return Ok(0);
+        }
         if f.kind != FdKind::Saving || cmd != VFIO_MIG_GET_PRECOPY_INFO {
             return Err(Errno::ENOTTY);
         }
@@ -669,7 +796,11 @@ impl Device for SimV2 {
         if !matches!(self.state, MigState::PreCopy | MigState::PreCopyP2p)
             && !self.has(Defect::PrecopyInfoOutsidePreCopy)
         {
-            return Err(Errno::EINVAL);
+            return Err(if self.has(Defect::PrecopyInfoEnottyOutsidePreCopy) {
+                Errno::ENOTTY
+            } else {
+                Errno::EINVAL
+            });
         }
         if self.session_id() != Some(f.session) {
             return Err(Errno::ENODEV);
@@ -678,6 +809,10 @@ impl Device for SimV2 {
         let first = self.precopy_queries == 1;
         let grows = self.has(Defect::InitialBytesGrows);
         let dirty_nonzero = self.has(Defect::DirtyBytesStartsNonzero);
+        let counts_up = self.has(Defect::InitialBytesCountsUp);
+        let never_zero = self.has(Defect::InitialBytesNeverZero);
+        let never_dirty = self.has(Defect::DirtyBytesNeverReported);
+        let swapped = self.has(Defect::PrecopyInfoFieldsSwapped);
         let hw = &self.hw;
         let Some(Session::Saving { saver, .. }) = &mut self.session else {
             return Err(Errno::ENODEV);
@@ -689,12 +824,23 @@ impl Device for SimV2 {
         if grows {
             initial += u64::from(self.precopy_queries) << 20;
         }
+        if counts_up {
+            initial = saver.initial_total() - initial;
+        }
+        if never_zero {
+            // The 40-byte HEADER record is never subtracted.
+            initial += 40;
+        }
         let mut dirty = saver.dirty_bytes();
         if first && dirty_nonzero {
             dirty += 4096;
         }
-        put(arg, 8, &initial.to_le_bytes())?;
-        put(arg, 16, &dirty.to_le_bytes())?;
+        if never_dirty {
+            dirty = 0;
+        }
+        let (initial_at, dirty_at) = if swapped { (16, 8) } else { (8, 16) };
+        put(arg, initial_at, &initial.to_le_bytes())?;
+        put(arg, dirty_at, &dirty.to_le_bytes())?;
         Ok(0)
     }
 
@@ -759,6 +905,12 @@ impl Device for SimV2 {
         if index == REGION_CONFIG
             && self.state == MigState::Resuming
             && self.has(Defect::ConfigBlockedInResuming)
+        {
+            return Err(Errno::EBUSY);
+        }
+        if index == REGION_BAR0
+            && matches!(self.state, MigState::RunningP2p | MigState::PreCopyP2p)
+            && self.has(Defect::P2pBlocksMmio)
         {
             return Err(Errno::EBUSY);
         }
