@@ -110,12 +110,12 @@ if [ "$MODE" = iommu ] && [ -n "${VMC_DEV0:-}" ]; then
 	done
 fi
 
-# A long run: the suite on an mtty device with the NIC as a bound peer (6.12-style no-IOMMU
+# A long run (exec: $! is the runner itself): the suite on an mtty device with the NIC as a bound peer (6.12-style no-IOMMU
 # groups cannot mix with mtty's, so only with an IOMMU).
 if [ "$MODE" = iommu ] && [ -n "${VMC_DEV0:-}" ]; then
-	long() { vfio-mig-conform "$VMC_DEV0" --peer "$BDF" --bind --json "$R/$1.jsonl" >"$R/$1.log" 2>&1; }
+	long() { exec vfio-mig-conform "$VMC_DEV0" --peer "$BDF" --bind --json "$R/$1.jsonl" >"$R/$1.log" 2>&1; }
 else
-	long() { vfio-mig-conform "$BDF" --bind --iommu-backend all --json "$R/$1.jsonl" >"$R/$1.log" 2>&1; }
+	long() { exec vfio-mig-conform "$BDF" --bind --iommu-backend all --json "$R/$1.jsonl" >"$R/$1.log" 2>&1; }
 fi
 
 if [ "$MODE" = iommu ]; then

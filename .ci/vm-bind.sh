@@ -26,7 +26,10 @@ done
 rc=0
 for m in "${modes[@]}"; do
 	case $m in
-	iommu) vm=(--kernel 7.2 --iommu --mdev mtty-2) ;;
+	# run.sh's vIOMMU has no interrupt remapping (intremap=off): type1 and IOMMUFD refuse to
+	# attach (EPERM) unless told that unsafe interrupts are acceptable.
+	iommu) vm=(--kernel 7.2 --iommu --mdev mtty-2
+		--append "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1") ;;
 	noiommu) vm=(--kernel 7.2) ;;
 	none) vm=(--kernel 6.12) ;;
 	esac
