@@ -138,7 +138,7 @@ fn recover_stale(benv: &BindEnv<'_>, states: &StateDir) {
             // A device of a run still going on is that run's business.
             Err(m) if m.contains("still holds it") => {}
             Err(m) => {
-                eprintln!("vfio-mig-conform: warning: cannot restore a device an earlier run bound: {m}")
+                eprintln!("vfio-mig-conform: warning: cannot restore a device an earlier run bound: {m}");
             }
         }
     }

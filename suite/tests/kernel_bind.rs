@@ -368,5 +368,5 @@ fn missing_devices_drivers_and_bad_state_files_are_named() {
     fs::write(&f.state_file, "{\"device\": 3}").unwrap();
     let e = StateDir::read(&f.state_file).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}: not a bind state (", f.state_file.display())), "{e}");
-    assert_eq!(f.states().list(), [f.state_file.clone()]);
+    assert_eq!(f.states().list(), std::slice::from_ref(&f.state_file));
 }

@@ -221,13 +221,13 @@ pub fn probe(env: &Env, target: &Target, backend: IommuBackend) -> Result<(), Un
     }
 }
 
+/// The back ends a device can be opened through (each with its target), and why the others
+/// cannot.
+pub type Availability = (Vec<(IommuBackend, Target)>, Vec<Unavailable>);
+
 /// The back ends available for the device `spec` names, each with the target to open, and
 /// why the others are not.
-pub fn available(
-    env: &Env,
-    spec: &str,
-    device_name: Option<&str>,
-) -> Result<(Vec<(IommuBackend, Target)>, Vec<Unavailable>), OpenError> {
+pub fn available(env: &Env, spec: &str, device_name: Option<&str>) -> Result<Availability, OpenError> {
     let target = super::open::resolve(env, spec, device_name)?;
     let mut ok = Vec::new();
     let mut not = Vec::new();

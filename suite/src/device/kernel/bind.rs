@@ -76,8 +76,8 @@ impl BindEnv<'_> {
         self.env.sys.join("bus/pci/drivers").join(driver)
     }
 
-    fn write(&self, path: PathBuf, value: &str) -> Result<(), BindError> {
-        self.writer.write(&path, value).map_err(|e| BindError::Write {
+    fn write(&self, path: &Path, value: &str) -> Result<(), BindError> {
+        self.writer.write(path, value).map_err(|e| BindError::Write {
             device: String::new(),
             path: path.display().to_string(),
             value: value.trim_end().to_string(),
@@ -303,9 +303,7 @@ fn holders(benv: &BindEnv<'_>, nodes: &[PathBuf]) -> Vec<String> {
     for pid in list(&benv.proc_root).into_iter().filter(|p| p.bytes().all(|c| c.is_ascii_digit())) {
         let fds = benv.proc_root.join(&pid).join("fd");
         let holds = fs::read_dir(&fds)
-            .map(|rd| {
-                rd.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| nodes.iter().any(|n| *n == t)))
-            })
+            .map(|rd| rd.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| nodes.contains(&t))))
             .unwrap_or(false);
         if holds {
             let comm = read_trim(&benv.proc_root.join(&pid).join("comm")).unwrap_or_default();
@@ -473,13 +471,13 @@ fn bind_steps(benv: &BindEnv<'_>, st: &BindState) -> Result<(), BindError> {
     let bdf = st.device.as_str();
     let dir = benv.pci_dir(bdf);
     if st.sriov_numvfs.is_some() {
-        benv.write(dir.join("sriov_numvfs"), "0")?;
+        benv.write(&dir.join("sriov_numvfs"), "0")?;
     }
     if let Some(d) = &st.driver {
-        benv.write(benv.driver_dir(d).join("unbind"), bdf)?;
+        benv.write(&benv.driver_dir(d).join("unbind"), bdf)?;
     }
-    benv.write(dir.join("driver_override"), VFIO_PCI)?;
-    benv.write(benv.driver_dir(VFIO_PCI).join("bind"), bdf)?;
+    benv.write(&dir.join("driver_override"), VFIO_PCI)?;
+    benv.write(&benv.driver_dir(VFIO_PCI).join("bind"), bdf)?;
     let now = current_driver(benv, bdf);
     if now.as_deref() != Some(VFIO_PCI) {
         return Err(BindError::NotBound {
@@ -535,13 +533,13 @@ fn restore_steps(benv: &BindEnv<'_>, st: &BindState, dir: &Path) -> Result<(), B
                 nodes: nodes.iter().map(|n| n.display().to_string()).collect(),
             });
         }
-        benv.write(benv.driver_dir(VFIO_PCI).join("unbind"), bdf)?;
+        benv.write(&benv.driver_dir(VFIO_PCI).join("unbind"), bdf)?;
     }
     let want_override = st.driver_override.clone().unwrap_or_default();
     let have_override = read_trim(&dir.join("driver_override")).filter(|s| s != "(null)").unwrap_or_default();
     if have_override != want_override {
         // A lone newline clears driver_override (drivers/base/driver.c, driver_set_override()).
-        benv.write(dir.join("driver_override"), &format!("{want_override}\n"))?;
+        benv.write(&dir.join("driver_override"), &format!("{want_override}\n"))?;
     }
     if let Some(d) = &st.driver {
         let cur = current_driver(benv, bdf);
@@ -557,10 +555,10 @@ fn restore_steps(benv: &BindEnv<'_>, st: &BindState, dir: &Path) -> Result<(), B
             }
             let drv = benv.driver_dir(d);
             if drv.exists() {
-                benv.write(drv.join("bind"), bdf)?;
+                benv.write(&drv.join("bind"), bdf)?;
             } else {
                 // The driver module is gone: let the bus find one (it loads nothing itself).
-                benv.write(benv.env.sys.join("bus/pci/drivers_probe"), bdf)?;
+                benv.write(&benv.env.sys.join("bus/pci/drivers_probe"), bdf)?;
             }
             let now = current_driver(benv, bdf);
             if now.as_deref() != Some(d.as_str()) {
@@ -577,7 +575,7 @@ fn restore_steps(benv: &BindEnv<'_>, st: &BindState, dir: &Path) -> Result<(), B
     if let Some(n) = st.sriov_numvfs {
         let have: Option<u32> = read_trim(&dir.join("sriov_numvfs")).and_then(|s| s.parse().ok());
         if have != Some(n) {
-            benv.write(dir.join("sriov_numvfs"), &n.to_string())?;
+            benv.write(&dir.join("sriov_numvfs"), &n.to_string())?;
         }
     }
     Ok(())
