@@ -42,7 +42,7 @@ if ! "$bin" man | cmp -s - docs/vfio-mig-conform.1; then
 	exit 1
 fi
 mkdir -p "$out"
-deb=$("$cargo_deb" -p vfio-mig-conform --no-build --no-strip --output "$out" 2>&1 | tail -n 1)
+deb=$("$cargo_deb" -p vfio-mig-conform --no-build --strip --output "$out" 2>&1 | tail -n 1)
 [ -f "$deb" ] || { echo "package.sh: cargo-deb did not produce a package: $deb" >&2; exit 1; }
 
 # What is inside must be what the repository holds.
