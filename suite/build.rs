@@ -1,5 +1,6 @@
 //! Embeds `fixtures/**/*.yaml` and `profiles/*.yaml` into the library so the binary is
-//! self-contained (it runs the built-in suite from anywhere, e.g. inside the test VM).
+//! self-contained (it runs the built-in suite from anywhere, e.g. inside the test VM, or from
+//! `cargo install`).
 
 use std::path::{Path, PathBuf};
 
@@ -80,7 +81,10 @@ fn clause_ids(crate_dir: &Path, out_dir: &Path) {
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     clause_ids(&crate_dir, &PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()));
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    // suite/fixtures and suite/profiles are symlinks to the repository's fixtures/ and
+    // profiles/ (cargo package copies what they point to, so the published crate holds the
+    // files themselves): the build reads them from inside the crate either way.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = root.canonicalize().unwrap_or(root);
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded.rs");
     let code = format!(

@@ -25,8 +25,9 @@ pub mod exit {
 }
 
 const AFTER_HELP: &str = "\
-DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1),
-an mdev UUID, or a simulated device: sim:v2[?flags=stop_copy,p2p,pre_copy&size=N&dma=on&defect=NAME]
+DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1;
+also from $VMC_BDF, like the kernel selftests' $VFIO_SELFTESTS_BDF; with --bind it is bound to
+vfio-pci for the run), an mdev UUID, or a simulated device: sim:v2[?flags=stop_copy,p2p,pre_copy&size=N&dma=on&defect=NAME]
 or sim:v1[?...]. `vfio-mig-conform sim --list-defects` lists the defects.
 
 Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or nothing selected,
@@ -66,11 +67,14 @@ pub enum Format {
 }
 
 /// Running the suite against a device.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
     /// The device to test (see below).
-    #[arg(env = "VFIO_MIG_CONFORM_DEVICE", required = true)]
+    #[arg(env = "VFIO_MIG_CONFORM_DEVICE", required_unless_present = "vmc_bdf")]
     pub device: Option<String>,
+    /// $VMC_BDF: the PCI address to test when DEVICE is not given.
+    #[arg(long = "vmc-bdf", env = "VMC_BDF", hide = true, value_name = "BDF")]
+    pub vmc_bdf: Option<String>,
     /// Run only checks whose name contains FILTER (or equals it with --exact).
     pub filter: Option<String>,
     /// A second (third, ...) device for multi-device checks (P2P orderings, cross-device
@@ -134,6 +138,33 @@ pub struct RunArgs {
     /// Colour: auto, always, never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub color: String,
+    /// Bind PCI devices (DEVICE and --peer addresses) that are not on vfio-pci to it for the
+    /// run, through driver_override, and put the original driver back afterwards (also after
+    /// Ctrl-C; after a crash the next run or `vfio-mig-conform restore` does).
+    #[arg(long)]
+    pub bind: bool,
+    /// With --bind: bind a device the host is using (an interface that is up, a mounted disk).
+    #[arg(long, requires = "bind")]
+    pub force: bool,
+    /// IOMMU back end: vfio_type1_iommu, vfio_type1v2_iommu, iommufd_compat_type1,
+    /// iommufd_compat_type1v2, iommufd, vfio_noiommu (type1, type1v2, noiommu for short), or
+    /// `all`: one run per back end available (output files get a .BACKEND suffix). Default:
+    /// type1v2 for a group, iommufd for a cdev, vfio_noiommu for a noiommu-N group.
+    #[arg(long, value_name = "NAME", value_parser = iommu_backend)]
+    pub iommu_backend: Option<String>,
+}
+
+/// `--iommu-backend`: a back end name (the kernel VFIO selftests' names) or `all`.
+fn iommu_backend(s: &str) -> Result<String, String> {
+    if s == "all" {
+        return Ok(s.to_string());
+    }
+    match vmc::device::kernel::IommuBackend::parse(s) {
+        Some(b) => Ok(b.name().to_string()),
+        None => Err(format!(
+            "`{s}` is not an IOMMU back end: vfio_type1_iommu, vfio_type1v2_iommu, iommufd_compat_type1, iommufd_compat_type1v2, iommufd, vfio_noiommu or all"
+        )),
+    }
 }
 
 /// Output format of `clauses`.
@@ -200,6 +231,16 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Put devices that `--bind` bound back on their original driver (the state files under
+    /// $VMC_STATE_DIR, default /run/vfio-mig-conform/bound): after a run that was killed.
+    #[command(visible_alias = "unbind")]
+    Restore {
+        /// PCI addresses (default: every device with a state file).
+        devices: Vec<String>,
+        /// Seconds to wait for a run that still holds a device to end.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 /// `vfio-mig-conform fuzz DEVICE`.

@@ -1,5 +1,6 @@
 //! `vfio-mig-conform`: the command-line front end. All logic lives in the `vmc` library.
 
+mod bind;
 mod cli;
 mod commands;
 mod fuzz;
@@ -72,7 +73,8 @@ fn main() -> ExitCode {
                 exit::USAGE
             }
         },
-        None => match run::run(&cli.run) {
+        Some(Command::Restore { devices, wait }) => bind::restore_command(&devices, wait),
+        None => match bind::run(&cli.run) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vfio-mig-conform: {}", e.message);

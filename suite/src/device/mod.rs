@@ -54,6 +54,10 @@ pub struct DeviceInfo {
     pub kernel: Option<String>,
     /// The VFIO device name (PCI address, mdev UUID).
     pub name: Option<String>,
+    /// The IOMMU back end a kernel device was opened through (`vfio_type1v2_iommu`,
+    /// `iommufd`, ...: `device::kernel::IommuBackend`); None for simulated devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu: Option<String>,
 }
 
 /// `VFIO_DEVICE_GET_INFO`.

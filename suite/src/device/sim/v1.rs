@@ -60,6 +60,7 @@ impl SimV1 {
             model: Some(cfg.type_name.clone()),
             kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
             name: Some(cfg.type_name.clone()),
+            iommu: None,
         };
         SimV1 {
             cfg,

@@ -80,6 +80,7 @@ impl SimV2 {
             model: Some(cfg.type_name.clone()),
             kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
             name: Some(cfg.type_name.clone()),
+            iommu: None,
         };
         SimV2 {
             cfg,
