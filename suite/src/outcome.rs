@@ -149,7 +149,9 @@ mod tests {
         assert_eq!(classify(&run_with(&[V2_STATE_007]), false).0, Outcome::Fail);
         assert_eq!(classify(&run_with(&[V2_PRECOPY_007]), false).0, Outcome::NonStrict);
         assert_eq!(classify(&run_with(&[V2_PRECOPY_007]), true).0, Outcome::Fail);
-        assert_eq!(classify(&run_with(&[V2_OPEN_001]), false).0, Outcome::Info);
+        assert_eq!(classify(&run_with(&[V2_MIG_004]), false).0, Outcome::Info);
+        assert_eq!(classify(&run_with(&[V2_OPEN_001]), false).0, Outcome::NonStrict);
+        assert_eq!(classify(&run_with(&[V2_OPEN_001]), true).0, Outcome::NonStrict);
         assert_eq!(classify(&run_with(&[]), false).0, Outcome::Pass);
     }
 
