@@ -9,7 +9,7 @@ use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
 use vmc::check::Check;
 use vmc::device::{Device, MigrationApi};
 use vmc::engine::{Engine, EngineOptions};
-use vmc::outcome::{Outcome, classify};
+use vmc::outcome::{Outcome, Verdict, judge};
 use vmc::report::ktap::KtapWriter;
 use vmc::report::record::{CheckResult, DeviceRecord, Line, RecordWriter, RunFooter, RunHeader, Totals};
 
@@ -414,8 +414,12 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
         let r = CheckResult::new(
             check,
             &vmc::engine::CheckRun::default(),
-            Outcome::Unsupported,
-            Some(format!("not run: {why}")),
+            Verdict {
+                outcome: Outcome::Unsupported,
+                reason: Some(format!("not run: {why}")),
+                deviation: None,
+            },
+            s.strict,
             reproduce,
         );
         s.ktap_only(&r);
@@ -448,8 +452,12 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
         let r = CheckResult::new(
             check,
             &run,
-            Outcome::Unsupported,
-            Some("not finished: interrupted".to_string()),
+            Verdict {
+                outcome: Outcome::Unsupported,
+                reason: Some("not finished: interrupted".to_string()),
+                deviation: None,
+            },
+            s.strict,
             reproduce,
         );
         s.ktap_only(&r);
@@ -458,25 +466,10 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     if let Some(e) = &run.restore_error {
         s.wedged = Some(e.clone());
     }
-    let (mut outcome, mut reason) = classify(&run, s.strict);
-    let mut deviation = None;
-    if let Some(p) = &s.profile {
-        let broken: Vec<vmc::clauses::ClauseId> =
-            run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
-        let model = s.engine.slots[0].dev.info().model.clone();
-        let (o, d) = p.apply(&check.id, model.as_deref(), outcome, &broken);
-        if let Some(d) = d {
-            deviation = Some(format!("{}: {} [{}]", p.name, d.describe(), d.at));
-            reason = Some(if o == Outcome::Xpass {
-                format!("profile {} declares a deviation that did not happen: {}", p.name, d.describe())
-            } else {
-                format!("known deviation of {}: {}", p.name, d.describe())
-            });
-        }
-        outcome = o;
-    }
-    let mut result = CheckResult::new(check, &run, outcome, reason, reproduce);
-    result.deviation = deviation;
+    let model = s.engine.slots[0].dev.info().model.clone();
+    let verdict = judge(&run, &check.id, s.strict, s.profile.as_ref(), model.as_deref());
+    let outcome = verdict.outcome;
+    let result = CheckResult::new(check, &run, verdict, s.strict, reproduce);
     if s.trace {
         s.progress.clear();
         for t in &result.trace {

@@ -4,7 +4,6 @@
 use super::capture::{Capture, MAX_WRITE, Provenance, Segments, View};
 use super::{Engine, feature_get};
 use crate::check::Step;
-use crate::clauses::id::*;
 use crate::device::{Device, MigrationApi, VFIO_MIG_GET_PRECOPY_INFO};
 use crate::errno::Errno;
 use crate::hash::StreamHash;
@@ -12,8 +11,10 @@ use crate::op::{
     Access, ConfigArgs, FdRef, Op, ReadArgs, RegionArgs, RegionRef, Source, V1FieldArgs, WriteArgs,
 };
 use crate::oracle::Violation;
+use crate::oracle::feature::{FeatureFacts, judge_feature};
 use crate::oracle::model::{Observation, Piece, StreamEnd};
 use crate::oracle::v1 as v1o;
+use crate::oracle::{data_fd, dma};
 use crate::uapi;
 
 type StepOutput = (Observation, Vec<Violation>, Vec<String>);
@@ -95,24 +96,11 @@ impl Engine {
                 obs.data_fd = Some(if obs.errno.is_none() { fd } else { -1 });
                 let mut extra = Vec::new();
                 if obs.errno.is_none() && fd >= 0 {
-                    match slot.dev.data_fd_flags(fd) {
-                        Ok(f) => {
-                            obs.fd_flags = Some((f.cloexec, f.access_mode));
-                            if !f.cloexec {
-                                extra.push(Violation::new(
-                                    [V2_STATE_005],
-                                    "the new data_fd has FD_CLOEXEC (the core opens it O_CLOEXEC)"
-                                        .to_string(),
-                                    format!("data_fd {fd} without FD_CLOEXEC"),
-                                ));
-                            }
-                        }
-                        Err(e) => extra.push(Violation::new(
-                            [V2_STATE_005],
-                            "the returned data_fd is an open file descriptor".to_string(),
-                            format!("data_fd {fd}: fcntl failed with {e}"),
-                        )),
+                    let flags = slot.dev.data_fd_flags(fd);
+                    if let Ok(f) = &flags {
+                        obs.fd_flags = Some((f.cloexec, f.access_mode));
                     }
+                    extra.extend(data_fd::judge_new_data_fd(fd, flags));
                     slot.fds.adopt(fd, step.name_fd.as_deref());
                 }
                 obs.state = Self::get_state(slot.dev.as_mut());
@@ -171,7 +159,9 @@ impl Engine {
                 let argsz = a.argsz.unwrap_or(uapi::FEATURE_HEADER + u32::from(a.payload));
                 let r = self.slots[si].dev.feature(argsz, flags, &mut payload);
                 let obs = obs_of(&r);
-                let mut v = judge_feature(&self.slots[si].facts, argsz, flags, &obs);
+                let facts = &self.slots[si].facts;
+                let device = FeatureFacts { api: facts.api, dma_logging: facts.dma_logging };
+                let mut v = judge_feature(&device, argsz, flags, &obs);
                 // A raw DMA_LOGGING_STOP that went through stops logging like dma_log_stop.
                 if obs.errno.is_none()
                     && flags & uapi::FEATURE_MASK == uapi::FEATURE_DMA_LOGGING_STOP
@@ -190,7 +180,7 @@ impl Engine {
                         .collect(),
                     None => a.ranges.clone(),
                 };
-                let core = uapi::check_dma_ranges(a.page_size, &ranges).err();
+                let core = dma::core_start_refusal(a.page_size, &ranges);
                 let slot = &mut self.slots[si];
                 let r = slot.dev.dma_log_start(a.page_size, &ranges);
                 let mut obs = obs_of(&r);
@@ -207,7 +197,7 @@ impl Engine {
                 (obs, v)
             }
             Op::DmaLogReport(a) => {
-                let core = uapi::check_dma_report(a.iova, a.length, a.page_size).err();
+                let core = dma::core_report_refusal(a.iova, a.length, a.page_size);
                 let bits = if a.page_size == 0 { 0 } else { a.length.div_ceil(a.page_size) };
                 let words = bits.div_ceil(64);
                 if words > (16 << 20) / 8 {
@@ -819,34 +809,7 @@ impl Engine {
             return Ok((obs, v));
         }
         let obs = self.v1_field(si, a, write)?;
-        let mut v = Vec::new();
-        if obs.errno.is_none() && !natural && offset < v1o::HEADER_SIZE {
-            v.push(Violation::new(
-                [V1_REG_003],
-                format!(
-                    "a {width}-byte {} at header offset {offset} (not one field at its natural width) fails",
-                    if write { "write" } else { "read" }
-                ),
-                "the access succeeded".to_string(),
-            ));
-        }
-        if obs.errno.is_none() && natural && !write {
-            let value = obs.value.unwrap_or(0);
-            if offset == v1o::field::RESERVED && value != 0 {
-                v.push(Violation::new(
-                    [V1_FIELD_001],
-                    "the reserved header field reads 0".to_string(),
-                    format!("{value:#x}"),
-                ));
-            }
-            if offset == v1o::field::DEVICE_STATE && value as u32 & !v1o::MASK != 0 {
-                v.push(Violation::new(
-                    [V1_STATE_009],
-                    "reserved device_state bits read as 0".to_string(),
-                    format!("{:#x}", value as u32 & !v1o::MASK),
-                ));
-            }
-        }
+        let v = v1o::judge_header_access(offset, width, write, obs.errno.is_none(), obs.value);
         Ok((obs, v))
     }
 
@@ -919,18 +882,15 @@ impl Engine {
                 break;
             }
             if iterations >= cap || total >= self.opts.max_stream {
-                if stop_and_copy {
-                    violations.push(Violation::new(
-                        [V1_SAVE_008],
-                        "pending_bytes reaches 0 in finite time".to_string(),
-                        format!("still {pending} after {iterations} iterations and {total} bytes"),
-                    ));
-                    obs.end = Some(StreamEnd::Overflow);
-                } else {
-                    obs.notes.push(format!(
-                        "pending_bytes still {pending} after {iterations} iterations outside stop-and-copy"
-                    ));
-                    obs.end = Some(StreamEnd::Limit);
+                match v1o::judge_pending_not_draining(stop_and_copy, pending, iterations, total) {
+                    Ok(v) => {
+                        violations.push(v);
+                        obs.end = Some(StreamEnd::Overflow);
+                    }
+                    Err(note) => {
+                        obs.notes.push(note);
+                        obs.end = Some(StreamEnd::Limit);
+                    }
                 }
                 break;
             }
@@ -944,13 +904,8 @@ impl Engine {
             };
             if let (Ok(off2), Ok(size2)) =
                 (read(dev, v1o::field::DATA_OFFSET), read(dev, v1o::field::DATA_SIZE))
-                && (off2, size2) != (off, size)
             {
-                violations.push(Violation::new(
-                    [V1_SAVE_004],
-                    format!("data_offset/data_size read again in one iteration stay {off:#x}/{size}"),
-                    format!("{off2:#x}/{size2}"),
-                ));
+                violations.extend(v1o::judge_reread((off, size), (off2, size2)));
             }
             let chunk_v = v1o::judge_chunk(&layout, off, size);
             if !chunk_v.is_empty() {
@@ -960,11 +915,7 @@ impl Engine {
             if size == 0 {
                 obs.notes.push(format!("data_size 0 with pending_bytes {pending}: stop (as QEMU does)"));
                 if !a.once {
-                    violations.push(Violation::new(
-                        [V1_SAVE_008],
-                        "pending_bytes reaches 0 once every staged byte has been read".to_string(),
-                        format!("pending_bytes {pending} with nothing staged (data_size 0)"),
-                    ));
+                    violations.push(v1o::judge_nothing_staged(pending));
                 }
                 break;
             }
@@ -982,10 +933,13 @@ impl Engine {
                     }
                     Ok(_) => break,
                     Err(e) => {
-                        violations.push(Violation::new(
-                            [if a.via == Access::Rw { V1_REG_006 } else { V1_REG_004 }],
-                            format!("the staged data at {off:#x}+{size} can be read ({:?})", a.via),
-                            format!("read failed with {e}"),
+                        let how = format!("{:?}", a.via);
+                        violations.push(v1o::judge_staged_read_failed(
+                            a.via != Access::Rw,
+                            off,
+                            size,
+                            &how,
+                            e,
                         ));
                         obs.errno = Some(e);
                         break;
@@ -1139,81 +1093,4 @@ fn view_hash(view: &View<'_>) -> Option<u64> {
         pos += n as u64;
     }
     Some(h.value())
-}
-
-/// The core's VFIO_DEVICE_FEATURE plumbing rules (V2-FEAT-*), for raw `feature` steps.
-fn judge_feature(facts: &super::DeviceFacts, argsz: u32, flags: u32, obs: &Observation) -> Vec<Violation> {
-    let mut v = Vec::new();
-    let core_bits = uapi::FEATURE_MASK | uapi::FEATURE_GET | uapi::FEATURE_SET | uapi::FEATURE_PROBE;
-    let get_set = uapi::FEATURE_GET | uapi::FEATURE_SET;
-    let expect_einval = |clause: crate::clauses::ClauseId, why: &str, v: &mut Vec<Violation>| {
-        if obs.errno != Some(Errno::EINVAL) {
-            v.push(Violation {
-                clauses: vec![clause],
-                expected: format!("EINVAL: {why}"),
-                actual: obs.summary(),
-            });
-        }
-    };
-    if argsz < 8 {
-        expect_einval(V2_FEAT_001, "argsz below the end of flags", &mut v);
-        return v;
-    }
-    if flags & !core_bits != 0 {
-        expect_einval(V2_FEAT_001, "unknown flag bits", &mut v);
-        return v;
-    }
-    if flags & uapi::FEATURE_PROBE == 0 && flags & get_set == get_set {
-        expect_einval(V2_FEAT_002, "GET and SET together without PROBE", &mut v);
-        return v;
-    }
-    let index = flags & uapi::FEATURE_MASK;
-    let supported = match index {
-        uapi::FEATURE_MIGRATION | uapi::FEATURE_MIG_DATA_SIZE if facts.api == MigrationApi::V2 => {
-            Some(uapi::FEATURE_GET)
-        }
-        uapi::FEATURE_MIG_DEVICE_STATE if facts.api == MigrationApi::V2 => Some(get_set),
-        uapi::FEATURE_DMA_LOGGING_START | uapi::FEATURE_DMA_LOGGING_STOP if facts.dma_logging => {
-            Some(uapi::FEATURE_SET)
-        }
-        uapi::FEATURE_DMA_LOGGING_REPORT if facts.dma_logging => Some(uapi::FEATURE_GET),
-        _ => None,
-    };
-    match supported {
-        None if matches!(
-            index,
-            uapi::FEATURE_MIGRATION
-                | uapi::FEATURE_MIG_DEVICE_STATE
-                | uapi::FEATURE_MIG_DATA_SIZE
-                | uapi::FEATURE_DMA_LOGGING_START
-                | uapi::FEATURE_DMA_LOGGING_STOP
-                | uapi::FEATURE_DMA_LOGGING_REPORT
-        ) && obs.errno != Some(Errno::ENOTTY) =>
-        {
-            v.push(Violation::new(
-                [V2_FEAT_004],
-                "ENOTTY for a migration or logging feature the device does not implement".to_string(),
-                obs.summary(),
-            ));
-        }
-        None => {}
-        Some(ops) => {
-            if flags & get_set & !ops != 0 {
-                expect_einval(
-                    if index == uapi::FEATURE_MIGRATION { V2_MIG_001 } else { V2_FEAT_003 },
-                    "an operation the feature does not support",
-                    &mut v,
-                );
-            } else if flags & uapi::FEATURE_PROBE != 0 && obs.errno.is_some() {
-                v.push(Violation::new(
-                    [V2_FEAT_003],
-                    "PROBE of a supported feature with supported operations succeeds".to_string(),
-                    obs.summary(),
-                ));
-            } else if flags & uapi::FEATURE_PROBE == 0 && flags & get_set == 0 {
-                expect_einval(V2_FEAT_003, "neither GET nor SET without PROBE", &mut v);
-            }
-        }
-    }
-    v
 }

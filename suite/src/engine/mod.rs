@@ -4,7 +4,6 @@
 
 pub mod capture;
 mod exec;
-mod expect;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -57,9 +56,7 @@ pub struct DeviceFacts {
     pub pci_command: Option<u16>,
 }
 
-/// Why report-based checks cannot observe anything on a kernel whose iova_bitmap is a stub.
-pub const REPORT_STUB: &str = "DMA_LOGGING_REPORT fails with EOPNOTSUPP for every driver on this kernel: its \
-    iova_bitmap is a stub (no CONFIG_IOMMUFD_DRIVER), so the driver's read_and_clear is never called";
+pub use crate::oracle::dma::REPORT_STUB;
 
 /// The data fds the engine holds for one device.
 #[derive(Clone, Debug, Default)]
@@ -760,16 +757,22 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            if matches!(step.op, crate::op::Op::DmaLogReport(_))
-                && obs.errno == Some(Errno::EOPNOTSUPP)
-                && self.slots[si].facts.report_stub
+            if let Some(why) = matches!(step.op, crate::op::Op::DmaLogReport(_))
+                .then(|| crate::oracle::dma::report_unobservable(obs.errno, self.slots[si].facts.report_stub))
+                .flatten()
             {
-                run.unsupported = Some(REPORT_STUB.to_string());
+                run.unsupported = Some(why.to_string());
                 let op = op_text(&mut rendered, &step.op).to_string();
                 run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
                 break;
             }
-            violations.extend(expect::evaluate(self, &irq_now, step, &obs));
+            let memory = crate::oracle::expect::Memory {
+                saved: &self.saved,
+                marks: &self.marks,
+                stream: &|name: &str| self.streams.get(name).map(|c| (c.len(), c.hash())),
+                irq_now: &irq_now,
+            };
+            violations.extend(crate::oracle::expect::evaluate(&memory, step, &obs));
             run.notes.extend(notes);
             if self.keep_trace {
                 let op = op_text(&mut rendered, &step.op).to_string();
@@ -777,7 +780,7 @@ impl Engine {
             }
             let mut stop = false;
             for v in violations {
-                stop |= v.clauses.iter().any(|c| c.level().is_mandatory());
+                stop |= crate::oracle::outcome::stops_check(&v);
                 run.findings.push(Finding {
                     violation: v,
                     step: i,

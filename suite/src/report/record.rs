@@ -2,6 +2,7 @@
 //! crash, kill or power loss keeps every finished check. Every other format (pretty, KTAP,
 //! JUnit, HTML) is rebuilt from it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
@@ -79,16 +80,21 @@ pub struct CheckResult {
     /// Every step with what it returned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<StepRecord>,
+    /// The check's outcome on each clause it lists or a finding names
+    /// ([`crate::oracle::outcome::clause_outcomes`]), under the run's `--strict`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clause_outcomes: BTreeMap<String, Outcome>,
 }
 
 impl CheckResult {
     pub fn new(
         check: &Check,
         run: &CheckRun,
-        outcome: Outcome,
-        reason: Option<String>,
+        verdict: crate::oracle::outcome::Verdict,
+        strict: bool,
         reproduce: String,
     ) -> CheckResult {
+        let crate::oracle::outcome::Verdict { outcome, reason, deviation } = verdict;
         let mut notes = run.notes.clone();
         if run.stopped_early {
             notes.push("stopped at the first broken MUST".to_string());
@@ -107,9 +113,25 @@ impl CheckResult {
             duration_us: run.duration_us,
             origin: check.origin.to_string(),
             reproduce,
-            deviation: None,
+            deviation,
             trace: run.trace.clone(),
+            clause_outcomes: BTreeMap::new(),
         }
+        .with_clause_outcomes(strict)
+    }
+
+    /// Fills [`CheckResult::clause_outcomes`] from the outcome and the findings.
+    pub fn with_clause_outcomes(mut self, strict: bool) -> CheckResult {
+        let findings: Vec<(Vec<&str>, crate::clauses::Level)> =
+            self.findings.iter().map(|f| (f.clauses.iter().map(String::as_str).collect(), f.level)).collect();
+        let map = crate::oracle::outcome::clause_outcomes(
+            self.outcome,
+            self.clauses.iter().map(String::as_str),
+            &findings,
+            strict,
+        );
+        self.clause_outcomes = map;
+        self
     }
 
     /// The h2spec-style failure block: clause, statement, source, step, Expected/Actual,

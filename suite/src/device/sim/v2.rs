@@ -587,7 +587,7 @@ impl Device for SimV2 {
         if !self.cfg.dma_logging {
             return Err(Errno::ENOTTY);
         }
-        uapi::check_dma_ranges(page_size, ranges)?;
+        crate::oracle::dma::check_dma_ranges(page_size, ranges)?;
         if self.has(Defect::DmaRangesLimit16) && ranges.len() > 16 {
             return Err(Errno::E2BIG);
         }
@@ -612,7 +612,7 @@ impl Device for SimV2 {
         if !self.cfg.dma_logging {
             return Err(Errno::ENOTTY);
         }
-        uapi::check_dma_report(iova, length, page_size)?;
+        crate::oracle::dma::check_dma_report(iova, length, page_size)?;
         if self.cfg.report_stub {
             // A kernel without IOMMUFD: iova_bitmap_for_each() is a stub.
             return Err(Errno::EOPNOTSUPP);
