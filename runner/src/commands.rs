@@ -1,7 +1,5 @@
 //! The small subcommands: `clauses`, `sim`, `completions`, `man`.
 
-use std::collections::BTreeMap;
-
 use vmc::clauses::catalog;
 use vmc::device::MigrationApi;
 use vmc::device::sim::Defect;
@@ -57,14 +55,7 @@ The user guide docs/guide.md; the clause catalog docs/clauses.md."
 pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     let cat = catalog();
     if coverage {
-        let mut observers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut checks = vmc::checks::generated();
-        checks.extend(vmc::embedded::fixtures().unwrap_or_default());
-        for c in checks {
-            for cl in &c.clauses {
-                observers.entry(cl.to_string()).or_default().push(c.id.clone());
-            }
-        }
+        let observers = vmc::checks::observers();
         let mut observed = 0;
         for c in cat.all() {
             let obs = observers.get(&c.id);
@@ -92,7 +83,7 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
         return exit::OK;
     }
     match format {
-        ClauseFormat::Md => print!("{}", cat.to_markdown()),
+        ClauseFormat::Md => print!("{}", cat.to_markdown(&vmc::checks::observers())),
         ClauseFormat::Json => println!("{}", serde_json::to_string_pretty(cat.all()).unwrap_or_default()),
         ClauseFormat::Text => {
             for c in cat.all() {

@@ -28,7 +28,7 @@ use serde::de::{
 };
 use serde_saphyr::Spanned;
 
-use crate::check::{Check, Cmp, ExpectKind, Expectation, Loc, ORACLE_SET_CLAUSES, Origin, Requires, Step};
+use crate::check::{Check, Cmp, ExpectKind, Expectation, Loc, Origin, Requires, Step};
 use crate::clauses::{ClauseId, Feature};
 use crate::device::MigrationApi;
 use crate::errno::Errno;
@@ -614,7 +614,6 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         devices.push("A".to_string());
     }
     let mut steps = Vec::new();
-    let mut any_oracle = false;
     let mut captures: Vec<String> = Vec::new();
     let mut fd_names: Vec<String> = vec!["current".to_string(), "previous".to_string()];
     for s in y.steps {
@@ -708,7 +707,6 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         if !step_clauses.is_empty() && expect.is_empty() && !oracle {
             return Err(err("`clauses:` without `expect:`: say what the step must do".to_string()));
         }
-        any_oracle |= oracle || sy.setup;
         steps.push(Step {
             op: sy.op,
             device,
@@ -718,6 +716,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             setup: sy.setup,
             loc: Some(loc),
             note: sy.note,
+            precondition: None,
         });
     }
     if steps.is_empty() {
@@ -766,11 +765,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         citation: y.citation,
         sequence_file: Some(name.to_string()),
     };
-    let mut all_extra: Vec<ClauseId> = extra.to_vec();
-    if any_oracle && check.requires.api != Some(MigrationApi::V1) {
-        all_extra.extend_from_slice(ORACLE_SET_CLAUSES);
-    }
-    check.collect_clauses(&all_extra);
+    check.collect_clauses(&extra);
     Ok(check)
 }
 
@@ -847,7 +842,8 @@ mod tests {
         assert!(c.steps[0].oracle);
         assert_eq!(c.steps[0].loc.as_ref().unwrap().line, 4);
         assert_eq!(c.steps[2].expect[0].clauses, vec![V2_RESET_001]);
-        assert!(c.clauses.contains(&V2_STATE_007));
+        assert!(c.clauses.contains(&V2_STATE_002), "a judged SET can break V2-STATE-002");
+        assert!(!c.clauses.contains(&V2_STATE_007), "RUNNING -> STOP cannot break V2-STATE-007");
     }
 
     #[test]

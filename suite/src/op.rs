@@ -256,6 +256,26 @@ pub struct FeatureArgs {
     pub payload: u16,
 }
 
+impl FeatureArgs {
+    /// The `flags` word: feature index, operation bits and the raw extra bits.
+    pub fn flags(&self) -> u32 {
+        let mut flags = u32::from(self.feature) | self.extra_flags;
+        for op in &self.ops {
+            flags |= match op {
+                FeatureOp::Get => crate::uapi::FEATURE_GET,
+                FeatureOp::Set => crate::uapi::FEATURE_SET,
+                FeatureOp::Probe => crate::uapi::FEATURE_PROBE,
+            };
+        }
+        flags
+    }
+
+    /// The `argsz` passed: as given, or header plus payload.
+    pub fn argsz(&self) -> u32 {
+        self.argsz.unwrap_or(crate::uapi::FEATURE_HEADER + u32::from(self.payload))
+    }
+}
+
 /// GET / SET / PROBE bits of `VFIO_DEVICE_FEATURE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Arbitrary)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

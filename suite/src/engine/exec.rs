@@ -147,16 +147,9 @@ impl Engine {
                 (obs, v)
             }
             Op::Feature(a) => {
-                let mut flags = u32::from(a.feature) | a.extra_flags;
-                for op in &a.ops {
-                    flags |= match op {
-                        crate::op::FeatureOp::Get => uapi::FEATURE_GET,
-                        crate::op::FeatureOp::Set => uapi::FEATURE_SET,
-                        crate::op::FeatureOp::Probe => uapi::FEATURE_PROBE,
-                    };
-                }
+                let flags = a.flags();
                 let mut payload = vec![0u8; usize::from(a.payload)];
-                let argsz = a.argsz.unwrap_or(uapi::FEATURE_HEADER + u32::from(a.payload));
+                let argsz = a.argsz();
                 let r = self.slots[si].dev.feature(argsz, flags, &mut payload);
                 let obs = obs_of(&r);
                 let facts = &self.slots[si].facts;

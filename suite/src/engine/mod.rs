@@ -772,7 +772,16 @@ impl Engine {
                 stream: &|name: &str| self.streams.get(name).map(|c| (c.len(), c.hash())),
                 irq_now: &irq_now,
             };
-            violations.extend(crate::oracle::expect::evaluate(&memory, step, &obs));
+            let expected = crate::oracle::expect::evaluate(&memory, step, &obs);
+            if let (Some(why), Some(first)) = (&step.precondition, expected.first()) {
+                run.unsupported = Some(format!("{why} (step {}: {})", i + 1, first.actual));
+                if self.keep_trace {
+                    let op = op_text(&mut rendered, &step.op).to_string();
+                    run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
+                }
+                break;
+            }
+            violations.extend(expected);
             run.notes.extend(notes);
             if self.keep_trace {
                 let op = op_text(&mut rendered, &step.op).to_string();

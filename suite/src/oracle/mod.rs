@@ -10,6 +10,7 @@ pub mod feature;
 pub mod fsm;
 pub mod model;
 pub mod outcome;
+pub mod reach;
 pub mod v1;
 
 use serde::{Deserialize, Serialize};

@@ -353,7 +353,9 @@ mod tests {
     #[test]
     fn pending_bytes_that_never_drain_fail_only_in_stop_and_copy() {
         assert_eq!(judge_pending_not_draining(true, 5, 10, 100).map(|v| v.clauses), Ok(vec![V1_SAVE_008]));
-        assert!(matches!(judge_pending_not_draining(false, 5, 10, 100), Err(n) if n.contains("outside stop-and-copy")));
+        assert!(
+            matches!(judge_pending_not_draining(false, 5, 10, 100), Err(n) if n.contains("outside stop-and-copy"))
+        );
         assert!(judge_reread((32, 8), (32, 8)).is_none());
         assert!(judge_reread((32, 8), (40, 8)).is_some());
     }
