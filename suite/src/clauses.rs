@@ -560,10 +560,14 @@ mod tests {
         let c = one_clause(|t| t).unwrap_or_else(|e| panic!("{}", e.join("\n")));
         let clause = c.get("V2-X-001").expect("loaded");
         assert_eq!(clause.kernels.as_ref().map(ToString::to_string).as_deref(), Some("5.18+"));
+        let none = BTreeMap::new();
         assert!(
-            c.to_markdown()
+            c.to_markdown(&none)
                 .contains("Quote: “The device will do it.” (include/uapi/linux/vfio.h (6.12) l.1)")
         );
+        assert!(c.to_markdown(&none).contains("Checked by: none yet"));
+        let by = BTreeMap::from([("V2-X-001".to_string(), vec!["a.b.c".to_string()])]);
+        assert!(c.to_markdown(&by).contains("Checked by (1): `a.b.c`"));
     }
 
     #[test]
