@@ -5,6 +5,8 @@
 //! Operations are deliberately able to be malformed: raw state values, any argsz and flags,
 //! stale or wrong-direction data fds.
 
+pub mod render;
+
 use std::fmt;
 
 use arbitrary::{Arbitrary, Unstructured};
