@@ -180,7 +180,7 @@ impl Shared {
 /// Runs the suite.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let started = Instant::now();
-    let max_stream = open::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
+    let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
         Exit::new(
             exit::USAGE,
             format!("--max-stream `{}` is not a size above 0 like 4g or 65536", args.max_stream),

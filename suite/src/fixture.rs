@@ -392,17 +392,6 @@ impl<'de> Deserialize<'de> for ExpectYaml {
 // ---------------------------------------------------------------------------------------
 // The fixture file.
 
-/// Where a fixture's sequence comes from.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Qemu,
-    CloudHypervisor,
-    Spec,
-    Debate,
-    Regression,
-}
-
 /// `requires:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -443,8 +432,6 @@ pub enum FlagName {
 pub struct FixtureYaml {
     pub id: Spanned<String>,
     pub title: String,
-    #[serde(default)]
-    pub kind: Option<Kind>,
     #[serde(default)]
     pub models: Option<String>,
     #[serde(default)]

@@ -28,5 +28,7 @@ pub mod oracle;
 pub use oracle::outcome;
 pub mod profile;
 pub mod report;
+pub mod rng;
 pub mod state;
 pub mod uapi;
+pub mod units;

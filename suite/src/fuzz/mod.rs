@@ -16,7 +16,8 @@
 
 pub mod live;
 mod opgen;
-pub mod rng;
+/// The suite's PRNG, used by the fuzzer (re-exported where it used to live).
+pub use crate::rng;
 pub mod stream;
 pub mod yaml;
 

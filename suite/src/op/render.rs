@@ -268,16 +268,9 @@ mod tests {
             ops.push(serde_json::from_value(v).expect("config_read op"));
         }
         // Arbitrary ops from pseudo-random bytes.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
-            let bytes: Vec<u8> = (0..64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..64).map(|_| rng.next_u64() as u8).collect();
             if let Ok(op) = arbitrary::Arbitrary::arbitrary(&mut arbitrary::Unstructured::new(&bytes)) {
                 ops.push(op);
             }
