@@ -12,6 +12,7 @@ pub mod defects;
 #[cfg(test)]
 mod held_out_tests;
 pub mod hw;
+mod regions;
 pub mod stream;
 pub mod v1;
 pub mod v2;

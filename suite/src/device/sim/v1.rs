@@ -4,8 +4,8 @@
 
 use super::defects::Defect;
 use super::hw::Hw;
+use super::regions::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::stream::{FINAL_BYTES, LoadError, Loader, Saver, StreamIdentity};
-use super::v2::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::{REGION_MIGRATION, SimConfig};
 use crate::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo};
 use crate::errno::Errno;
