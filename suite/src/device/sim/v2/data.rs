@@ -1,7 +1,7 @@
 //! The data fds: the saving stream (read), the resuming stream (write), poll, and
 //! `VFIO_MIG_GET_PRECOPY_INFO`.
 
-use super::{FdKind, Session, SimV2, get_u32, put};
+use super::{FdKind, Session, SimV2, get_u32, in_saving_session, put};
 use crate::device::sim::defects::Defect;
 use crate::device::sim::stream::LoadError;
 use crate::device::{DevResult, FdFlags, VFIO_MIG_GET_PRECOPY_INFO};
@@ -26,7 +26,7 @@ impl SimV2 {
         if *id != sess_id {
             return Err(Errno::ENODEV);
         }
-        if state.is_saving() && state != MigState::StopCopy {
+        if in_saving_session(state) && state != MigState::StopCopy {
             if enomsg_first && first_read && !buf.is_empty() {
                 return Err(Errno::ENOMSG);
             }

@@ -1,4 +1,8 @@
-//! `VFIO_DEVICE_FEATURE` as the vfio core dispatches it and a driver answers it.
+//! `VFIO_DEVICE_FEATURE` as the vfio core dispatches it and a driver answers it: the core's
+//! `vfio_ioctl_device_feature()` (6.12 drivers/vfio/vfio_main.c l.1210-1266) and its
+//! per-feature handlers, with `vfio_check_feature()` (include/linux/vfio.h l.249-263), written
+//! here from the kernel source. Only the uAPI's numbers (feature indices, flag bits) come from
+//! `crate::uapi`; none of its argument checks are used.
 
 use super::{SimV2, get_u32, put};
 use crate::device::DevResult;
@@ -6,7 +10,46 @@ use crate::device::sim::defects::Defect;
 use crate::device::sim::stream::Saver;
 use crate::errno::Errno;
 use crate::state::MigState;
-use crate::uapi;
+use crate::uapi::{
+    FEATURE_DMA_LOGGING_REPORT, FEATURE_DMA_LOGGING_START, FEATURE_DMA_LOGGING_STOP, FEATURE_GET,
+    FEATURE_MASK, FEATURE_MIG_DATA_SIZE, FEATURE_MIG_DEVICE_STATE, FEATURE_MIGRATION, FEATURE_PROBE,
+    FEATURE_SET,
+};
+
+/// `offsetofend(struct vfio_device_feature, flags)`: argsz and flags, the header before `data`.
+const FEATURE_MINSZ: u32 = 8;
+/// `sizeof(struct vfio_device_feature_migration)`: `__aligned_u64 flags`.
+const MIGRATION_SIZE: usize = 8;
+/// `sizeof(struct vfio_device_feature_mig_state)`: `__u32 device_state; __s32 data_fd`.
+const MIG_STATE_SIZE: usize = 8;
+/// `sizeof(struct vfio_device_feature_mig_data_size)`: `__aligned_u64 stop_copy_length`.
+const MIG_DATA_SIZE_SIZE: usize = 8;
+/// `sizeof(struct vfio_device_feature_dma_logging_control)`: page_size, num_ranges,
+/// __reserved, ranges.
+const LOGGING_CONTROL_SIZE: usize = 24;
+/// `sizeof(struct vfio_device_feature_dma_logging_report)`: iova, length, page_size, bitmap.
+const LOGGING_REPORT_SIZE: usize = 32;
+
+/// `vfio_check_feature()` (6.12 include/linux/vfio.h l.249-263): `Ok(true)` when the driver
+/// should execute the GET or SET, `Ok(false)` for a PROBE that succeeds.
+fn vfio_check_feature(flags: u32, argsz: usize, supported_ops: u32, minsz: usize) -> DevResult<bool> {
+    // if ((flags & (GET | SET)) & ~supported_ops) return -EINVAL;
+    if flags & (FEATURE_GET | FEATURE_SET) & !supported_ops != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // if (flags & PROBE) return 0;
+    if flags & FEATURE_PROBE != 0 {
+        return Ok(false);
+    }
+    // Without PROBE one of GET or SET must be requested.
+    if flags & (FEATURE_GET | FEATURE_SET) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if argsz < minsz {
+        return Err(Errno::EINVAL);
+    }
+    Ok(true)
+}
 
 impl SimV2 {
     pub(super) fn feature_impl(&mut self, argsz: u32, flags: u32, payload: &mut [u8]) -> DevResult<()> {
@@ -14,29 +57,31 @@ impl SimV2 {
             // A device without mig_ops: the core answers ENOTTY for every migration feature.
             return Err(Errno::ENOTTY);
         }
-        let minsz = 8u32;
+        // vfio_ioctl_device_feature(), l.1216-1231.
+        let minsz = FEATURE_MINSZ;
         if argsz < minsz {
             return Err(Errno::EINVAL);
         }
-        if flags & !(uapi::FEATURE_MASK | uapi::FEATURE_GET | uapi::FEATURE_SET | uapi::FEATURE_PROBE) != 0 {
+        // Check unknown flags.
+        if flags & !(FEATURE_MASK | FEATURE_SET | FEATURE_GET | FEATURE_PROBE) != 0 {
             return Err(Errno::EINVAL);
         }
-        if flags & uapi::FEATURE_PROBE == 0
-            && flags & uapi::FEATURE_SET != 0
-            && flags & uapi::FEATURE_GET != 0
-        {
+        // GET & SET are mutually exclusive except with PROBE.
+        if flags & FEATURE_PROBE == 0 && flags & FEATURE_SET != 0 && flags & FEATURE_GET != 0 {
             return Err(Errno::EINVAL);
         }
+        // Each handler gets `feature.argsz - minsz`.
         let avail = (argsz - minsz) as usize;
-        let index = flags & uapi::FEATURE_MASK;
+        let index = flags & FEATURE_MASK;
         match index {
-            uapi::FEATURE_MIGRATION => {
+            // vfio_ioctl_device_feature_migration(), l.971-990.
+            FEATURE_MIGRATION => {
                 let supported = if self.has(Defect::FeatureSetOnMigrationAccepted) {
-                    uapi::FEATURE_GET | uapi::FEATURE_SET
+                    FEATURE_GET | FEATURE_SET
                 } else {
-                    uapi::FEATURE_GET
+                    FEATURE_GET
                 };
-                if !uapi::check_feature(flags, avail, supported, 8)? {
+                if !vfio_check_feature(flags, avail, supported, MIGRATION_SIZE)? {
                     return Ok(());
                 }
                 let mut f = self.flags().0;
@@ -46,17 +91,18 @@ impl SimV2 {
                 if self.has(Defect::UnknownFlagAdvertised) {
                     f |= 8;
                 }
-                if flags & uapi::FEATURE_SET != 0 {
+                if flags & FEATURE_SET != 0 {
                     return Ok(());
                 }
                 put(payload, 0, &f.to_le_bytes())
             }
-            uapi::FEATURE_MIG_DEVICE_STATE => {
-                if !uapi::check_feature(flags, avail, uapi::FEATURE_GET | uapi::FEATURE_SET, 8)? {
+            // vfio_ioctl_device_feature_mig_device_state(), l.894-941.
+            FEATURE_MIG_DEVICE_STATE => {
+                if !vfio_check_feature(flags, avail, FEATURE_SET | FEATURE_GET, MIG_STATE_SIZE)? {
                     return Ok(());
                 }
                 let requested = get_u32(payload, 0)?;
-                if flags & uapi::FEATURE_GET != 0 {
+                if flags & FEATURE_GET != 0 {
                     let mut s = self.held.reported.unwrap_or(self.state).raw();
                     if self.has(Defect::GetUnknownState) && self.state == MigState::Stop {
                         s = 9;
@@ -81,8 +127,9 @@ impl SimV2 {
                 put(payload, 4, &fd.to_le_bytes())?;
                 result.map(|_| ())
             }
-            uapi::FEATURE_MIG_DATA_SIZE => {
-                if !uapi::check_feature(flags, avail, uapi::FEATURE_GET, 8)? {
+            // vfio_ioctl_device_feature_migration_data_size(), l.943-969.
+            FEATURE_MIG_DATA_SIZE => {
+                if !vfio_check_feature(flags, avail, FEATURE_GET, MIG_DATA_SIZE_SIZE)? {
                     return Ok(());
                 }
                 if self.has(Defect::DataSizeFailsInResuming) && self.state == MigState::Resuming {
@@ -97,26 +144,29 @@ impl SimV2 {
                 };
                 put(payload, 0, &size.to_le_bytes())
             }
-            uapi::FEATURE_DMA_LOGGING_START | uapi::FEATURE_DMA_LOGGING_REPORT => {
+            // vfio_ioctl_device_feature_logging_start() l.1054-1136 and _report() l.1166-1208,
+            // up to their copy_from_user().
+            FEATURE_DMA_LOGGING_START | FEATURE_DMA_LOGGING_REPORT => {
                 if !self.cfg.dma_logging {
                     return Err(Errno::ENOTTY);
                 }
-                let (ops, min) = if index == uapi::FEATURE_DMA_LOGGING_START {
-                    (uapi::FEATURE_SET, 24)
+                let (ops, min) = if index == FEATURE_DMA_LOGGING_START {
+                    (FEATURE_SET, LOGGING_CONTROL_SIZE)
                 } else {
-                    (uapi::FEATURE_GET, 32)
+                    (FEATURE_GET, LOGGING_REPORT_SIZE)
                 };
-                if !uapi::check_feature(flags, avail, ops, min)? {
+                if !vfio_check_feature(flags, avail, ops, min)? {
                     return Ok(());
                 }
                 // The payload carries user pointers; the raw path cannot follow them.
                 Err(Errno::EFAULT)
             }
-            uapi::FEATURE_DMA_LOGGING_STOP => {
+            // vfio_ioctl_device_feature_logging_stop(), l.1139-1154.
+            FEATURE_DMA_LOGGING_STOP => {
                 if !self.cfg.dma_logging {
                     return Err(Errno::ENOTTY);
                 }
-                if !uapi::check_feature(flags, avail, uapi::FEATURE_SET, 0)? {
+                if !vfio_check_feature(flags, avail, FEATURE_SET, 0)? {
                     return Ok(());
                 }
                 if !self.has(Defect::DmaStopLeavesLogging) {
@@ -125,6 +175,7 @@ impl SimV2 {
                 }
                 Ok(())
             }
+            // No device_feature op for other features in this driver.
             _ => Err(Errno::ENOTTY),
         }
     }

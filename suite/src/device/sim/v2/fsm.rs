@@ -1,13 +1,13 @@
 //! The driver's side of a SET: the `migration_set_state` loop a vfio-pci-core variant driver
-//! runs around the core's next-state helper, and its step function (one primitive arc).
+//! runs around the core's next-state helper ([`super::next_state`], the kernel's table data),
+//! and its step function (one primitive arc).
 
-use super::{FdKind, Session, SimV2};
+use super::{FdKind, Session, SimV2, in_saving_session, next_state};
 use crate::device::DevResult;
 use crate::device::sim::defects::Defect;
 use crate::device::sim::hw::PCI_COMMAND;
 use crate::device::sim::stream::{LoadError, Loader, Saver};
 use crate::errno::Errno;
-use crate::oracle::fsm;
 use crate::state::MigState;
 
 impl SimV2 {
@@ -151,11 +151,15 @@ impl SimV2 {
         }
     }
 
-    /// The driver's `migration_set_state` loop.
+    /// The driver's `migration_set_state` loop, as the in-tree variant drivers write it
+    /// (e.g. 6.12 samples/vfio-mdev/mtty.c `mtty_set_state()`):
+    /// `while (cur != new) { ret = vfio_mig_get_next_state(vdev, cur, new, &next); if (ret)
+    /// return ERR_PTR(ret); res = step(cur, next); ...; cur = next; }`, where a data fd returned
+    /// before the target is reached is an error.
     pub(super) fn set_state(&mut self, new: u32) -> DevResult<Option<i32>> {
         let cur = self.state;
         if cur.raw() == new {
-            if self.has(Defect::SameStateSetRestartsSession) && cur.is_saving() {
+            if self.has(Defect::SameStateSetRestartsSession) && in_saving_session(cur) {
                 return Ok(Some(self.open_saving(cur == MigState::StopCopy)));
             }
             return Ok(None);
@@ -186,10 +190,7 @@ impl SimV2 {
             self.ticks_in_state = 0;
             return Ok(None);
         }
-        if self.has(Defect::AcceptsUnsupportedState)
-            && new != 0
-            && MigState::from_raw(new).is_none_or(|s| !s.supported_by(self.flags()))
-        {
+        if self.has(Defect::AcceptsUnsupportedState) && new != 0 && !next_state::supports(self.flags(), new) {
             self.end_session();
             self.state = MigState::from_raw(new).unwrap_or(MigState::Stop);
             self.ticks_in_state = 0;
@@ -197,7 +198,8 @@ impl SimV2 {
         }
         let mut fd = None;
         while self.state.raw() != new {
-            let next = fsm::next_state(self.flags(), self.state.raw(), new).map_err(|_| Errno::EINVAL)?;
+            let next =
+                next_state::next_state(self.flags(), self.state.raw(), new).map_err(|_| Errno::EINVAL)?;
             let from = self.state;
             fd = self.step(from, next)?;
             if self.state == from {

@@ -5,15 +5,22 @@
 //!
 //! - this module: the device's state, sessions and data fds, reset, close/reopen, regions and
 //!   interrupts (through `sim::regions`), and the `Device` implementation;
+//! - [`next_state`]: the core's `vfio_mig_get_next_state()` on the kernel's table data;
 //! - [`fsm`]: the driver's SET loop and step function (one primitive arc);
 //! - [`features`]: `VFIO_DEVICE_FEATURE` as the core dispatches it and the driver answers;
 //! - [`dmalog`]: DMA dirty-page logging (START / REPORT);
 //! - [`data`]: the data fds (saving and resuming streams, poll, PRECOPY_INFO).
+//!
+//! The simulator never calls the oracle (`crate::oracle`) or the argument checks of
+//! `crate::uapi`: what the core and the driver do is written here from the kernel source, so
+//! the suite's verdicts on it are a comparison of two independent descriptions of the uAPI
+//! (`suite/tests/sim_independence.rs` keeps it so).
 
 mod data;
 mod dmalog;
 mod features;
 mod fsm;
+pub mod next_state;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +33,23 @@ use crate::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo,
 use crate::errno::Errno;
 use crate::op::{Access, IrqAction, IrqData};
 use crate::state::{MigFlags, MigState};
+
+/// Whether the device runs in `state` (6.12 include/uapi/linux/vfio.h, the comment on
+/// `enum vfio_device_mig_state`: "RUNNING - The device is running normally", RUNNING_P2P
+/// "RUNNING, except the device cannot do peer to peer DMA", PRE_COPY "running normally but
+/// tracking internal state changes", PRE_COPY_P2P "PRE_COPY, except ..."); STOP, STOP_COPY
+/// and RESUMING are stopped and ERROR does not run.
+fn runs(state: MigState) -> bool {
+    matches!(state, MigState::Running | MigState::RunningP2p | MigState::PreCopy | MigState::PreCopyP2p)
+}
+
+/// Whether `state` belongs to the saving session that RUNNING -> PRE_COPY (or STOP ->
+/// STOP_COPY) opens: "Entering PRE_COPY_P2P continues all the behaviors of PRE_COPY", and in
+/// STOP_COPY "the data transfers session continues to stream the migration state" (same
+/// header, the PRE_COPY -> PRE_COPY_P2P and PRE_COPY_P2P -> STOP_COPY arcs).
+fn in_saving_session(state: MigState) -> bool {
+    matches!(state, MigState::PreCopy | MigState::PreCopyP2p | MigState::StopCopy)
+}
 
 /// Which kind of session a data fd belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +152,7 @@ impl SimV2 {
     /// One unit of logical time.
     fn tick(&mut self) {
         self.ticks_in_state += 1;
-        if self.state.is_running() && !self.held.quiesced {
+        if runs(self.state) && !self.held.quiesced {
             self.hw.advance();
             self.hw.irq_tick();
             self.hw.dma_step();
