@@ -17,7 +17,7 @@ pub mod exit {
     pub const DEVICE: u8 = 3;
     /// The device has no migration support (kselftest SKIP).
     pub const SKIP: u8 = 4;
-    /// Interrupted by SIGINT/SIGTERM, or standard output was closed; the device was restored
+    /// Interrupted by SIGINT/SIGTERM, or standard output or error was closed; the device was restored
     /// and results flushed.
     pub const INTERRUPTED: u8 = 5;
     /// The device could not be returned to RUNNING: it needs attention.

@@ -80,7 +80,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut engine = Engine::new(devices, EngineOptions { max_stream: 256 << 20 });
     let facts = engine.slots[0].facts.clone();
     if facts.api == MigrationApi::None {
-        eprintln!(
+        errln!(
             "vfio-mig-conform fuzz: SKIP: {}: no migration support ({})",
             args.device,
             facts.why_not.as_deref().unwrap_or("no v2 migration feature and no v1 migration region")
@@ -122,7 +122,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let model = session.model().map(str::to_string);
     if !args.quiet {
         let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
-        eprintln!(
+        errln!(
             "vfio-mig-conform fuzz: {} ({:?}, flags {}{prof}), seed {seed}, {} s; operations: {}",
             args.device,
             facts.api,
@@ -157,13 +157,13 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     let file = args.out.join(format!("{}.yaml", f.sequence.id));
                     match write_finding(&args.out, &file, &f.record.reproducer) {
                         Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
-                        Err(e) => eprintln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
+                        Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
                     }
                     if tty {
-                        eprint!("\r\x1b[K");
+                        err!("\r\x1b[K");
                     }
                     let tag = if known.is_some() { "known" } else { "NEW" };
-                    eprintln!(
+                    errln!(
                         "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
                         f.key.join(", "),
                         f.record.after_secs,
@@ -191,7 +191,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         if tty && last_progress.elapsed() >= Duration::from_millis(250) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64();
-            eprint!(
+            err!(
                 "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  findings {} ({} known)",
                 duration.as_secs_f64(),
                 session.ops,
@@ -207,17 +207,17 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         }
     }
     if tty {
-        eprint!("\r\x1b[K");
+        err!("\r\x1b[K");
         let _ = std::io::stderr().flush();
     }
     let interrupted = crate::isolate::interrupted();
     let summary = session.summary(&args.device);
     print_summary(&session, &summary, args, seed);
     let code = if let Some(w) = &wedged {
-        eprintln!("vfio-mig-conform fuzz: stopped: {w}");
+        errln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
     } else if let Some(why) = &interrupted {
-        eprintln!("vfio-mig-conform fuzz: {why}: the device was restored");
+        errln!("vfio-mig-conform fuzz: {why}: the device was restored");
         exit::INTERRUPTED
     } else if unknown_count > 0 {
         exit::VIOLATION
@@ -317,7 +317,7 @@ pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
         Some(n) => match Target::by_name(n) {
             Some(t) => t,
             None => {
-                eprintln!(
+                errln!(
                     "vfio-mig-conform fuzz-to-yaml: unknown target `{n}` (fsm_v2, v1_region, resume_stream)"
                 );
                 return exit::USAGE;
@@ -327,17 +327,17 @@ pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
     let bytes = match vmc::fixture::read_bounded(file) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            errln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
             return exit::USAGE;
         }
     };
     match vmc::fuzz::to_yaml(t, &bytes) {
         Ok(y) => {
-            print!("{y}");
+            out!("{y}");
             exit::OK
         }
         Err(e) => {
-            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            errln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
             exit::USAGE
         }
     }

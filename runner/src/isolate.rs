@@ -35,12 +35,29 @@ extern "C" fn on_signal(sig: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Stops the run as a signal would: the reader of standard output went away (`| head`).
-/// SIGPIPE itself stays ignored during a run, so the write fails with EPIPE instead of
-/// killing the runner between a trial and its device's restore.
-pub fn stdout_closed() {
-    SIGNAL.store(libc::SIGPIPE, Ordering::SeqCst);
-    INTERRUPTED.store(true, Ordering::SeqCst);
+/// Which standard stream lost its reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    Stdout,
+    Stderr,
+}
+
+/// What [`SIGNAL`] holds when standard error was closed (standard output uses SIGPIPE).
+const STDERR_CLOSED: i32 = -1;
+
+/// Stops the run as a signal would: the reader of standard output or standard error went
+/// away (`| head`, `2>&1 | head`). SIGPIPE itself stays ignored during a run, so the write
+/// fails with EPIPE instead of killing the runner between a trial and its device's restore.
+/// A signal that came first keeps its name.
+pub fn output_closed(which: Closed) {
+    let code = match which {
+        Closed::Stdout => libc::SIGPIPE,
+        Closed::Stderr => STDERR_CLOSED,
+    };
+    if !INTERRUPTED.load(Ordering::SeqCst) {
+        SIGNAL.store(code, Ordering::SeqCst);
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Whether a panic payload is a failed write to a closed pipe (libtest-mimic's printer
@@ -69,6 +86,7 @@ pub fn interrupted() -> Option<String> {
         libc::SIGINT => "interrupted by SIGINT".to_string(),
         libc::SIGTERM => "interrupted by SIGTERM".to_string(),
         libc::SIGPIPE => "stopped: standard output was closed (broken pipe)".to_string(),
+        STDERR_CLOSED => "stopped: standard error was closed (broken pipe)".to_string(),
         s => format!("interrupted by signal {s}"),
     })
 }

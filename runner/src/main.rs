@@ -1,5 +1,8 @@
 //! `vfio-mig-conform`: the command-line front end. All logic lives in the `vmc` library.
 
+#[macro_use]
+mod say;
+
 mod bind;
 mod cli;
 mod commands;
@@ -34,7 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Fuzz(args)) => match fuzz::fuzz(&args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform fuzz: {}", e.message);
+                errln!("vfio-mig-conform fuzz: {}", e.message);
                 e.code
             }
         },
@@ -46,14 +49,14 @@ fn main() -> ExitCode {
         Some(Command::Man) => match commands::man(&mut std::io::stdout()) {
             Ok(()) => exit::OK,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {e}");
+                errln!("vfio-mig-conform: {e}");
                 exit::USAGE
             }
         },
         Some(Command::Report { runs, html: Some(dir), .. }) => match commands::report_html(&runs, &dir) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
             match commands::diff(&runs, filter.as_deref()) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("vfio-mig-conform report: {e}");
+                    errln!("vfio-mig-conform report: {e}");
                     exit::USAGE
                 }
             }
@@ -69,7 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Report { runs, format, .. }) => match commands::report(&runs, format) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
         None => match bind::run(&cli.run) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {}", e.message);
+                errln!("vfio-mig-conform: {}", e.message);
                 e.code
             }
         },

@@ -168,7 +168,7 @@ impl Shared {
             && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
         {
             self.progress.clear();
-            eprintln!("vfio-mig-conform: cannot write the run record: {e}");
+            errln!("vfio-mig-conform: cannot write the run record: {e}");
         }
         for k in [&mut self.ktap_out, &mut self.ktap_file].into_iter().flatten() {
             let _ = k.result(&r);
@@ -213,7 +213,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         if matches!(args.format, Format::Ktap | Format::TapFlat) {
             let _ = KtapWriter::skip_all(std::io::stdout(), &why);
         } else {
-            eprintln!("vfio-mig-conform: SKIP: {why}");
+            errln!("vfio-mig-conform: SKIP: {why}");
         }
         return Ok(exit::SKIP);
     }
@@ -225,14 +225,15 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             && !args.quiet
             && !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json)
         {
-            println!(
+            outln!(
                 "vfio-mig-conform: using profile `{}` ({}; --profile none to run without)",
-                p.name, p.file
+                p.name,
+                p.file
             );
         }
         let info = engine.slots[0].dev.info();
         if !p.drivers.is_empty() && !p.matches(info.driver.as_deref(), info.model.as_deref()) {
-            eprintln!(
+            errln!(
                 "vfio-mig-conform: warning: profile `{}` is for driver {} (models {}); this device is driver {}, model {}",
                 p.name,
                 p.drivers.join("/"),
@@ -242,7 +243,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             );
         }
         for m in p.claim_mismatches(&engine.slots[0].facts) {
-            eprintln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
+            errln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
         }
     }
     let largs = libtest_args(args);
@@ -329,10 +330,10 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let totals = Totals::from_results(&shared.results);
     let interrupted = crate::isolate::interrupted();
     let mut code = if let Some(w) = &shared.wedged {
-        eprintln!("vfio-mig-conform: stopped early: {w}");
+        errln!("vfio-mig-conform: stopped early: {w}");
         exit::WEDGED
     } else if let Some(why) = &interrupted {
-        eprintln!(
+        errln!(
             "vfio-mig-conform: {why}: the device was restored; {} finished check{} in the record",
             shared.results.len(),
             if shared.results.len() == 1 { " is" } else { "s are" }
@@ -353,7 +354,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform");
         if let Err(e) = f.write_all(xml.as_bytes()).and_then(|()| f.flush()) {
             // The record still gets its footer; the run's own verdict wins over this one.
-            eprintln!("vfio-mig-conform: cannot write {}: {e}", path.display());
+            errln!("vfio-mig-conform: cannot write {}: {e}", path.display());
             if code == exit::OK {
                 code = exit::USAGE;
             }
@@ -399,7 +400,7 @@ fn run_trials(largs: &Arguments, trials: Vec<Trial>) {
     std::panic::set_hook(Box::new(move |info| hook(info)));
     if let Err(payload) = result {
         if crate::isolate::is_broken_pipe(&*payload) {
-            crate::isolate::stdout_closed();
+            crate::isolate::output_closed(crate::isolate::Closed::Stdout);
         } else {
             std::panic::resume_unwind(payload);
         }
@@ -445,7 +446,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     {
         // The interrupted check did not finish: not recorded, only reported on stderr.
         s.progress.clear();
-        eprintln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
+        errln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
         if let Some(e) = &run.restore_error {
             s.wedged = Some(e.clone());
         }
@@ -473,7 +474,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     if s.trace {
         s.progress.clear();
         for t in &result.trace {
-            eprintln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
+            errln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
         }
     }
     let block = result.failure_block();

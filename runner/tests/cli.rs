@@ -314,6 +314,82 @@ fn a_run_whose_output_is_closed_stops_like_an_interruption_without_a_panic() {
     assert_eq!(end["interrupted"], "stopped: standard output was closed (broken pipe)");
 }
 
+/// Spawns the tool with its standard error (or both streams, as `2>&1 | head` does) a pipe
+/// whose reader is already gone.
+fn run_with_stderr_closed(args: &[&str], both: bool) -> Output {
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    drop(rd);
+    let stdout = if both { Stdio::from(wr.try_clone().expect("dup")) } else { Stdio::null() };
+    bin().args(args).stdout(stdout).stderr(Stdio::from(wr)).output().expect("run")
+}
+
+#[test]
+fn a_run_whose_stderr_is_closed_stops_like_an_interruption_and_ends_its_record() {
+    // Arrange: --trace writes every step to stderr
+    let d = tmp("epipe-stderr");
+    let json = d.join("r.jsonl");
+    // Act
+    let out = run_with_stderr_closed(
+        &["sim:v2", "fsm.arc.", "--trace", "--json", json.to_str().expect("p")],
+        false,
+    );
+    // Assert
+    assert_eq!(out.status.code(), Some(5), "a closed stderr is an interruption, not a panic (101)");
+    let lines = record_lines(&json);
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["exit_code"], 5);
+    assert_eq!(end["interrupted"], "stopped: standard error was closed (broken pipe)");
+    let checks = lines.iter().filter(|l| l["type"] == "check").count();
+    assert!(checks < 64, "the run stopped at the closed stderr, {checks} checks ran");
+}
+
+#[test]
+fn a_run_piped_with_both_streams_into_a_closed_pipe_exits_5_and_ends_its_record() {
+    // Arrange: `vfio-mig-conform sim:v2 2>&1 | head -3` once head has exited
+    let d = tmp("epipe-both");
+    let json = d.join("r.jsonl");
+    // Act
+    let out = run_with_stderr_closed(&["sim:v2", "--json", json.to_str().expect("p")], true);
+    // Assert
+    assert_eq!(out.status.code(), Some(5), "no panic printing to the closed stderr (exit 101)");
+    let lines = record_lines(&json);
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["exit_code"], 5);
+    assert_eq!(end["interrupted"], "stopped: standard output was closed (broken pipe)");
+}
+
+#[test]
+fn a_fuzz_session_whose_stderr_is_closed_stops_with_exit_5_and_ends_its_record() {
+    // Arrange
+    let d = tmp("epipe-fuzz-stderr");
+    let json = d.join("f.jsonl");
+    let findings = d.join("findings");
+    // Act
+    let started = std::time::Instant::now();
+    let out = run_with_stderr_closed(
+        &[
+            "fuzz",
+            "sim:v2",
+            "--duration",
+            "20s",
+            "--json",
+            json.to_str().expect("p"),
+            "--out",
+            findings.to_str().expect("p"),
+        ],
+        false,
+    );
+    // Assert
+    assert_eq!(out.status.code(), Some(5), "a closed stderr stops the session, no panic (101)");
+    assert!(started.elapsed().as_secs() < 15, "the session stopped at once");
+    let lines = record_lines(&json);
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["interrupted"], "stopped: standard error was closed (broken pipe)");
+}
+
 #[test]
 fn a_fuzz_session_whose_output_is_closed_still_ends_its_record() {
     // Arrange
