@@ -20,7 +20,8 @@ pub mod exit {
     /// Interrupted by SIGINT/SIGTERM, or standard output or error was closed; the device was restored
     /// and results flushed.
     pub const INTERRUPTED: u8 = 5;
-    /// The device could not be returned to RUNNING: it needs attention.
+    /// The device could not be returned to RUNNING, or a second SIGINT/SIGTERM ended the
+    /// process before it was: it needs attention.
     pub const WEDGED: u8 = 6;
 }
 

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -28,11 +28,67 @@ const RESTORE_PATIENCE: Duration = Duration::from_secs(10);
 /// Set by SIGINT/SIGTERM.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Which signal interrupted the run.
-pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+pub static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// How many SIGINT/SIGTERM arrived: the second ends the process at once.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// The process running a check or a restore (0: none), killed by a second signal.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Writes a fixed message to stderr from a signal handler (write(2) is async-signal-safe).
+fn signal_safe_message(text: &str) {
+    // SAFETY: write(2) on fd 2 with a pointer and length of a live &str; a closed or invalid
+    // stderr makes it fail with EBADF/EPIPE, which is ignored.
+    let _ = unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
+}
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    SIGNAL.store(sig, Ordering::SeqCst);
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+        // A closed output that stopped the run first keeps its reason.
+        if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            SIGNAL.store(sig, Ordering::SeqCst);
+        }
+        signal_safe_message(if sig == libc::SIGTERM {
+            "\nvfio-mig-conform: SIGTERM: stopping once the device is restored (send it again to exit at once)\n"
+        } else {
+            "\nvfio-mig-conform: SIGINT: stopping once the device is restored (Ctrl-C again to exit at once)\n"
+        });
+        return;
+    }
+    // The second signal: the user will not wait for the restore (a device stuck in a call
+    // with --no-fork, a restore that hangs). End the check or restore process, say what that
+    // leaves behind, and leave (exit 6: the device could not be restored).
+    let child = CHILD.load(Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: kill(2) is async-signal-safe; `child` is the pid of our own live (or
+        // not yet reaped) child process, never 0 or negative (no process group is hit).
+        let _ = unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+    signal_safe_message(
+        "\nvfio-mig-conform: second signal: exiting at once without restoring the device; it may be left in a \
+         non-RUNNING state (reset it, e.g. by running vfio-mig-conform on it again); the run record has no end line\n",
+    );
+    // SAFETY: _exit(2) is async-signal-safe and runs no destructors or atexit handlers; the
+    // kernel closes the device fds.
+    unsafe { libc::_exit(i32::from(WEDGED_EXIT)) }
+}
+
+/// Exit code of a second signal (`cli::exit::WEDGED`: the device could not be restored).
+const WEDGED_EXIT: u8 = crate::cli::exit::WEDGED;
+
+/// Remembers the process a second signal must kill (0 when there is none).
+fn watch_child(pid: Option<Pid>) {
+    CHILD.store(pid.map_or(0, Pid::as_raw), Ordering::SeqCst);
+}
+
+/// Ignores SIGINT/SIGTERM in a check or restore process: the parent decides what a signal
+/// means (it kills the child when it must).
+fn ignore_signals_in_child() {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: ignoring signals installs no handler code.
+        let _ = unsafe { sigaction(sig, &ignore) };
+    }
 }
 
 /// Which standard stream lost its reader.
@@ -75,7 +131,8 @@ pub fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
 pub fn install_signal_handlers() {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores into atomics, which is async-signal-safe.
+        // SAFETY: the handler only uses atomics, write(2), kill(2) and _exit(2), which are
+        // async-signal-safe.
         let _ = unsafe { sigaction(sig, &action) };
     }
 }
@@ -179,34 +236,42 @@ pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), Str
     // with one test thread); the child only restores and leaves with _exit.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            ignore_signals_in_child();
             let code = i32::from(restore_all(engine).is_err());
             // SAFETY: leave without running destructors: the parent owns every resource.
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
-            let until = Instant::now() + timeout;
-            let status = loop {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Ok(WaitStatus::StillAlive) => {
-                        let _ = kill_and_reap(child, Duration::from_secs(1));
-                        return Err(format!(
-                            "VFIO_DEVICE_RESET did not return within {} s (an earlier operation is still stuck in the kernel)",
-                            timeout.as_secs()
-                        ));
-                    }
-                    Ok(s) => break s,
-                    Err(e) => return Err(format!("waiting for the restore process failed: {e}")),
-                }
-            };
-            match status {
+            watch_child(Some(child));
+            let status = wait_restore(child, timeout);
+            watch_child(None);
+            match status? {
                 WaitStatus::Exited(_, 0) => restore_all(engine),
                 other => Err(format!("the device could not be reset ({other:?})")),
             }
         }
         Err(e) => restore_all(engine).map_err(|r| format!("{r} (fork failed: {e})")),
+    }
+}
+
+/// Waits for the restore process `child`, killing it after `timeout`.
+fn wait_restore(child: Pid, timeout: Duration) -> Result<WaitStatus, String> {
+    let until = Instant::now() + timeout;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(WaitStatus::StillAlive) => {
+                let _ = kill_and_reap(child, Duration::from_secs(1));
+                return Err(format!(
+                    "VFIO_DEVICE_RESET did not return within {} s (an earlier operation is still stuck in the kernel)",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(s) => return Ok(s),
+            Err(e) => return Err(format!("waiting for the restore process failed: {e}")),
+        }
     }
 }
 
@@ -264,11 +329,7 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(rd);
-            let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-            for sig in [Signal::SIGINT, Signal::SIGTERM] {
-                // SAFETY: ignoring signals installs no handler code.
-                let _ = unsafe { sigaction(sig, &ignore) };
-            }
+            ignore_signals_in_child();
             let mut out = std::fs::File::from(wr);
             if let Ok(mut progress_out) = out.try_clone() {
                 engine.progress = Some(Box::new(move |i, op| {
@@ -299,7 +360,10 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
         }
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
-            supervise(engine, child, rd, iso)
+            watch_child(Some(child));
+            let run = supervise(engine, child, rd, iso);
+            watch_child(None);
+            run
         }
         Err(e) => {
             let mut r = run_here(engine, check);

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, record_lines, run, text, tmp as dir, wait_for};
+use common::{bin, finish_within, record_lines, run, text, tmp as dir, wait_for};
 
 fn write(d: &Path, name: &str, bytes: &[u8]) -> String {
     let p = d.join(name);
@@ -177,4 +177,59 @@ fn sigterm_mid_run_is_handled_like_sigint() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     let lines = record_lines(&json);
     assert_eq!(lines.last().expect("line")["interrupted"], "interrupted by SIGTERM");
+}
+
+#[test]
+fn fifos_given_as_inputs_are_refused_by_type_before_anything_is_opened() {
+    // Arrange: FIFOs without a writer: opening one for reading blocks forever
+    let d = dir("fifos");
+    let fifo = d.join("seq.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let fixtures = d.join("fixtures");
+    std::fs::create_dir_all(&fixtures).expect("dir");
+    let in_dir = fixtures.join("x.yaml");
+    nix::unistd::mkfifo(&in_dir, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let fifo_s = fifo.display().to_string();
+    let fixtures_s = fixtures.display().to_string();
+    for (args, named) in [
+        (vec!["sim:v2", "--sequence", &fifo_s], &fifo),
+        (vec!["sim:v2", "--profile", &fifo_s], &fifo),
+        (vec!["sim:v2", "--fixtures", &fixtures_s], &in_dir),
+    ] {
+        // Act
+        let child = bin()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = finish_within(child, 20, &format!("{args:?}"));
+        // Assert
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:1:1: a FIFO (named pipe), not a regular file", named.display())),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_symlink_loop_in_a_fixture_directory_is_not_followed() {
+    // Arrange: a link to the directory itself, twice (2^depth paths if followed)
+    let d = dir("symloop");
+    std::fs::write(d.join("good.yaml"), b"id: a.b.good\ntitle: t\nsteps: [get_state]\n").expect("write");
+    std::os::unix::fs::symlink(&d, d.join("loop1")).expect("symlink");
+    std::os::unix::fs::symlink(&d, d.join("loop2")).expect("symlink");
+    // Act
+    let child = bin()
+        .args(["sim:v2", "--fixtures", &d.display().to_string(), "--list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = finish_within(child, 20, "--fixtures with a symlink loop");
+    // Assert
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("a.b.good").count(), 1, "{}", text(&out.stdout));
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Output, Stdio};
 
-use common::{bin, record_lines, run, text, tmp, wait_for};
+use common::{bin, finish_within, record_lines, run, text, tmp, wait_for};
 
 #[test]
 fn the_main_job_on_the_reference_simulator_exits_0() {
@@ -488,4 +488,50 @@ fn report_html_into_a_file_says_it_needs_a_directory() {
     let out = run(&["report", json.to_str().expect("p"), "--html", file.to_str().expect("p")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("exists and is not a directory"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_second_sigint_ends_a_run_stuck_in_a_device_call_at_once() {
+    // Arrange: --no-fork has no watchdog; the fourth check hangs in SET STOP_COPY
+    let d = tmp("second-sigint");
+    let json = d.join("r.jsonl");
+    let child = bin()
+        .args(["sim:v2?defect=hang_on_set", "--no-fork", "--json", json.to_str().expect("p")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(&json, 4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Act
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    let out = finish_within(child, 10, "after the second SIGINT");
+    // Assert
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("Ctrl-C again to exit at once"), "{stderr}");
+    assert!(stderr.contains("it may be left in a non-RUNNING state"), "{stderr}");
+}
+
+#[test]
+fn a_second_sigterm_ends_a_run_stuck_in_a_device_call_at_once() {
+    let d = tmp("second-sigterm");
+    let json = d.join("r.jsonl");
+    let child = bin()
+        .args(["sim:v2?defect=hang_on_set", "--no-fork", "--json", json.to_str().expect("p")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(&json, 4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let out = finish_within(child, 10, "after the second SIGTERM");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
 }

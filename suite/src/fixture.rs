@@ -763,13 +763,45 @@ pub fn load_file(path: &Path) -> Result<Check, LoadError> {
     load_str(&name, &bytes)
 }
 
+/// What a path that is not a regular file is, for the error message.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Reads a user file, refusing anything larger than [`MAX_FILE`] before reading it whole.
+/// The file's type is checked before it is opened (opening a FIFO blocks until a writer
+/// comes), and again on the open file, which is opened non-blocking in case it changed.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = |ft: std::fs::FileType| {
+        format!("{}, not a regular file: sequences, fixtures and profiles are read from files", file_kind(ft))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
     let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !meta.is_file() {
-        return Err("not a regular file".to_string());
+        return Err(not_regular(meta.file_type()));
     }
     let mut buf = Vec::new();
     f.take(MAX_FILE as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read: {e}"))?;
@@ -801,7 +833,8 @@ fn collect_yaml(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Real subdirectories only: a symlink to a parent directory would never end.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             collect_yaml(&p, out);
         } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
             out.push(p);
