@@ -121,7 +121,7 @@ pub struct RunArgs {
     /// Also write KTAP here.
     #[arg(long, value_name = "PATH")]
     pub ktap: Option<PathBuf>,
-    /// Per-operation watchdog in seconds (1 to 86400).
+    /// Per-operation watchdog in seconds (1 to 86400), a whole read or write loop included.
     #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
     pub timeout: u64,
     /// Run checks in this process instead of one child process per check (no watchdog).
@@ -256,7 +256,8 @@ Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be
 pub struct FuzzArgs {
     /// The device to fuzz (as for a run).
     pub device: String,
-    /// How long to fuzz: 60s, 5m, 1h, 500ms (a plain number is seconds).
+    /// How long to fuzz: 60s, 5m, 1h, 500ms (a plain number is seconds). It bounds the
+    /// session's wall time: the walk in flight is cut when it runs out.
     #[arg(long, value_name = "TIME", default_value = "60s")]
     pub duration: String,
     /// Seed of the random walks (default: from the clock; printed so a session can be repeated).
@@ -293,10 +294,15 @@ pub struct FuzzArgs {
     /// Longest walk, in operations.
     #[arg(long, value_name = "N", default_value_t = 48)]
     pub max_walk: usize,
-    /// Per-operation watchdog in seconds (1 to 86400).
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = watchdog_seconds)]
+    /// Per-operation watchdog in seconds (1 to 86400), a whole read or write loop included.
+    #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
     pub timeout: u64,
-    /// Run walks in this process (no watchdog, no crash containment).
+    /// Bound on any one migration stream read (bytes; k/m/g suffixes); the replay command of
+    /// each reproducer carries it.
+    #[arg(long, value_name = "BYTES", default_value = "256m")]
+    pub max_stream: String,
+    /// Run walks in this process (no watchdog, no crash containment; --duration is checked
+    /// between operations).
     #[arg(long)]
     pub no_fork: bool,
     /// No progress line and a shorter summary.

@@ -43,6 +43,12 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let duration = parse_duration(&args.duration).ok_or_else(|| {
         Exit::new(exit::USAGE, format!("--duration `{}` is not a time like 60s, 5m or 500ms", args.duration))
     })?;
+    let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
+        Exit::new(
+            exit::USAGE,
+            format!("--max-stream `{}` is not a size above 0 like 256m or 65536", args.max_stream),
+        )
+    })?;
     // Inputs are validated before any device is opened.
     let explicit = match args.profile.as_deref() {
         None => None,
@@ -77,7 +83,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         _locks.push(crate::open::lock(spec)?);
         devices.push(crate::open::open(spec, args.device_name.as_deref())?);
     }
-    let mut engine = Engine::new(devices, EngineOptions { max_stream: 256 << 20 });
+    let mut engine = Engine::new(devices, EngineOptions { max_stream });
     let facts = engine.slots[0].facts.clone();
     if facts.api == MigrationApi::None {
         errln!(
@@ -116,8 +122,6 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     // A panic inside a walk becomes a finding (the check process reports its message): do not
     // also print it.
     std::panic::set_hook(Box::new(|_| {}));
-    let iso =
-        crate::isolate::Isolation { fork: !args.no_fork, timeout: Duration::from_secs(args.timeout.max(1)) };
     let mut session = Session::new(&mut engine, opts);
     let model = session.model().map(str::to_string);
     if !args.quiet {
@@ -133,8 +137,34 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     }
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let started = Instant::now();
+    // --duration bounds the session's wall time: the check process in flight is killed at the
+    // deadline (whatever operation it is in), and nothing runs after it (shrinking included).
+    let until = started + duration;
+    let iso = crate::isolate::Isolation {
+        fork: !args.no_fork,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        until: Some(until),
+    };
+    if args.no_fork {
+        // In-process walks cannot be killed: the engine stops them at the next step instead.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        engine.interrupt = Some(std::sync::Arc::clone(&flag));
+        std::thread::spawn(move || {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let mut last_progress = Instant::now();
-    let mut exec = |e: &mut Engine, c: &vmc::check::Check| crate::isolate::run_check(e, c, iso);
+    let mut exec = |e: &mut Engine, c: &vmc::check::Check| {
+        if Instant::now() >= until {
+            return vmc::engine::CheckRun {
+                error: Some(crate::isolate::TIME_UP.to_string()),
+                ..Default::default()
+            };
+        }
+        crate::isolate::run_check(e, c, iso)
+    };
+    let replay = replay_command(args, max_stream);
     let mut wedged = None;
     let mut stopped_for = None;
     let mut unknown_count = 0usize;
@@ -155,7 +185,12 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     });
                     f.record.known = known.clone();
                     let file = args.out.join(format!("{}.yaml", f.sequence.id));
-                    match write_finding(&args.out, &file, &f.record.reproducer) {
+                    let text = format!(
+                        "# replay: {replay} --sequence {}\n{}",
+                        crate::run::shell_quote(&file.display().to_string()),
+                        f.record.reproducer
+                    );
+                    match write_finding(&args.out, &file, &text) {
                         Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
                         Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
                     }
@@ -212,7 +247,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     }
     let interrupted = crate::isolate::interrupted();
     let summary = session.summary(&args.device);
-    print_summary(&session, &summary, args, seed);
+    print_summary(&session, &summary, args, seed, &replay);
     let code = if let Some(w) = &wedged {
         errln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
@@ -241,7 +276,37 @@ fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(file, text)
 }
 
-fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: &FuzzArgs, seed: u64) {
+/// The command that replays a reproducer of this session (without its `--sequence FILE`):
+/// the devices as given, and the bounds the session ran under, so a replay judges the same
+/// bytes and is cut at the same time.
+fn replay_command(args: &FuzzArgs, max_stream: u64) -> String {
+    use crate::run::shell_quote;
+    let mut cmd = vec!["vfio-mig-conform".to_string(), shell_quote(&args.device)];
+    for p in &args.peers {
+        cmd.push(format!("--peer {}", shell_quote(p)));
+    }
+    if let Some(n) = &args.device_name {
+        cmd.push(format!("--device-name {}", shell_quote(n)));
+    }
+    if let Some(p) = &args.profile {
+        cmd.push(format!("--profile {}", shell_quote(p)));
+    }
+    if max_stream != vmc::units::parse_size(crate::run::DEFAULT_MAX_STREAM).unwrap_or(0) {
+        cmd.push(format!("--max-stream {}", shell_quote(&args.max_stream)));
+    }
+    if args.timeout != crate::run::DEFAULT_TIMEOUT {
+        cmd.push(format!("--timeout {}", args.timeout));
+    }
+    cmd.join(" ")
+}
+
+fn print_summary(
+    session: &Session,
+    s: &vmc::report::record::FuzzSummary,
+    args: &FuzzArgs,
+    seed: u64,
+    replay: &str,
+) {
     // Standard output may be closed (`| head`): the summary is best effort (the record, when
     // asked for, has it all), and a closed pipe must not turn into a panic after the run.
     let mut out = std::io::stdout().lock();
@@ -298,7 +363,8 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
             say!("      declared: {k}");
         }
         if let Some(p) = &r.reproducer_file {
-            say!("      reproducer: {p} (replay: vfio-mig-conform DEVICE --sequence {p})");
+            say!("      reproducer: {p}");
+            say!("      replay: {replay} --sequence {}", crate::run::shell_quote(p));
         }
     }
 }

@@ -153,8 +153,11 @@ pub fn interrupted() -> Option<String> {
 pub struct Isolation {
     /// One child process per check (the default); false runs checks in-process.
     pub fork: bool,
-    /// Longest any one device operation may take.
+    /// Longest any one device operation may take, a whole read or write loop included.
     pub timeout: Duration,
+    /// A deadline for the whole check (the end of a fuzzing session's `--duration`): the
+    /// check process is killed when it passes, whatever the operation in flight.
+    pub until: Option<Instant>,
 }
 
 /// A message from the child.
@@ -373,6 +376,15 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
     }
 }
 
+/// The start of the error of a check cut by [`Isolation::until`]; it begins with
+/// "interrupted" so the fuzzer stops its walk (and its shrinking) there.
+pub const TIME_UP: &str = "interrupted: the fuzzing time (--duration) ran out";
+
+/// Whether a step (as the check process reports it) is a deliberate `wait`.
+fn is_wait(op: &str) -> bool {
+    op.strip_prefix("wait").is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
+
 /// Whether the pipe's read end has data (or EOF) within `wait`.
 fn pipe_ready(raw: std::os::fd::RawFd, wait: Duration) -> bool {
     // SAFETY: `raw` is the read end of the check's pipe, owned by the caller's reader for the
@@ -405,6 +417,12 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             let r = CheckRun { error: Some(format!("{why} during {}", where_(&step))), ..Default::default() };
             return fail(engine, r);
         }
+        if iso.until.is_some_and(|u| Instant::now() >= u) {
+            let _ = kill_and_reap(child, Duration::from_secs(2));
+            let r =
+                CheckRun { error: Some(format!("{TIME_UP} during {}", where_(&step))), ..Default::default() };
+            return fail(engine, r);
+        }
         // Lines already buffered (two steps can arrive in one read) are handled before the pipe is
         // polled again, and a deadline that passed while this process was descheduled only counts
         // once the pipe holds nothing newer.
@@ -423,7 +441,7 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             }
             return fail(engine, r);
         }
-        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
         if !buffered && !pipe_ready(raw, wait) {
             continue;
         }
@@ -451,7 +469,15 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
                     step = Some((i, op));
                     deadline = Instant::now() + iso.timeout;
                 }
-                Ok(Msg::Beat) => deadline = Instant::now() + iso.timeout,
+                // A heartbeat says a loop is still going, not that it will end: the watchdog
+                // bounds the whole operation (a read of a stream that never ends is cut here or
+                // by --max-stream, whichever comes first). Only a deliberate `wait` (longer
+                // than --timeout if it likes) restarts it.
+                Ok(Msg::Beat) => {
+                    if step.as_ref().is_some_and(|(_, op)| is_wait(op)) {
+                        deadline = Instant::now() + iso.timeout;
+                    }
+                }
                 Ok(Msg::Done(r)) => done = Some(*r),
                 Err(_) => {}
             },

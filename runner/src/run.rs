@@ -29,7 +29,7 @@ impl Exit {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-=,".contains(c)) {
         s.to_string()
     } else {
@@ -295,6 +295,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let iso = crate::isolate::Isolation {
         fork: !args.no_fork,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        until: None,
     };
     let shared = Arc::new(Mutex::new(Shared {
         engine,

@@ -535,3 +535,39 @@ fn a_second_sigterm_ends_a_run_stuck_in_a_device_call_at_once() {
     let out = finish_within(child, 10, "after the second SIGTERM");
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_read_of_a_stream_that_never_ends_is_cut_by_the_watchdog() {
+    // Arrange: a stale saving fd that stays readable, read 24 bytes at a time to the end
+    // (4 GiB at the default --max-stream: minutes)
+    let d = tmp("endless-read");
+    let seq = d.join("endless.yaml");
+    std::fs::write(
+        &seq,
+        "id: fuzz.live.endless\ntitle: t\nrequires: {api: v2, flags: [stop_copy, p2p, pre_copy]}\nsteps:\n  \
+         - set_state: PRE_COPY_P2P\n  - set_state: RUNNING_P2P\n  - set_state: PRE_COPY\n  \
+         - read: {chunk: 24, fd: previous}\n    expect: oracle\n",
+    )
+    .expect("write");
+    let child = bin()
+        .args([
+            "sim:v2?defect=stale_saving_fd_readable",
+            "--timeout",
+            "1",
+            "--sequence",
+            seq.to_str().expect("p"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Act
+    let out = finish_within(child, 30, "an endless read under --timeout 1");
+    // Assert
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("TIMEOUT: step 4 `read: {chunk: 24, fd: previous}` did not return within 1 s"),
+        "{stdout}"
+    );
+}
