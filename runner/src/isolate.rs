@@ -81,13 +81,21 @@ fn watch_child(pid: Option<Pid>) {
     CHILD.store(pid.map_or(0, Pid::as_raw), Ordering::SeqCst);
 }
 
-/// Ignores SIGINT/SIGTERM in a check or restore process: the parent decides what a signal
-/// means (it kills the child when it must).
-fn ignore_signals_in_child() {
+/// Sets up a check or restore process: it ignores SIGINT/SIGTERM (the parent decides what a
+/// signal means and kills the child when it must), and it dies with its parent, so a runner
+/// killed with SIGKILL leaves no process stuck on the device. `parent` is the runner's pid,
+/// taken before the fork (it may have died before the death signal was armed).
+fn child_setup(parent: Pid) {
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: ignoring signals installs no handler code.
         let _ = unsafe { sigaction(sig, &ignore) };
+    }
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if nix::unistd::getppid() != parent {
+        // SAFETY: the parent is gone already: leave without running anything of its.
+        unsafe { libc::_exit(1) }
     }
 }
 
@@ -235,11 +243,12 @@ fn kill_and_reap(pid: Pid, patience: Duration) -> Option<WaitStatus> {
 /// Restores the devices from a child process, so that a reset stuck in the kernel cannot
 /// hang the runner. Simulated devices live in this process and are restored here too.
 pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), String> {
+    let parent = nix::unistd::getpid();
     // SAFETY: the runner is single-threaded here (libtest-mimic runs trials on the main thread
     // with one test thread); the child only restores and leaves with _exit.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            ignore_signals_in_child();
+            child_setup(parent);
             let code = i32::from(restore_all(engine).is_err());
             // SAFETY: leave without running destructors: the parent owns every resource.
             unsafe { libc::_exit(code) }
@@ -327,12 +336,13 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
             return r;
         }
     };
+    let parent = nix::unistd::getpid();
     // SAFETY: single-threaded at this point (see restore_watched); the child runs the check
     // and leaves with _exit, never returning into libtest-mimic.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(rd);
-            ignore_signals_in_child();
+            child_setup(parent);
             let mut out = std::fs::File::from(wr);
             if let Ok(mut progress_out) = out.try_clone() {
                 engine.progress = Some(Box::new(move |i, op| {

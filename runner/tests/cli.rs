@@ -571,3 +571,48 @@ fn a_read_of_a_stream_that_never_ends_is_cut_by_the_watchdog() {
         "{stdout}"
     );
 }
+
+/// The pids whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+                st.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_runner_killed_with_sigkill_leaves_no_check_process_stuck_on_the_device() {
+    // Arrange: the fourth check hangs in its child process (watchdog 60 s)
+    let d = tmp("sigkill-orphan");
+    let json = d.join("r.jsonl");
+    let mut child = bin()
+        .args(["sim:v2?defect=hang_on_set", "--timeout", "60", "--json", json.to_str().expect("p")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(&json, 4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stuck = children_of(child.id());
+    assert_eq!(stuck.len(), 1, "one check process: {stuck:?}");
+    // Act
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // Assert
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !std::path::Path::new(&format!("/proc/{}", stuck[0])).exists()
+    });
+    if !gone {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(stuck[0]), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(gone, "the check process {} outlived the runner", stuck[0]);
+}
