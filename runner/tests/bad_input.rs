@@ -88,6 +88,30 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
             "not valid UTF-8",
         ),
         ("empty.yaml", Vec::new(), ":1:1:", "empty"),
+        (
+            "dma-count.yaml",
+            format!("{head}steps:\n  - dma_log_start: {{page_size: 0, count: 4294967295}}\n").into_bytes(),
+            ":4:20:",
+            "dma_log_start.count: 4294967295 is out of range 0 to 65536",
+        ),
+        (
+            "read-chunk.yaml",
+            format!("{head}steps:\n  - read:\n      chunk: 0\n").into_bytes(),
+            ":5:",
+            "read.chunk: 0 is out of range 1 to 1048576",
+        ),
+        (
+            "report-bitmap.yaml",
+            format!("{head}steps:\n  - dma_log_report: {{length: 0x10000000000}}\n").into_bytes(),
+            ":4:",
+            "dma_log_report.length: 1099511627776 at page_size 4096 needs a 33554432-byte bitmap",
+        ),
+        (
+            "zeros.yaml",
+            format!("{head}steps:\n  - write: {{data: {{zeros: 4294967295}}}}\n").into_bytes(),
+            ":4:",
+            "write.data.zeros: 4294967295 is out of range 0 to 67108864",
+        ),
     ]
 }
 

@@ -196,7 +196,9 @@ struct OpSeed(String);
 impl<'de> DeserializeSeed<'de> for OpSeed {
     type Value = Op;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Op, D::Error> {
-        Op::deserialize(OneVariant { key: self.0, de: d })
+        let op = Op::deserialize(OneVariant { key: self.0, de: d })?;
+        op.check_limits().map_err(de::Error::custom)?;
+        Ok(op)
     }
 }
 
