@@ -35,6 +35,16 @@ Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or not
 3 device cannot be opened, 4 device has no migration support (skip), 5 interrupted,
 6 device could not be restored to RUNNING.";
 
+const REPORT_AFTER_HELP: &str = "\
+Every format counts the same results: the checks of each record and the findings of its fuzz
+sessions (a new finding is a FAIL, a known one an XFAIL); an XPASS fails when the run had
+--strict-profile.
+
+Exit codes (the worst over the records): 0 conformant, 1 a violation (FAIL, TIMEOUT, ERROR,
+XPASS under --strict-profile, or a new fuzz finding), 2 unreadable record or usage error,
+5 a run was interrupted or did not finish (no end line), 6 a run could not restore its device.
+With --diff: 0 the verdicts agree, 1 some differ.";
+
 /// Conformance suite and fuzz harness for Linux VFIO live-migration drivers.
 #[derive(Parser, Debug)]
 #[command(
@@ -194,6 +204,7 @@ pub enum Command {
         list_defects: bool,
     },
     /// Rebuild reports from run records.
+    #[command(after_help = REPORT_AFTER_HELP)]
     Report {
         /// Run records (--json files).
         #[arg(required = true)]

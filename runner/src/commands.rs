@@ -109,63 +109,134 @@ pub fn sim(list_defects: bool) -> u8 {
     exit::OK
 }
 
-/// `vfio-mig-conform report RUN.jsonl... --format F`: rebuild a report from run records.
+/// The exit code a run record stands for, by the rules of the run itself: 6 when a device
+/// could not be restored, 5 when the run did not finish (interrupted, or no end line), 1 when
+/// a check fails (FAIL, TIMEOUT, ERROR, or XPASS when the run had `--strict-profile`) or a
+/// fuzz session found something new, 0 otherwise.
+pub fn record_exit(run: &vmc::report::record::Run) -> u8 {
+    use vmc::report::record::Totals;
+    if run.footer.as_ref().is_some_and(|f| f.exit_code == i32::from(exit::WEDGED)) {
+        exit::WEDGED
+    } else if run.unfinished().is_some() {
+        exit::INTERRUPTED
+    } else if Totals::from_results(&run.results()).failed(run.header.strict_profile) {
+        exit::VIOLATION
+    } else {
+        exit::OK
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --format F`: rebuild a report from run records. The
+/// exit code is the worst of [`record_exit`] over the records.
 pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> Result<u8, String> {
     use crate::cli::ReportFormat;
     use vmc::report::record::{Run, Totals};
-    let mut worst = exit::OK;
+    let mut loaded = Vec::new();
     for path in runs {
-        let run = Run::read(path)?;
-        let totals = Totals::from_results(&run.checks);
-        if totals.fail + totals.timeout + totals.error > 0 {
-            worst = exit::VIOLATION;
-        }
+        loaded.push((path, Run::read(path)?));
+    }
+    let mut worst = exit::OK;
+    for (path, run) in &loaded {
+        worst = worst.max(record_exit(run));
+        let results = run.results();
+        let strict_profile = run.header.strict_profile;
         match format {
-            ReportFormat::Ktap => print!("{}", vmc::report::ktap::render(&run.checks, false, 10)),
-            ReportFormat::Junit => {
-                print!("{}", vmc::report::junit::render(&run.checks, &path.display().to_string()));
-            }
-            ReportFormat::Json => {
-                println!("{}", serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?);
-            }
-            ReportFormat::Pretty => {
-                let dev = run.header.devices.first().map(|d| d.info.spec.clone()).unwrap_or_default();
-                println!("{}: {dev}: {} checks: {}", path.display(), totals.total(), totals.line());
-                if run.footer.is_none() {
+            ReportFormat::Ktap => {
+                print!(
+                    "{}",
+                    vmc::report::ktap::render(&results, false, run.header.timeout_secs, strict_profile)
+                );
+                if let Some(why) = run.unfinished() {
                     println!(
-                        "  (the run did not finish: {} checks were recorded before it stopped)",
-                        run.checks.len()
+                        "# {}: {}",
+                        why.replace('#', ""),
+                        plural(run.checks.len(), "check recorded", "checks recorded")
                     );
                 }
-                for c in run.checks.iter().filter(|c| c.outcome != vmc::outcome::Outcome::Pass) {
-                    println!("{:<12} {}", c.outcome.as_str(), c.id);
-                    if c.outcome.is_failure()
-                        || !c.findings.is_empty()
-                        || c.outcome == vmc::outcome::Outcome::Xpass
-                    {
-                        for line in c.failure_block().lines() {
-                            println!("    {line}");
-                        }
-                    }
-                }
             }
+            ReportFormat::Junit => {
+                print!(
+                    "{}",
+                    vmc::report::junit::render(&results, &path.display().to_string(), strict_profile)
+                );
+            }
+            ReportFormat::Json => {
+                println!("{}", serde_json::to_string_pretty(run).map_err(|e| e.to_string())?);
+            }
+            ReportFormat::Pretty => pretty(path, run, &results, &Totals::from_results(&results)),
         }
     }
     Ok(worst)
 }
 
-/// `vfio-mig-conform report RUN.jsonl... --html DIR`: the static HTML report. Exit 1 when a
-/// run has a FAIL, TIMEOUT or ERROR (as the other report formats), 0 otherwise.
+/// The pretty form of one record: the totals, whether it finished, the fuzz sessions, then
+/// every result that is not a plain PASS (failures with their blocks).
+fn pretty(
+    path: &std::path::Path,
+    run: &vmc::report::record::Run,
+    results: &[vmc::report::record::CheckResult],
+    totals: &vmc::report::record::Totals,
+) {
+    use vmc::outcome::Outcome;
+    let dev = run.header.devices.first().map(|d| d.info.spec.clone()).unwrap_or_default();
+    let findings: usize = run.fuzz.iter().map(|f| f.findings.len()).sum();
+    let fuzz = if run.fuzz.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", plural(findings, "fuzz finding", "fuzz findings"))
+    };
+    println!(
+        "{}: {dev}: {}{fuzz}: {}",
+        path.display(),
+        plural(run.checks.len(), "check", "checks"),
+        totals.line()
+    );
+    if let Some(why) = run.unfinished() {
+        println!(
+            "  INTERRUPTED: {why}; {} before it stopped",
+            plural(run.checks.len(), "check was recorded", "checks were recorded")
+        );
+    }
+    for f in &run.fuzz {
+        let known = f.findings.iter().filter(|x| x.known.is_some()).count();
+        println!(
+            "  fuzz session on {} (seed {}): {:.1} s, {}, (cur,new) pairs {} of {}; {} ({known} known, {} new)",
+            f.device,
+            f.seed,
+            f.duration_ms as f64 / 1000.0,
+            plural(f.ops as usize, "operation", "operations"),
+            f.arcs_covered.len(),
+            f.arcs_possible,
+            plural(f.findings.len(), "finding", "findings"),
+            f.findings.len() - known
+        );
+    }
+    let strict_profile = run.header.strict_profile;
+    for c in results.iter().filter(|c| c.outcome != Outcome::Pass) {
+        let fails =
+            if c.outcome == Outcome::Xpass && strict_profile { " (fails: --strict-profile)" } else { "" };
+        println!("{:<12} {}{fails}", c.outcome.as_str(), c.id);
+        if c.outcome.is_failure() || !c.findings.is_empty() || c.outcome == Outcome::Xpass {
+            for line in c.failure_block().lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --html DIR`: the static HTML report. The exit code
+/// is the worst of [`record_exit`] over the records, as for the other report formats.
 pub fn report_html(runs: &[std::path::PathBuf], dir: &std::path::Path) -> Result<u8, String> {
-    use vmc::report::record::{Run, Totals};
+    use vmc::report::record::Run;
     let mut loaded = Vec::new();
     let mut worst = exit::OK;
     for path in runs {
         let run = Run::read(path)?;
-        let t = Totals::from_results(&run.checks);
-        if t.fail + t.timeout + t.error > 0 {
-            worst = exit::VIOLATION;
-        }
+        worst = worst.max(record_exit(&run));
         loaded.push((path.display().to_string(), run));
     }
     let pages = vmc::report::html::render(&loaded);

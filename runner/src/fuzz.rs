@@ -113,7 +113,10 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         max_walk: args.max_walk.max(4),
         ..LiveOptions::default()
     };
-    let header = crate::run::run_header(&engine, profile.as_ref(), false);
+    let header = vmc::report::record::RunHeader {
+        timeout_secs: args.timeout,
+        ..crate::run::run_header(&engine, profile.as_ref(), false)
+    };
     let mut record = match &args.json {
         Some(path) => Some(crate::run::start_record(path, &header)?),
         None => None,
@@ -185,13 +188,16 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     });
                     f.record.known = known.clone();
                     let file = args.out.join(format!("{}.yaml", f.sequence.id));
-                    let text = format!(
-                        "# replay: {replay} --sequence {}\n{}",
-                        crate::run::shell_quote(&file.display().to_string()),
-                        f.record.reproducer
+                    let command = format!(
+                        "{replay} --sequence {}",
+                        crate::run::shell_quote(&file.display().to_string())
                     );
+                    let text = format!("# replay: {command}\n{}", f.record.reproducer);
                     match write_finding(&args.out, &file, &text) {
-                        Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
+                        Ok(()) => {
+                            f.record.reproducer_file = Some(file.display().to_string());
+                            f.record.replay = Some(command);
+                        }
                         Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
                     }
                     if tty {
@@ -247,7 +253,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     }
     let interrupted = crate::isolate::interrupted();
     let summary = session.summary(&args.device);
-    print_summary(&session, &summary, args, seed, &replay);
+    print_summary(&session, &summary, args, seed);
     let code = if let Some(w) = &wedged {
         errln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
@@ -300,13 +306,7 @@ fn replay_command(args: &FuzzArgs, max_stream: u64) -> String {
     cmd.join(" ")
 }
 
-fn print_summary(
-    session: &Session,
-    s: &vmc::report::record::FuzzSummary,
-    args: &FuzzArgs,
-    seed: u64,
-    replay: &str,
-) {
+fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: &FuzzArgs, seed: u64) {
     // Standard output may be closed (`| head`): the summary is best effort (the record, when
     // asked for, has it all), and a closed pipe must not turn into a panic after the run.
     let mut out = std::io::stdout().lock();
@@ -362,9 +362,9 @@ fn print_summary(
         if let Some(k) = &r.known {
             say!("      declared: {k}");
         }
-        if let Some(p) = &r.reproducer_file {
+        if let (Some(p), Some(command)) = (&r.reproducer_file, &r.replay) {
             say!("      reproducer: {p}");
-            say!("      replay: {replay} --sequence {}", crate::run::shell_quote(p));
+            say!("      replay: {command}");
         }
     }
 }

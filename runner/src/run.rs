@@ -92,6 +92,8 @@ pub(crate) fn run_header(
             .collect(),
         profile: profile.map(|p| format!("{} ({})", p.name, p.file)),
         strict,
+        strict_profile: false,
+        timeout_secs: DEFAULT_TIMEOUT,
         host_kernel: uname_r(),
     }
 }
@@ -142,6 +144,8 @@ struct Shared {
     engine: Engine,
     iso: crate::isolate::Isolation,
     strict: bool,
+    /// `--strict-profile`: an XPASS fails (the trial too, so libtest's summary agrees).
+    strict_profile: bool,
     profile: Option<vmc::profile::Profile>,
     record: Option<RecordWriter>,
     ktap_out: Option<KtapWriter<Box<dyn Write + Send>>>,
@@ -163,7 +167,7 @@ impl Shared {
     }
 
     fn finish_check(&mut self, r: CheckResult) {
-        self.progress.finish(r.outcome.is_failure());
+        self.progress.finish(r.outcome.fails(self.strict_profile));
         if let Some(w) = &mut self.record
             && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
         {
@@ -262,7 +266,11 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         ));
     }
 
-    let header = run_header(&engine, profile.as_ref(), args.strict);
+    let header = RunHeader {
+        strict_profile: args.strict_profile,
+        timeout_secs: args.timeout,
+        ..run_header(&engine, profile.as_ref(), args.strict)
+    };
     let selected_ids: Vec<String> = selected.iter().map(|c| c.id.clone()).collect();
     let mut record = None;
     let mut ktap_out = None;
@@ -275,7 +283,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
             ktap_out = Some(
                 KtapWriter::start(out, &selected_ids, args.format == Format::TapFlat, args.timeout)
-                    .map_err(|e| Exit::new(exit::USAGE, format!("stdout: {e}")))?,
+                    .map_err(|e| Exit::new(exit::USAGE, format!("stdout: {e}")))?
+                    .strict_profile(args.strict_profile),
             );
         }
         if let Some(path) = &args.ktap {
@@ -284,7 +293,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let out: Box<dyn Write + Send> = Box::new(f);
             ktap_file = Some(
                 KtapWriter::start(out, &selected_ids, false, args.timeout)
-                    .map_err(|e| Exit::new(exit::USAGE, format!("{}: {e}", path.display())))?,
+                    .map_err(|e| Exit::new(exit::USAGE, format!("{}: {e}", path.display())))?
+                    .strict_profile(args.strict_profile),
             );
         }
     }
@@ -301,6 +311,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         engine,
         iso,
         strict,
+        strict_profile: args.strict_profile,
         profile,
         record,
         ktap_out,
@@ -340,7 +351,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             if shared.results.len() == 1 { " is" } else { "s are" }
         );
         exit::INTERRUPTED
-    } else if totals.fail + totals.timeout + totals.error > 0 || (args.strict_profile && totals.xpass > 0) {
+    } else if totals.failed(args.strict_profile) {
         exit::VIOLATION
     } else {
         exit::OK
@@ -352,7 +363,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let _ = k.finish();
     }
     if let (Some(path), Some(mut f)) = (&args.junit, junit_file) {
-        let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform");
+        let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform", args.strict_profile);
         if let Err(e) = f.write_all(xml.as_bytes()).and_then(|()| f.flush()) {
             // The record still gets its footer; the run's own verdict wins over this one.
             errln!("vfio-mig-conform: cannot write {}: {e}", path.display());
@@ -480,8 +491,12 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     }
     let block = result.failure_block();
     let reason = result.reason.clone();
+    let strict_profile = s.strict_profile;
     s.finish_check(result);
     match outcome {
+        Outcome::Xpass if strict_profile => {
+            Err(Failed::from(format!("{outcome} (fails under --strict-profile)\n{block}")))
+        }
         Outcome::Pass | Outcome::Xfail | Outcome::NonStrict | Outcome::Info | Outcome::Xpass => {
             Ok(Completion::Completed)
         }

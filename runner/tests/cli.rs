@@ -616,3 +616,121 @@ fn a_runner_killed_with_sigkill_leaves_no_check_process_stuck_on_the_device() {
     }
     assert!(gone, "the check process {} outlived the runner", stuck[0]);
 }
+
+#[test]
+fn with_strict_profile_an_xpass_fails_in_the_exit_code_ktap_junit_pretty_and_report() {
+    // Arrange: mtty declares a deviation the reference simulator does not have (two XPASS)
+    let d = tmp("strict-profile");
+    let (json, ktap, junit) = (d.join("r.jsonl"), d.join("r.ktap"), d.join("r.xml"));
+    let args = ["sim:v2", "--profile", "mtty", "precopy", "--strict-profile"];
+    // Act
+    let out = run(&[&args[..], &["--format", "ktap", "--ktap", ktap.to_str().expect("p")]].concat());
+    let pretty = run(&args);
+    let out_files = run(&[
+        &args[..],
+        &["-q", "--json", json.to_str().expect("p"), "--junit", junit.to_str().expect("p")],
+    ]
+    .concat());
+    // Assert
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out_files.status.code(), Some(1));
+    let live = text(&out.stdout);
+    ktap_ok(&live).unwrap_or_else(|e| panic!("KTAP invalid: {e}\n{live}"));
+    assert!(live.contains("  not ok 4 save_precopy\nnot ok 5 qemu.v2\n"), "{live}");
+    assert!(live.contains("# save_precopy: XPASS fails the run under --strict-profile"), "{live}");
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("tests=\"13\" failures=\"2\""), "{xml}");
+    assert!(xml.contains("<failure message=\"XPASS fails under --strict-profile"), "{xml}");
+    let stdout = text(&pretty.stdout);
+    assert_eq!(pretty.status.code(), Some(1));
+    assert!(stdout.contains("test result: FAILED. 10 passed; 2 failed; 1 ignored"), "{stdout}");
+    let rebuilt = run(&["report", json.to_str().expect("p"), "--format", "ktap"]);
+    assert_eq!(rebuilt.status.code(), Some(1));
+    assert_eq!(text(&rebuilt.stdout), std::fs::read_to_string(&ktap).expect("ktap"));
+    let junit_again = run(&["report", json.to_str().expect("p"), "--format", "junit"]);
+    assert!(text(&junit_again.stdout).contains("failures=\"2\""));
+    let report = run(&["report", json.to_str().expect("p")]);
+    assert_eq!(report.status.code(), Some(1));
+    assert!(text(&report.stdout).contains("XPASS        qemu.v2.save_precopy (fails: --strict-profile)"));
+}
+
+#[test]
+fn report_on_a_fuzz_record_shows_the_session_and_its_findings_and_exits_1_for_new_ones() {
+    // Arrange
+    let d = tmp("report-fuzz");
+    let json = d.join("f.jsonl");
+    let defective = "sim:v2?defect=stop_copy_to_pre_copy_accepted";
+    let out = run(&[
+        "fuzz",
+        defective,
+        "--duration",
+        "2s",
+        "--seed",
+        "1",
+        "--stop-on-finding",
+        "--json",
+        json.to_str().expect("p"),
+        "--out",
+        d.join("findings").to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Act
+    let pretty = run(&["report", json.to_str().expect("p")]);
+    let ktap = run(&["report", json.to_str().expect("p"), "--format", "ktap"]);
+    let junit = run(&["report", json.to_str().expect("p"), "--format", "junit"]);
+    // Assert
+    let stdout = text(&pretty.stdout);
+    assert_eq!(pretty.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(": 0 checks, 1 fuzz finding: pass:0 fail:1"), "{stdout}");
+    assert!(stdout.contains(&format!("  fuzz session on {defective} (seed 1): ")), "{stdout}");
+    assert!(stdout.contains("1 finding (0 known, 1 new)"), "{stdout}");
+    assert!(stdout.contains("V2-STATE-007 [MUST]"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Reproduce: vfio-mig-conform '{defective}' --max-stream 256m --sequence")),
+        "{stdout}"
+    );
+    assert_eq!(ktap.status.code(), Some(1));
+    let k = text(&ktap.stdout);
+    ktap_ok(&k).unwrap_or_else(|e| panic!("KTAP invalid: {e}\n{k}"));
+    assert!(k.contains("not ok 1 fuzz.live"), "{k}");
+    assert_eq!(junit.status.code(), Some(1));
+    assert!(text(&junit.stdout).contains("failures=\"1\""), "{}", text(&junit.stdout));
+}
+
+#[test]
+fn report_on_an_interrupted_run_says_so_and_exits_5() {
+    // Arrange: a record cut after its header and two checks, and one ended by SIGINT
+    let d = tmp("report-interrupted");
+    let json = d.join("r.jsonl");
+    let out = run(&["sim:v2", "fsm.arc.stop.", "-q", "--json", json.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(0));
+    let whole = std::fs::read_to_string(&json).expect("record");
+    let cut = d.join("cut.jsonl");
+    std::fs::write(&cut, whole.lines().take(3).map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+    let mut end: serde_json::Value = serde_json::from_str(whole.lines().last().expect("end")).expect("json");
+    end["interrupted"] = "interrupted by SIGINT".into();
+    end["exit_code"] = 5.into();
+    let sigint = d.join("sigint.jsonl");
+    let mut lines: Vec<String> = whole.lines().map(str::to_string).collect();
+    *lines.last_mut().expect("end") = end.to_string();
+    std::fs::write(&sigint, lines.join("\n") + "\n").expect("write");
+    // Act
+    let cut_out = run(&["report", cut.to_str().expect("p")]);
+    let sigint_out = run(&["report", sigint.to_str().expect("p")]);
+    let ktap = run(&["report", sigint.to_str().expect("p"), "--format", "ktap"]);
+    // Assert
+    assert_eq!(cut_out.status.code(), Some(5));
+    assert!(
+        text(&cut_out.stdout).contains("  INTERRUPTED: the run did not finish (the record has no end line: killed or crashed); 2 checks were recorded before it stopped"),
+        "{}",
+        text(&cut_out.stdout)
+    );
+    assert_eq!(sigint_out.status.code(), Some(5));
+    assert!(
+        text(&sigint_out.stdout).contains("  INTERRUPTED: interrupted by SIGINT;"),
+        "{}",
+        text(&sigint_out.stdout)
+    );
+    assert_eq!(ktap.status.code(), Some(5));
+    assert!(text(&ktap.stdout).contains("# interrupted by SIGINT: "), "{}", text(&ktap.stdout));
+}

@@ -1034,6 +1034,7 @@ impl Session {
                 actual,
                 reproducer: seq.render(),
                 reproducer_file: None,
+                replay: None,
                 known: None,
                 after_secs: self.started.elapsed().as_secs_f64(),
             },

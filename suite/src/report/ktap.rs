@@ -37,6 +37,8 @@ pub struct KtapWriter<W: Write> {
     flat_n: usize,
     totals: Totals,
     timeout_secs: u64,
+    /// `--strict-profile`: an XPASS is `not ok`.
+    strict_profile: bool,
 }
 
 impl<W: Write> std::fmt::Debug for KtapWriter<W> {
@@ -74,7 +76,15 @@ impl<W: Write> KtapWriter<W> {
             flat_n: 0,
             totals: Totals::default(),
             timeout_secs,
+            strict_profile: false,
         })
+    }
+
+    /// Under `--strict-profile` an XPASS fails: its line is `not ok` (as the exit code is 1).
+    #[must_use]
+    pub fn strict_profile(mut self, on: bool) -> Self {
+        self.strict_profile = on;
+        self
     }
 
     /// A whole-run skip (device without migration): one skipped test, `migration_support`.
@@ -104,20 +114,24 @@ impl<W: Write> KtapWriter<W> {
             writeln!(self.out, "{indent}# {name}: expected: {}", clean(&f.expected))?;
             writeln!(self.out, "{indent}# {name}: actual: {}", clean(&f.actual))?;
         }
-        let failed = r.outcome.is_failure();
+        let failed = r.outcome.fails(self.strict_profile);
         let (status, directive) = match r.outcome {
             Outcome::Pass => ("ok", String::new()),
             Outcome::NonStrict => ("ok", String::new()),
             Outcome::Info => ("ok", String::new()),
             Outcome::Unsupported => ("ok", " # SKIP unsupported".to_string()),
             Outcome::Xfail => ("ok", " # XFAIL known deviation".to_string()),
+            Outcome::Xpass if failed => ("not ok", String::new()),
             Outcome::Xpass => ("ok", String::new()),
             Outcome::Fail => ("not ok", String::new()),
             Outcome::Timeout => ("not ok", format!(" # TIMEOUT {} seconds", self.timeout_secs)),
             Outcome::Error => ("not ok", " # ERROR".to_string()),
         };
-        if matches!(r.outcome, Outcome::NonStrict | Outcome::Info | Outcome::Xpass) {
+        if matches!(r.outcome, Outcome::NonStrict | Outcome::Info) || (r.outcome == Outcome::Xpass && !failed)
+        {
             writeln!(self.out, "{indent}# {name}: {}", r.outcome)?;
+        } else if r.outcome == Outcome::Xpass {
+            writeln!(self.out, "{indent}# {name}: XPASS fails the run under --strict-profile")?;
         }
         if failed {
             writeln!(self.out, "{indent}# {name}: reproduce: {}", clean(&r.reproduce))?;
@@ -164,10 +178,11 @@ impl<W: Write> KtapWriter<W> {
 }
 
 /// Renders a whole list of results.
-pub fn render(results: &[CheckResult], flat: bool, timeout_secs: u64) -> String {
+pub fn render(results: &[CheckResult], flat: bool, timeout_secs: u64, strict_profile: bool) -> String {
     let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
     let mut buf = Vec::new();
-    if let Ok(mut w) = KtapWriter::start(&mut buf, &ids, flat, timeout_secs) {
+    if let Ok(w) = KtapWriter::start(&mut buf, &ids, flat, timeout_secs) {
+        let mut w = w.strict_profile(strict_profile);
         for r in results {
             let _ = w.result(r);
         }

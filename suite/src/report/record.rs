@@ -220,6 +220,12 @@ impl Totals {
         t
     }
 
+    /// Whether these totals fail a run (FAIL, TIMEOUT, ERROR, or XPASS under
+    /// `--strict-profile`).
+    pub fn failed(&self, strict_profile: bool) -> bool {
+        self.fail + self.timeout + self.error > 0 || (strict_profile && self.xpass > 0)
+    }
+
     /// `pass:N fail:N ...` in kselftest's order plus ours.
     pub fn line(&self) -> String {
         format!(
@@ -249,8 +255,18 @@ pub struct RunHeader {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub strict: bool,
+    /// `--strict-profile`: an XPASS fails the run (and every report rebuilt from the record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_profile: bool,
+    /// `--timeout` of the run, in seconds (KTAP's TIMEOUT directive names it).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
     /// Host kernel (`uname -r`).
     pub host_kernel: String,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
 }
 
 /// The footer of a complete run.
@@ -275,11 +291,85 @@ pub struct FuzzFinding {
     /// Where the reproducer was written, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reproducer_file: Option<String>,
+    /// The command that replays it (device, bounds, `--sequence FILE`), when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
     /// The profile deviation that declares it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<String>,
     /// Seconds from the start of fuzzing to the first sighting.
     pub after_secs: f64,
+}
+
+impl FuzzFinding {
+    /// The finding as the result of a check named by its reproducer's id (`fuzz.live.*`), so
+    /// that every report of a fuzz record (pretty, KTAP, JUnit, exit code) counts it: a new
+    /// finding is a FAIL (TIMEOUT, ERROR for a hang or a harness error), a known one an XFAIL.
+    pub fn as_check_result(&self) -> CheckResult {
+        let id = self
+            .reproducer
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| format!("fuzz.live.{}", self.clauses.join("_").to_ascii_lowercase()));
+        let harness = match self.clauses.first().map(String::as_str) {
+            Some("TIMEOUT") => Some(Outcome::Timeout),
+            Some("ERROR") => Some(Outcome::Error),
+            _ => None,
+        };
+        let outcome = match (&self.known, harness) {
+            (Some(_), _) => Outcome::Xfail,
+            (None, Some(o)) => o,
+            (None, None) => Outcome::Fail,
+        };
+        let first = self.clauses.first().and_then(|c| catalog().get(c));
+        let findings = if harness.is_some() {
+            Vec::new()
+        } else {
+            vec![FindingRecord {
+                clauses: self.clauses.clone(),
+                level: first.map_or(Level::Must, |c| c.level),
+                title: first.map(|c| c.title.clone()).unwrap_or_default(),
+                statement: first.map(|c| c.statement.clone()).unwrap_or_default(),
+                source: first.map(|c| c.sources()).unwrap_or_default(),
+                expected: self.expected.clone(),
+                actual: self.actual.clone(),
+                // Shrinking drops the steps after the finding: it is at the last step.
+                step: self.reproducer.lines().filter(|l| l.starts_with("- ")).count(),
+                op: self
+                    .reproducer
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("- "))
+                    .map_or_else(|| "the last step".to_string(), |l| l.trim_end_matches(':').to_string()),
+                device: "A".to_string(),
+                loc: None,
+                setup: false,
+            }]
+        };
+        CheckResult {
+            id,
+            title: format!("fuzz finding: {}", self.clauses.join(", ")),
+            outcome,
+            reason: match (&self.known, harness) {
+                (Some(k), _) => Some(format!("known deviation of {k}")),
+                (None, Some(_)) => Some(format!("expected {}; actual {}", self.expected, self.actual)),
+                (None, None) => None,
+            },
+            clauses: self.clauses.clone(),
+            findings,
+            notes: Vec::new(),
+            duration_us: 0,
+            origin: self.reproducer_file.clone().unwrap_or_else(|| "fuzz finding".to_string()),
+            reproduce: self.replay.clone().unwrap_or_else(|| {
+                "the reproducer is in the record's fuzz line (not written to a file)".to_string()
+            }),
+            deviation: self.known.clone(),
+            trace: Vec::new(),
+            clause_outcomes: BTreeMap::new(),
+        }
+        .with_clause_outcomes(false)
+    }
 }
 
 /// What a fuzzing session covered and found.
@@ -323,6 +413,23 @@ pub struct Run {
 }
 
 impl Run {
+    /// Every result of the run: its checks, then its fuzz findings as checks.
+    pub fn results(&self) -> Vec<CheckResult> {
+        let mut all = self.checks.clone();
+        all.extend(self.fuzz.iter().flat_map(|f| f.findings.iter().map(FuzzFinding::as_check_result)));
+        all
+    }
+
+    /// Why the run did not finish, if it did not: the footer's reason, or no footer at all.
+    pub fn unfinished(&self) -> Option<String> {
+        match &self.footer {
+            None => {
+                Some("the run did not finish (the record has no end line: killed or crashed)".to_string())
+            }
+            Some(f) => f.interrupted.clone(),
+        }
+    }
+
     /// Reads a record; a truncated last line (a crash mid-write) is ignored, anything else
     /// wrong is an error naming the line.
     pub fn read(path: &std::path::Path) -> Result<Run, String> {
