@@ -52,6 +52,8 @@ With --diff: 0 the verdicts agree, 1 some differ.";
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
+    // `--timeout -1` is a bad value for --timeout, not an option `-1` (and not the FILTER).
+    allow_negative_numbers = true,
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -257,13 +259,16 @@ pub enum Command {
 
 /// `vfio-mig-conform fuzz DEVICE`.
 #[derive(Args, Debug)]
-#[command(after_help = "\
+#[command(
+    allow_negative_numbers = true,
+    after_help = "\
 Every walk runs as a check in a child process under the watchdog, and the devices are restored
 after each. A finding whose clauses are all declared deviations of the profile (given, or matched
 to the device as the main run does) is \"known\"; the others are new.
 
 Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be opened,
-4 no migration support, 5 interrupted, 6 device could not be restored.")]
+4 no migration support, 5 interrupted, 6 device could not be restored."
+)]
 pub struct FuzzArgs {
     /// The device to fuzz (as for a run).
     pub device: String,
@@ -272,7 +277,7 @@ pub struct FuzzArgs {
     #[arg(long, value_name = "TIME", default_value = "60s")]
     pub duration: String,
     /// Seed of the random walks (default: from the clock; printed so a session can be repeated).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = seed)]
     pub seed: Option<u64>,
     /// Only these operation kinds, comma separated (set_state, read, write, ...).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -303,7 +308,7 @@ pub struct FuzzArgs {
     #[arg(long)]
     pub until_covered: bool,
     /// Longest walk, in operations.
-    #[arg(long, value_name = "N", default_value_t = 48)]
+    #[arg(long, value_name = "N", default_value_t = 48, value_parser = walk_length)]
     pub max_walk: usize,
     /// Per-operation watchdog in seconds (1 to 86400), a whole read or write loop included.
     #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
@@ -333,9 +338,24 @@ pub enum ReportFormat {
 /// `--timeout`: a watchdog of 1 s to a day (0 would fire at once; beyond a day a deadline is
 /// no watchdog at all, and near u64::MAX it overflows the clock).
 fn watchdog_seconds(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
-        Ok(n) => Err(format!("{n} s: the watchdog takes 1 to 86400 seconds")),
-        Err(e) => Err(format!("`{s}` is not a number of seconds: {e}")),
+    ranged(s, 1, 86_400, " s", "the watchdog takes 1 to 86400 seconds")
+}
+
+/// `--max-walk`: 4 operations (a walk needs room for a save or restore) to 10000.
+fn walk_length(s: &str) -> Result<usize, String> {
+    ranged(s, 4, 10_000, " operations", "a walk takes 4 to 10000 operations").map(|n| n as usize)
+}
+
+/// `--seed`: any 64-bit number.
+fn seed(s: &str) -> Result<u64, String> {
+    ranged(s, 0, u64::MAX, "", "a seed is 0 to 18446744073709551615")
+}
+
+/// An integer from `lo` to `hi`; the message says which when it is not (`-1`, `1e3`, `lots`).
+fn ranged(s: &str, lo: u64, hi: u64, unit: &str, range: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= i128::from(lo) && n <= i128::from(hi) => Ok(n as u64),
+        Ok(n) => Err(format!("{n}{unit}: {range}")),
+        Err(_) => Err(format!("`{s}` is not a whole number: {range}")),
     }
 }

@@ -98,8 +98,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         if !bad.is_empty() {
             return Err(Exit::new(
                 exit::USAGE,
-                format!("--ops {}: not operations of a {:?} device", bad.join(", "), facts.api)
-                    .to_lowercase(),
+                format!("--ops {}: not operations of a {} device", bad.join(", "), facts.api),
             ));
         }
     }
@@ -110,7 +109,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         seed,
         kinds: (!all_kinds.is_empty()).then_some(all_kinds),
         allow_disruptive: args.allow_disruptive,
-        max_walk: args.max_walk.max(4),
+        max_walk: args.max_walk,
         ..LiveOptions::default()
     };
     let header = vmc::report::record::RunHeader {
@@ -130,7 +129,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     if !args.quiet {
         let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
         errln!(
-            "vfio-mig-conform fuzz: {} ({:?}, flags {}{prof}), seed {seed}, {} s; operations: {}",
+            "vfio-mig-conform fuzz: {} ({}, flags {}{prof}), seed {seed}, {} s; operations: {}",
             args.device,
             facts.api,
             facts.flags,

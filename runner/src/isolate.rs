@@ -259,10 +259,24 @@ pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), Str
             watch_child(None);
             match status? {
                 WaitStatus::Exited(_, 0) => restore_all(engine),
-                other => Err(format!("the device could not be reset ({other:?})")),
+                WaitStatus::Exited(_, 1) => {
+                    Err("the device did not return to RUNNING after a reset".to_string())
+                }
+                other => Err(format!("the device could not be reset: the restore process {}", ended(&other))),
             }
         }
         Err(e) => restore_all(engine).map_err(|r| format!("{r} (fork failed: {e})")),
+    }
+}
+
+/// How a child process ended, in words.
+fn ended(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, sig, core) => {
+            format!("was killed by {}{}", sig.as_str(), if *core { " (core dumped)" } else { "" })
+        }
+        _ => "stopped without exiting".to_string(),
     }
 }
 
@@ -464,9 +478,8 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
                     return r;
                 }
                 let how = match status {
-                    Some(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig:?}"),
-                    Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-                    other => format!("ended ({other:?})"),
+                    Some(s) => ended(&s),
+                    None => "ended (its status could not be read)".to_string(),
                 };
                 let r = CheckRun {
                     error: Some(format!("the check process {how} during {}", where_(&step))),

@@ -6,6 +6,7 @@ mod say;
 mod bind;
 mod cli;
 mod commands;
+mod events;
 mod fuzz;
 mod isolate;
 mod open;

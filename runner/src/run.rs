@@ -134,9 +134,31 @@ fn libtest_args(args: &RunArgs) -> Arguments {
             Format::Json => FormatSetting::Json,
             _ => FormatSetting::Pretty,
         }),
-        logfile: matches!(args.format, Format::Ktap | Format::TapFlat).then(|| "/dev/null".to_string()),
+        // KTAP and JSON events are written by the runner itself (see `events.rs`).
+        logfile: (matches!(args.format, Format::Ktap | Format::TapFlat)
+            || (args.format == Format::Json && !args.list))
+            .then(|| "/dev/null".to_string()),
         ..Arguments::default()
     }
+}
+
+/// Why no check was selected, in the words of the command line.
+fn nothing_selected(args: &RunArgs, available: usize) -> String {
+    let mut why = Vec::new();
+    match (&args.filter, args.exact) {
+        (Some(f), true) => why.push(format!("no check is named `{f}`")),
+        (Some(f), false) => why.push(format!("no check name contains `{f}`")),
+        (None, _) => {}
+    }
+    if !args.skip.is_empty() {
+        let skips: Vec<String> = args.skip.iter().map(|s| format!("`{s}`")).collect();
+        why.push(format!("--skip {} left none", skips.join(", ")));
+    }
+    if why.is_empty() {
+        why.push("the run has no checks".to_string());
+    }
+    let checks = if available == 1 { "check" } else { "checks" };
+    format!("no checks selected: {}; `--list` shows the {available} {checks} available", why.join(" and "))
 }
 
 /// Everything the trials share.
@@ -156,6 +178,8 @@ struct Shared {
     wedged: Option<String>,
     /// The progress line on stderr (only drawn when stderr is a terminal and stdout is not).
     progress: crate::progress::Progress,
+    /// `--format json`: the event lines.
+    events: Option<crate::events::JsonEvents>,
 }
 
 impl Shared {
@@ -255,15 +279,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let selected: Vec<&Check> =
         checks.iter().zip(&probe_trials).filter(|(_, t)| !largs.is_filtered_out(t)).map(|(c, _)| c).collect();
     if selected.is_empty() && !args.list {
-        return Err(Exit::new(
-            exit::USAGE,
-            format!(
-                "no checks selected (filter {:?}, --skip {:?}); `--list` shows the {} available",
-                args.filter,
-                args.skip,
-                checks.len()
-            ),
-        ));
+        return Err(Exit::new(exit::USAGE, nothing_selected(args, checks.len())));
     }
 
     let header = RunHeader {
@@ -320,6 +336,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         trace: args.trace,
         wedged: None,
         progress: crate::progress::Progress::auto(selected_ids.len(), args.quiet || args.list),
+        events: (args.format == Format::Json && !args.list)
+            .then(|| crate::events::JsonEvents::start(selected_ids.len(), checks.len() - selected_ids.len())),
     }));
 
     let trials: Vec<Trial> = checks
@@ -328,7 +346,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let shared = Arc::clone(&shared);
             let repro = reproduce(args, &check);
             let id = check.id.clone();
-            Trial::ignorable_test(id, move || run_trial(&shared, &check, repro))
+            Trial::ignorable_test(id, move || run_trial_with_events(&shared, &check, repro))
         })
         .collect();
     run_trials(&largs, trials);
@@ -358,6 +376,9 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     };
     if let Some(k) = shared.ktap_out.take() {
         let _ = k.finish();
+    }
+    if let Some(e) = &shared.events {
+        e.finish();
     }
     if let Some(k) = shared.ktap_file.take() {
         let _ = k.finish();
@@ -419,7 +440,41 @@ fn run_trials(largs: &Arguments, trials: Vec<Trial>) {
     }
 }
 
-fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
+/// Runs one trial and, with `--format json`, writes its events.
+fn run_trial_with_events(
+    shared: &Arc<Mutex<Shared>>,
+    check: &Check,
+    reproduce: String,
+) -> Result<Completion, Failed> {
+    let json = {
+        let s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = &s.events {
+            e.test_started(&check.id);
+        }
+        s.events.is_some()
+    };
+    let (result, text) = run_trial(shared, check, reproduce);
+    if json {
+        let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let how = match &result {
+            Ok(Completion::Completed) => crate::events::Event::Ok,
+            Ok(_) => crate::events::Event::Ignored(&text),
+            Err(_) => crate::events::Event::Failed(&text),
+        };
+        if let Some(e) = &mut s.events {
+            e.test_finished(&check.id, &how);
+        }
+    }
+    result
+}
+
+/// Runs one trial: its libtest result, and the text that goes with it (the failure block, or
+/// why it was ignored).
+fn run_trial(
+    shared: &Arc<Mutex<Shared>>,
+    check: &Check,
+    reproduce: String,
+) -> (Result<Completion, Failed>, String) {
     let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.progress.start(&check.id);
     if let Some(why) = crate::isolate::interrupted() {
@@ -436,7 +491,8 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
             reproduce,
         );
         s.ktap_only(&r);
-        return Ok(Completion::ignored_with(format!("not run: {why}")));
+        let why = format!("not run: {why}");
+        return (Ok(Completion::ignored_with(why.clone())), why);
     }
     let skip = if let Some(w) = &s.wedged {
         Some(format!("not run: {w}"))
@@ -474,7 +530,7 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
             reproduce,
         );
         s.ktap_only(&r);
-        return Ok(Completion::ignored_with("interrupted"));
+        return (Ok(Completion::ignored_with("interrupted")), "interrupted".to_string());
     }
     if let Some(e) = &run.restore_error {
         s.wedged = Some(e.clone());
@@ -495,14 +551,19 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     s.finish_check(result);
     match outcome {
         Outcome::Xpass if strict_profile => {
-            Err(Failed::from(format!("{outcome} (fails under --strict-profile)\n{block}")))
+            let text = format!("{outcome} (fails under --strict-profile)\n{block}");
+            (Err(Failed::from(&text)), text)
         }
         Outcome::Pass | Outcome::Xfail | Outcome::NonStrict | Outcome::Info | Outcome::Xpass => {
-            Ok(Completion::Completed)
+            (Ok(Completion::Completed), String::new())
         }
         Outcome::Unsupported => {
-            Ok(Completion::ignored_with(reason.unwrap_or_else(|| "unsupported".to_string())))
+            let why = reason.unwrap_or_else(|| "unsupported".to_string());
+            (Ok(Completion::ignored_with(why.clone())), why)
         }
-        Outcome::Fail | Outcome::Timeout | Outcome::Error => Err(Failed::from(format!("{outcome}\n{block}"))),
+        Outcome::Fail | Outcome::Timeout | Outcome::Error => {
+            let text = format!("{outcome}\n{block}");
+            (Err(Failed::from(&text)), text)
+        }
     }
 }

@@ -40,7 +40,7 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
             "wrong-type.yaml",
             format!("{head}steps:\n  - read: {{max: lots}}\n").into_bytes(),
             ":4:17:",
-            "invalid",
+            "max: `lots` is not an integer: max takes an integer from 0 to 18446744073709551615",
         ),
         (
             "unknown-step.yaml",

@@ -363,7 +363,7 @@ impl Profile {
         if let Some(api) = self.api
             && api != facts.api
         {
-            out.push(format!("profile says api {api:?}, device speaks {:?}", facts.api));
+            out.push(format!("profile says api {api}, device speaks {}", facts.api));
         }
         if let Some(f) = self.flags
             && f != facts.flags
