@@ -148,9 +148,9 @@ pub struct RunArgs {
     /// Less output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Colour: auto, always, never.
-    #[arg(long, value_name = "WHEN", default_value = "auto")]
-    pub color: String,
+    /// Colour of the pretty output.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
     /// Bind PCI devices (DEVICE and --peer addresses) that are not on vfio-pci to it for the
     /// run, through driver_override, and put the original driver back afterwards (also after
     /// Ctrl-C; after a crash the next run or `vfio-mig-conform restore` does).
@@ -178,6 +178,16 @@ fn iommu_backend(s: &str) -> Result<String, String> {
             "`{s}` is not an IOMMU back end: vfio_type1_iommu, vfio_type1v2_iommu, iommufd_compat_type1, iommufd_compat_type1v2, iommufd, vfio_noiommu or all"
         )),
     }
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorWhen {
+    /// When standard output is a terminal.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// Output format of `clauses`.
@@ -218,7 +228,7 @@ pub enum Command {
         #[arg(long)]
         diff: bool,
         /// With --diff: only checks whose name starts with this.
-        #[arg(long, value_name = "PREFIX")]
+        #[arg(long, value_name = "PREFIX", requires = "diff")]
         filter: Option<String>,
         /// Write a static HTML report (index.html and one page per run) into DIR instead:
         /// arc matrix, clause table, runs x clauses matrix, fuzz coverage.

@@ -56,29 +56,38 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     let cat = catalog();
     if coverage {
         let observers = vmc::checks::observers();
-        let mut observed = 0;
-        for c in cat.all() {
-            let obs = observers.get(&c.id);
-            if obs.is_some() {
-                observed += 1;
+        let observed = cat.all().iter().filter(|c| observers.contains_key(&c.id)).count();
+        let summary = format!("{observed} of {} clauses observed by at least one check", cat.all().len());
+        match format {
+            ClauseFormat::Json => {
+                let v: Vec<serde_json::Value> = cat
+                    .all()
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default()}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
-            match (format, obs) {
-                (ClauseFormat::Json, _) => {}
-                (_, Some(list)) => {
-                    println!("{:<20} {:<8} {} checks, e.g. {}", c.id, c.level, list.len(), list[0]);
+            ClauseFormat::Md => {
+                println!("| clause | level | checks | for example |\n|---|---|---|---|");
+                for c in cat.all() {
+                    match observers.get(&c.id) {
+                        Some(list) => println!("| {} | {} | {} | `{}` |", c.id, c.level, list.len(), list[0]),
+                        None => println!("| {} | {} | 0 | not observed by any check yet |", c.id, c.level),
+                    }
                 }
-                (_, None) => println!("{:<20} {:<8} not observed by any check yet", c.id, c.level),
+                println!("\n{summary}");
             }
-        }
-        if format == ClauseFormat::Json {
-            let v: Vec<serde_json::Value> = cat
-                .all()
-                .iter()
-                .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default()}))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        } else {
-            println!("{observed} of {} clauses observed by at least one check", cat.all().len());
+            ClauseFormat::Text => {
+                for c in cat.all() {
+                    match observers.get(&c.id) {
+                        Some(list) => {
+                            println!("{:<20} {:<8} {} checks, e.g. {}", c.id, c.level, list.len(), list[0]);
+                        }
+                        None => println!("{:<20} {:<8} not observed by any check yet", c.id, c.level),
+                    }
+                }
+                println!("{summary}");
+            }
         }
         return exit::OK;
     }

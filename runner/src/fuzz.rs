@@ -53,7 +53,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let explicit = match args.profile.as_deref() {
         None => None,
         Some("none") => Some(None),
-        Some(p) => Some(Some(crate::suite::explicit_profile(p)?)),
+        Some(p) => {
+            let p = crate::suite::explicit_profile(p)?;
+            crate::suite::names_known_checks(&p, &[])?;
+            Some(Some(p))
+        }
     };
     let all_kinds: Vec<String> =
         args.ops.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();

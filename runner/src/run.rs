@@ -124,11 +124,11 @@ fn libtest_args(args: &RunArgs) -> Arguments {
         list: args.list,
         quiet: args.quiet,
         test_threads: Some(1),
-        color: match args.color.as_str() {
-            "always" => Some(libtest_mimic::ColorSetting::Always),
-            "never" => Some(libtest_mimic::ColorSetting::Never),
-            _ => Some(libtest_mimic::ColorSetting::Auto),
-        },
+        color: Some(match args.color {
+            crate::cli::ColorWhen::Always => libtest_mimic::ColorSetting::Always,
+            crate::cli::ColorWhen::Never => libtest_mimic::ColorSetting::Never,
+            crate::cli::ColorWhen::Auto => libtest_mimic::ColorSetting::Auto,
+        }),
         format: Some(match args.format {
             Format::Terse => FormatSetting::Terse,
             Format::Json => FormatSetting::Json,

@@ -257,3 +257,74 @@ fn a_symlink_loop_in_a_fixture_directory_is_not_followed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).matches("a.b.good").count(), 1, "{}", text(&out.stdout));
 }
+
+#[test]
+fn options_and_inputs_that_would_be_ignored_are_refused() {
+    let d = dir("ignored-inputs");
+    let empty = write(&d, "empty.bin", b"");
+    for (args, want) in [
+        (vec!["sim:v2", "--color", "purple"], "possible values: auto, always, never"),
+        (vec!["report", "a.jsonl", "b.jsonl", "--filter", "fsm."], "--diff"),
+        (
+            vec!["fuzz-to-yaml", empty.as_str()],
+            "decodes to a fsm_v2 case without operations: there is nothing to replay",
+        ),
+    ] {
+        // Act
+        let out = run(&args);
+        // Assert
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(text(&out.stdout).is_empty(), "{args:?} printed {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn a_profile_naming_a_check_that_does_not_exist_is_refused_with_its_position() {
+    // Arrange: a typo, a glob that matches nothing, and good names
+    let d = dir("profile-names");
+    let p = write(
+        &d,
+        "p.yaml",
+        b"name: p\ndescription: d\nverified: no\ndeviations:\n  - checks: [fsm.arc.stop.stop_copy, fsm.arc.stop.stpo]\n    reason: r\n  - checks: [\"qemu.v2.*\", \"qemu.v9.*\"]\n    reason: s\n",
+    );
+    // Act
+    let out = run(&["sim:v2", "--profile", &p]);
+    let fuzz = run(&["fuzz", "sim:v2", "--profile", &p, "--duration", "1s"]);
+    // Assert
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{p}:5:38: `fsm.arc.stop.stpo` matches no check")), "{stderr}");
+    assert!(stderr.contains(&format!("{p}:7:27: `qemu.v9.*` matches no check")), "{stderr}");
+    assert!(!stderr.contains("stop_copy`"), "{stderr}");
+    assert_eq!(fuzz.status.code(), Some(2), "{}", text(&fuzz.stderr));
+    // A sequence's own check may be named by the profile run with it.
+    let seq = write(&d, "s.yaml", b"id: my.own.check\ntitle: t\nsteps: [get_state]\n");
+    let mine = write(
+        &d,
+        "mine.yaml",
+        b"name: m\ndescription: d\nverified: no\ndeviations:\n  - checks: [my.own.check]\n    reason: r\n",
+    );
+    let out = run(&["sim:v2", "--profile", &mine, "--sequence", &seq]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn every_built_in_profile_names_only_existing_checks() {
+    for name in ["mtty", "mlx5", "hisi_acc", "pds", "qat", "virtio", "generic-v1", "generic-v2", "qemu"] {
+        let out = run(&["sim:v2", "--profile", name, "--list"]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn clause_coverage_as_markdown_is_a_table() {
+    let out = run(&["clauses", "--coverage", "--format", "md"]);
+    assert_eq!(out.status.code(), Some(0));
+    let md = text(&out.stdout);
+    assert!(md.starts_with("| clause | level | checks | for example |\n|---|---|---|---|\n| V1-"), "{md}");
+    let rows = md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| clause ")).count();
+    let last = md.lines().last().expect("summary");
+    assert!(last.ends_with(&format!("of {rows} clauses observed by at least one check")), "{last}");
+}
