@@ -78,14 +78,18 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
                 println!("\n{summary}");
             }
             ClauseFormat::Text => {
-                for c in cat.all() {
-                    match observers.get(&c.id) {
-                        Some(list) => {
-                            println!("{:<20} {:<8} {} checks, e.g. {}", c.id, c.level, list.len(), list[0]);
-                        }
-                        None => println!("{:<20} {:<8} not observed by any check yet", c.id, c.level),
-                    }
-                }
+                let rows: Vec<Vec<String>> = cat
+                    .all()
+                    .iter()
+                    .map(|c| {
+                        let (n, example) = match observers.get(&c.id) {
+                            Some(list) => (list.len().to_string(), list[0].clone()),
+                            None => ("0".to_string(), "(not observed by any check yet)".to_string()),
+                        };
+                        vec![c.id.clone(), c.level.to_string(), n, example]
+                    })
+                    .collect();
+                print!("{}", columns(&["CLAUSE", "LEVEL", "CHECKS", "FOR EXAMPLE"], &rows));
                 println!("{summary}");
             }
         }
@@ -95,12 +99,46 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
         ClauseFormat::Md => print!("{}", cat.to_markdown(&vmc::checks::observers())),
         ClauseFormat::Json => println!("{}", serde_json::to_string_pretty(cat.all()).unwrap_or_default()),
         ClauseFormat::Text => {
-            for c in cat.all() {
-                println!("{:<20} {:<8} {:<16} {}", c.id, c.level, c.feature.as_str(), c.statement);
-            }
+            let rows: Vec<Vec<String>> = cat
+                .all()
+                .iter()
+                .map(|c| {
+                    let feature = if c.feature.as_str() == "none" { "-" } else { c.feature.as_str() };
+                    vec![c.id.clone(), c.level.to_string(), feature.to_string(), c.statement.clone()]
+                })
+                .collect();
+            print!("{}", columns(&["CLAUSE", "LEVEL", "FEATURE", "STATEMENT"], &rows));
+            println!("{}", plural(cat.all().len(), "clause", "clauses"));
         }
     }
     exit::OK
+}
+
+/// A table with a header row, every column as wide as its widest cell (the last one not
+/// padded), two spaces between columns.
+fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == width.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = width[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.iter().map(String::as_str)));
+    }
+    out
 }
 
 /// `vfio-mig-conform sim --list-defects`.

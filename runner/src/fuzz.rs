@@ -208,12 +208,12 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     }
                     let tag = if known.is_some() { "known" } else { "NEW" };
                     errln!(
-                        "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
+                        "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({}{})",
                         f.key.join(", "),
                         f.record.after_secs,
                         f.record.expected,
                         f.record.actual,
-                        f.sequence.steps.len(),
+                        count(f.sequence.steps.len(), "step", "steps"),
                         f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
                     );
                     if known.is_some() {
@@ -280,6 +280,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     Ok(code)
 }
 
+/// `1 step`, `3 steps`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(file, text)
@@ -319,11 +324,11 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         };
     }
     say!(
-        "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {} walks, {} operations ({:.0} ops/s)",
+        "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {}, {} ({:.0} ops/s)",
         args.device,
         s.duration_ms as f64 / 1000.0,
-        session.walks,
-        s.ops,
+        count(session.walks as usize, "walk", "walks"),
+        count(s.ops as usize, "operation", "operations"),
         s.ops_per_sec
     );
     if s.arcs_possible > 0 {
@@ -352,12 +357,12 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         let r = &f.record;
         let tag = if r.known.is_some() { "known" } else { "NEW" };
         say!(
-            "    [{tag}] {}: {} steps (shrunk from {} in {} runs), seen {} times, first after {:.1} s",
+            "    [{tag}] {}: {} (shrunk from {} in {}), seen {}, first after {:.1} s",
             f.key.join(", "),
-            f.sequence.steps.len(),
+            count(f.sequence.steps.len(), "step", "steps"),
             f.shrunk_from,
-            f.shrink_runs,
-            f.sightings,
+            count(f.shrink_runs, "run", "runs"),
+            count(f.sightings as usize, "time", "times"),
             r.after_secs
         );
         say!("      expected {}", r.expected);
@@ -424,5 +429,12 @@ mod tests {
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("lots"), None);
         assert_eq!(parse_duration("5 weeks"), None);
+    }
+
+    #[test]
+    fn counts_in_the_summary_agree_in_number() {
+        assert_eq!(count(1, "step", "steps"), "1 step");
+        assert_eq!(count(0, "walk", "walks"), "0 walks");
+        assert_eq!(count(3, "time", "times"), "3 times");
     }
 }

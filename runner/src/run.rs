@@ -77,6 +77,7 @@ pub(crate) fn run_header(
     strict: bool,
 ) -> RunHeader {
     RunHeader {
+        record_version: vmc::report::record::RECORD_VERSION,
         tool: "vfio-mig-conform".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started: now_secs(),
@@ -408,8 +409,9 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let _ = write!(out, "{}", vmc::report::notable::render(&shared.results));
         let _ = writeln!(
             out,
-            "vfio-mig-conform: {} checks in {:.2}s: {}",
+            "vfio-mig-conform: {} check{} in {:.2}s: {}",
             totals.total(),
+            if totals.total() == 1 { "" } else { "s" },
             started.elapsed().as_secs_f64(),
             totals.line()
         );
@@ -542,7 +544,7 @@ fn run_trial(
     if s.trace {
         s.progress.clear();
         for t in &result.trace {
-            errln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
+            errln!("  [{}] step {} {}: {}", t.device, t.step, t.op, t.obs.summary());
         }
     }
     let block = result.failure_block();

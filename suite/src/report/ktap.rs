@@ -1,6 +1,7 @@
 //! KTAP v1 output (kselftest / KernelCI), nested one level by check family, streamed as
 //! checks finish. Names are identifier-like; details go in `# ` diagnostics before the
-//! result line; SKIP reasons stay short and stable (LAVA puts them in test names).
+//! result line; a SKIP's reason is in its directive, on the result line, as kselftest writes
+//! it (`ok 3 name # SKIP reason`, tools/testing/selftests/kselftest.h ksft_test_result_skip).
 
 use std::io::Write;
 
@@ -100,7 +101,7 @@ impl<W: Write> KtapWriter<W> {
     fn result_line(&mut self, indent: &str, n: usize, name: &str, r: &CheckResult) -> std::io::Result<bool> {
         let name = clean(name);
         let why = r.reason.as_deref().map(clean);
-        if let Some(w) = &why {
+        if let Some(w) = why.as_ref().filter(|_| r.outcome != Outcome::Unsupported) {
             writeln!(self.out, "{indent}# {name}: {w}")?;
         }
         for f in &r.findings {
@@ -119,7 +120,9 @@ impl<W: Write> KtapWriter<W> {
             Outcome::Pass => ("ok", String::new()),
             Outcome::NonStrict => ("ok", String::new()),
             Outcome::Info => ("ok", String::new()),
-            Outcome::Unsupported => ("ok", " # SKIP unsupported".to_string()),
+            Outcome::Unsupported => {
+                ("ok", format!(" # SKIP {}", why.as_deref().unwrap_or("unsupported").trim()))
+            }
             Outcome::Xfail => ("ok", " # XFAIL known deviation".to_string()),
             Outcome::Xpass if failed => ("not ok", String::new()),
             Outcome::Xpass => ("ok", String::new()),
@@ -201,5 +204,34 @@ mod tests {
         assert_eq!(test_of("fsm.arc.running.stop"), "running.stop");
         assert_eq!(suite_of("single"), "single");
         assert_eq!(test_of("single"), "single");
+    }
+
+    fn skipped(id: &str, reason: Option<&str>) -> CheckResult {
+        CheckResult {
+            id: id.to_string(),
+            title: "t".to_string(),
+            outcome: Outcome::Unsupported,
+            reason: reason.map(str::to_string),
+            clauses: Vec::new(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+            duration_us: 0,
+            origin: "generated".to_string(),
+            reproduce: String::new(),
+            deviation: None,
+            trace: Vec::new(),
+            clause_outcomes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_skip_gives_its_reason_in_the_directive_as_kselftest_does() {
+        let ktap =
+            render(&[skipped("v1.state.write_000", Some("needs a v1 device # really\n"))], false, 10, false);
+        let lines: Vec<&str> = ktap.lines().collect();
+        assert!(lines.contains(&"  ok 1 write_000 # SKIP needs a v1 device  really"), "{ktap}");
+        assert!(!ktap.contains("# write_000:"), "the reason is not repeated as a diagnostic:\n{ktap}");
+        let flat = render(&[skipped("v1.state.write_000", None)], true, 10, false);
+        assert!(flat.lines().any(|l| l == "ok 1 v1.state.write_000 # SKIP unsupported"), "{flat}");
     }
 }

@@ -24,7 +24,7 @@ pub struct FindingRecord {
     pub source: String,
     pub expected: String,
     pub actual: String,
-    /// 1-based step number.
+    /// The step's number, counted from 1 (as `trace[].step` and "Step N" in reports).
     pub step: usize,
     pub op: String,
     pub device: String,
@@ -77,7 +77,7 @@ pub struct CheckResult {
     /// The profile deviation that applied (XFAIL/XPASS), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deviation: Option<String>,
-    /// Every step with what it returned.
+    /// Every step with what it returned; `step` counts from 1, as in `findings`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<StepRecord>,
     /// The check's outcome on each clause it lists or a finding names
@@ -114,7 +114,8 @@ impl CheckResult {
             origin: check.origin.to_string(),
             reproduce,
             deviation,
-            trace: run.trace.clone(),
+            // The engine counts steps from 0; every report counts them from 1.
+            trace: run.trace.iter().map(|t| StepRecord { step: t.step + 1, ..t.clone() }).collect(),
             clause_outcomes: BTreeMap::new(),
         }
         .with_clause_outcomes(strict)
@@ -243,9 +244,21 @@ impl Totals {
     }
 }
 
+/// The record format this version writes. 2: `trace[].step` counts from 1, like
+/// `findings[].step` and the "Step N" of failure blocks (version 1, records without the field,
+/// counted trace steps from 0; [`Run::read`] renumbers them).
+pub const RECORD_VERSION: u32 = 2;
+
+fn record_version_1() -> u32 {
+    1
+}
+
 /// The header of a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHeader {
+    /// The record format ([`RECORD_VERSION`]).
+    #[serde(default = "record_version_1")]
+    pub record_version: u32,
     pub tool: String,
     pub version: String,
     /// Seconds since the epoch.
@@ -459,9 +472,16 @@ impl Run {
                 Err(e) => return Err(format!("{}:{}: not a run record line: {e}", path.display(), i + 1)),
             }
         }
-        let header = header.ok_or_else(|| {
+        let header: RunHeader = header.ok_or_else(|| {
             format!("{}: no run header line (is this a vfio-mig-conform --json record?)", path.display())
         })?;
+        let mut header = header;
+        if header.record_version < 2 {
+            for t in checks.iter_mut().flat_map(|c: &mut CheckResult| c.trace.iter_mut()) {
+                t.step += 1;
+            }
+            header.record_version = RECORD_VERSION;
+        }
         Ok(Run { header, checks, fuzz, footer })
     }
 }
@@ -483,5 +503,71 @@ impl RecordWriter {
         s.push('\n');
         self.file.write_all(s.as_bytes())?;
         self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = r#"{"type":"run",VERSION"tool":"vfio-mig-conform","version":"0.1.0","started":1,"command":["vfio-mig-conform","sim:v2"],"devices":[],"strict":false,"host_kernel":"6.12.0"}"#;
+
+    /// A record whose check failed at its second step, with the trace steps numbered `first`
+    /// and `first + 1`.
+    fn record(version: &str, first: usize) -> Run {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("vmc-record-{}-{n}.jsonl", std::process::id()));
+        let check = serde_json::json!({"type":"check","id":"fsm.arc.stop_copy.pre_copy","title":"t","outcome":"FAIL",
+            "clauses":["V2-STATE-007"],"duration_us":5,"origin":"generated","reproduce":"r",
+            "findings":[{"clauses":["V2-STATE-007"],"level":"MUST","title":"t","statement":"s","source":"",
+                "expected":"fails","actual":"succeeded","step":2,"op":"set_state: PRE_COPY","device":"A"}],
+            "trace":[{"step":first,"device":"A","op":"set_state: STOP_COPY","obs":{},"micros":1},
+                     {"step":first + 1,"device":"A","op":"set_state: PRE_COPY","obs":{},"micros":1}]});
+        let text = format!("{}\n{check}\n", HEADER.replace("VERSION", version));
+        std::fs::write(&path, text).expect("write record");
+        let run = Run::read(&path).expect("read record");
+        let _ = std::fs::remove_file(&path);
+        run
+    }
+
+    fn step_of_finding_in_trace(run: &Run) -> Option<String> {
+        let c = &run.checks[0];
+        c.trace.iter().find(|t| t.step == c.findings[0].step).map(|t| t.op.clone())
+    }
+
+    #[test]
+    fn a_finding_and_the_trace_number_the_same_step_alike() {
+        let run = record(r#""record_version":2,"#, 1);
+        assert_eq!(run.checks[0].trace[0].step, 1);
+        assert_eq!(step_of_finding_in_trace(&run).as_deref(), Some("set_state: PRE_COPY"));
+    }
+
+    #[test]
+    fn a_record_without_a_version_has_its_trace_counted_from_1_on_reading() {
+        let run = record("", 0);
+        assert_eq!(run.header.record_version, RECORD_VERSION);
+        assert_eq!(run.checks[0].trace.iter().map(|t| t.step).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(step_of_finding_in_trace(&run).as_deref(), Some("set_state: PRE_COPY"));
+    }
+
+    #[test]
+    fn this_version_writes_trace_steps_counted_from_1() {
+        let run = CheckRun {
+            trace: vec![StepRecord {
+                step: 0,
+                device: "A".to_string(),
+                op: "set_state: STOP".to_string(),
+                obs: Default::default(),
+                micros: 1,
+            }],
+            ..Default::default()
+        };
+        let check =
+            crate::checks::build::check("x.y", "t", crate::check::Requires::default(), Vec::new(), &[]);
+        let verdict =
+            crate::oracle::outcome::Verdict { outcome: Outcome::Pass, reason: None, deviation: None };
+        let r = CheckResult::new(&check, &run, verdict, false, String::new());
+        assert_eq!(r.trace[0].step, 1);
     }
 }
