@@ -28,12 +28,20 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1;
 also from $VMC_BDF, like the kernel selftests' $VFIO_SELFTESTS_BDF; with --bind it is bound to
-vfio-pci for the run), an mdev UUID, or a simulated device: sim:v2[?flags=stop_copy,p2p,pre_copy&size=N&dma=on&defect=NAME]
-or sim:v1[?...]. `vfio-mig-conform sim --list-defects` lists the defects.
+vfio-pci for the run), an mdev UUID, or a simulated device:
+  sim:v2[?KEY=VALUE&...]  the v2 FSM; keys: flags=stop_copy,p2p,pre_copy (migration flags),
+                          size=N (state bytes, k/m/g suffixes), dma=on|off (DMA logging),
+                          report=stub|real (stub: DMA_LOGGING_REPORT fails with EOPNOTSUPP),
+                          type=NAME (device type; streams of another type are foreign),
+                          seed=N (the state's contents), defect=NAME[,NAME...]
+  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, defect=
+  sim:plain               a VFIO device without migration support (exit 4)
+`vfio-mig-conform sim --list-defects` lists the defects.
 
-Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or nothing selected,
-3 device cannot be opened, 4 device has no migration support (skip), 5 interrupted,
-6 device could not be restored to RUNNING.";
+Exit codes: 0 conformant, 1 violation (FAIL, TIMEOUT or ERROR, or XPASS with --strict-profile),
+2 usage error, bad input or nothing selected, 3 device cannot be opened, 4 device has no
+migration support (skip), 5 interrupted (SIGINT/SIGTERM, or standard output or error closed;
+the device restored), 6 device could not be restored to RUNNING.";
 
 const REPORT_AFTER_HELP: &str = "\
 Every format counts the same results: the checks of each record and the findings of its fuzz
