@@ -28,8 +28,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    // A fuzzing session touches devices: like a run, it keeps SIGPIPE ignored.
-    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_))) {
+    // A fuzzing session and `restore` touch devices: like a run, they keep SIGPIPE ignored (a
+    // restore killed between unbind and bind would leave the device on no driver).
+    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_) | Command::Restore { .. })) {
         default_sigpipe();
     }
     let code = match cli.command {
