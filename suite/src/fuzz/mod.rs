@@ -189,7 +189,8 @@ impl FuzzCase {
                 continue;
             }
             opgen::clamp(&mut op);
-            if !names_defined(&op, &fds, &streams) {
+            // What the loader refuses cannot be a reproducer (the clamps keep this rare).
+            if op.check_limits().is_err() || !names_defined(&op, &fds, &streams) {
                 continue;
             }
             if !matches!(op, Op::SetState(_)) {
@@ -488,6 +489,14 @@ pub fn to_yaml(target: Target, data: &[u8]) -> Result<String, String> {
             let api = if target == Target::FsmV2 { MigrationApi::V2 } else { MigrationApi::V1 };
             let case = FuzzCase::decode(api, data)
                 .ok_or_else(|| format!("the input does not decode to a {} case", target.name()))?;
+            if case.ops.is_empty() {
+                // `steps: []` is no sequence: the loader refuses it.
+                return Err(format!(
+                    "the input ({} bytes) decodes to a {} case without operations: there is nothing to replay",
+                    data.len(),
+                    target.name()
+                ));
+            }
             let out = case.run();
             Ok(yaml::reproducer(&case, &out, target))
         }

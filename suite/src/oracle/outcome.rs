@@ -88,6 +88,12 @@ impl Outcome {
     pub fn is_failure(self) -> bool {
         matches!(self, Outcome::Fail | Outcome::Timeout | Outcome::Error)
     }
+
+    /// Whether the outcome fails the run under `--strict-profile` or not: every report
+    /// (exit code, KTAP, JUnit, pretty) decides with this one rule.
+    pub fn fails(self, strict_profile: bool) -> bool {
+        self.is_failure() || (strict_profile && self == Outcome::Xpass)
+    }
 }
 
 impl fmt::Display for Outcome {

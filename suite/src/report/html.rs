@@ -616,7 +616,7 @@ fn trace_table(c: &CheckResult) -> String {
         c.trace.len()
     );
     for t in &c.trace {
-        let hit = hits.contains(&(t.step + 1, t.device.as_str()));
+        let hit = hits.contains(&(t.step, t.device.as_str()));
         let mut result = t.obs.summary();
         for n in &t.obs.notes {
             if !result.contains(n.as_str()) {
@@ -627,7 +627,7 @@ fn trace_table(c: &CheckResult) -> String {
         s.push_str(&format!(
             "<tr{}><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
             if hit { " class=\"hit\"" } else { "" },
-            t.step + 1,
+            t.step,
             esc(&t.device),
             esc(&t.op),
             esc(&result),
