@@ -358,6 +358,12 @@ impl Catalog {
                     errors.push(format!("{}: source without file or kernel version", c.id));
                 }
             }
+            if c.unobservable.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                errors.push(format!(
+                    "{}: unobservable is empty (say why no check can fail when a driver breaks the clause)",
+                    c.id
+                ));
+            }
             errors.extend(check_quote_level_kernels(c));
         }
         for c in &clauses {
@@ -578,6 +584,14 @@ mod tests {
         );
         rejected(|t| t.replace("text: \"The device will do it.\"", "text: \"  \""), "quote has no text");
         rejected(|t| t.replace("file: include/uapi/linux/vfio.h", "file: ''"), "quote has no file");
+    }
+
+    #[test]
+    fn an_empty_unobservable_reason_is_rejected_and_a_given_one_is_shown() {
+        rejected(|t| t + "    unobservable: \"  \"\n", "unobservable is empty");
+        let c = one_clause(|t| t + "    unobservable: \"needs P2P hardware\"\n")
+            .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        assert!(c.to_markdown(&BTreeMap::new()).contains("Checked by: none, needs P2P hardware"));
     }
 
     #[test]
