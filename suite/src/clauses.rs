@@ -410,6 +410,18 @@ impl Catalog {
         out.push_str(&format!("{} clauses: ", self.clauses.len()));
         out.push_str(&counts.iter().map(|(l, n)| format!("{n} {l}")).collect::<Vec<_>>().join(", "));
         out.push_str(".\n");
+        let observed =
+            self.clauses.iter().filter(|c| checks.get(&c.id).is_some_and(|l| !l.is_empty())).count();
+        let reasoned = self
+            .clauses
+            .iter()
+            .filter(|c| checks.get(&c.id).is_none_or(Vec::is_empty) && c.unobservable.is_some())
+            .count();
+        out.push_str(&format!(
+            "\nCoverage: {observed} observed by at least one check that can fail when a driver breaks them, \
+             {reasoned} that no check can observe (each says why), {} not observed yet.\n",
+            self.clauses.len() - observed - reasoned
+        ));
         let mut section = String::new();
         for c in &self.clauses {
             let fam_section = format!("{} §{}", if c.family == Family::V1 { "v1" } else { "v2" }, c.section);
