@@ -57,13 +57,24 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     if coverage {
         let observers = vmc::checks::observers();
         let observed = cat.all().iter().filter(|c| observers.contains_key(&c.id)).count();
-        let summary = format!("{observed} of {} clauses observed by at least one check", cat.all().len());
+        let reasoned =
+            cat.all().iter().filter(|c| !observers.contains_key(&c.id) && c.unobservable.is_some()).count();
+        let n = cat.all().len();
+        let summary = format!(
+            "{observed} of {n} clauses observed by at least one check, {reasoned} that no check can observe (each says why), {} not observed yet",
+            n - observed - reasoned
+        );
+        // What the CHECKS column says for a clause no check observes.
+        let none = |c: &vmc::clauses::Clause| match &c.unobservable {
+            Some(why) => format!("no check can observe it: {why}"),
+            None => "not observed by any check yet".to_string(),
+        };
         match format {
             ClauseFormat::Json => {
                 let v: Vec<serde_json::Value> = cat
                     .all()
                     .iter()
-                    .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default()}))
+                    .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default(), "unobservable": c.unobservable}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
@@ -72,7 +83,7 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
                 for c in cat.all() {
                     match observers.get(&c.id) {
                         Some(list) => println!("| {} | {} | {} | `{}` |", c.id, c.level, list.len(), list[0]),
-                        None => println!("| {} | {} | 0 | not observed by any check yet |", c.id, c.level),
+                        None => println!("| {} | {} | 0 | {} |", c.id, c.level, none(c).replace('|', "\\|")),
                     }
                 }
                 println!("\n{summary}");
@@ -84,7 +95,7 @@ pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
                     .map(|c| {
                         let (n, example) = match observers.get(&c.id) {
                             Some(list) => (list.len().to_string(), list[0].clone()),
-                            None => ("0".to_string(), "(not observed by any check yet)".to_string()),
+                            None => ("0".to_string(), format!("({})", none(c))),
                         };
                         vec![c.id.clone(), c.level.to_string(), n, example]
                     })

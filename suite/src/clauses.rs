@@ -358,6 +358,12 @@ impl Catalog {
                     errors.push(format!("{}: source without file or kernel version", c.id));
                 }
             }
+            if c.unobservable.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                errors.push(format!(
+                    "{}: unobservable is empty (say why no check can fail when a driver breaks the clause)",
+                    c.id
+                ));
+            }
             errors.extend(check_quote_level_kernels(c));
         }
         for c in &clauses {
@@ -404,6 +410,18 @@ impl Catalog {
         out.push_str(&format!("{} clauses: ", self.clauses.len()));
         out.push_str(&counts.iter().map(|(l, n)| format!("{n} {l}")).collect::<Vec<_>>().join(", "));
         out.push_str(".\n");
+        let observed =
+            self.clauses.iter().filter(|c| checks.get(&c.id).is_some_and(|l| !l.is_empty())).count();
+        let reasoned = self
+            .clauses
+            .iter()
+            .filter(|c| checks.get(&c.id).is_none_or(Vec::is_empty) && c.unobservable.is_some())
+            .count();
+        out.push_str(&format!(
+            "\nCoverage: {observed} observed by at least one check that can fail when a driver breaks them, \
+             {reasoned} that no check can observe (each says why), {} not observed yet.\n",
+            self.clauses.len() - observed - reasoned
+        ));
         let mut section = String::new();
         for c in &self.clauses {
             let fam_section = format!("{} §{}", if c.family == Family::V1 { "v1" } else { "v2" }, c.section);
@@ -578,6 +596,14 @@ mod tests {
         );
         rejected(|t| t.replace("text: \"The device will do it.\"", "text: \"  \""), "quote has no text");
         rejected(|t| t.replace("file: include/uapi/linux/vfio.h", "file: ''"), "quote has no file");
+    }
+
+    #[test]
+    fn an_empty_unobservable_reason_is_rejected_and_a_given_one_is_shown() {
+        rejected(|t| t + "    unobservable: \"  \"\n", "unobservable is empty");
+        let c = one_clause(|t| t + "    unobservable: \"needs P2P hardware\"\n")
+            .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        assert!(c.to_markdown(&BTreeMap::new()).contains("Checked by: none, needs P2P hardware"));
     }
 
     #[test]

@@ -67,6 +67,7 @@ const PROBES: &[(&str, &str)] = &[
     ("close_keeps_fd", "[{set_state: STOP_COPY}, close_device, {read: {}}]"),
     ("data_size_fails_in_resuming", "[{set_state: RESUMING}, data_size]"),
     ("stream_exceeds_data_size", "[data_size]"),
+    ("data_size_enotty", "[data_size]"),
     ("data_fd_not_stream", "[{set_state: STOP_COPY}, {read: {offset: 0}}]"),
     (
         "pre_copy_stops_device",
@@ -127,6 +128,10 @@ const PROBES: &[(&str, &str)] = &[
     ("v1_mmap_only", "[{v1_set_state: 2}, {v1_save: {}}]"),
     ("v1_reset_not_running", "[{v1_set_state: 2}, reset, {v1_read: {field: device_state}}]"),
     ("v1_narrow_access_accepted", "[{v1_read: {field: device_state, width: 1}}]"),
+    ("v1_state_reads_previous_after_write", "[{v1_set_state: 2}]"),
+    ("v1_reserved_state_bits_set", "[{v1_read: {field: device_state}}]"),
+    ("v1_region_not_writable", "[{v1_set_state: 2}, {v1_save: {}}]"),
+    ("v1_saving_gathers_nothing", "[{v1_set_state: 2}, {v1_read: {field: pending_bytes}}]"),
 ];
 
 fn run(cfg: &SimConfig, ops: &[Op]) -> CheckRun {

@@ -83,4 +83,14 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_clause_that_a_check_observes_gives_no_reason_why_none_can() {
+        let observers = observers();
+        for c in crate::clauses::catalog().all() {
+            if let (Some(checks), Some(why)) = (observers.get(&c.id), &c.unobservable) {
+                panic!("{} is observed by {checks:?} but says none can: {why}", c.id);
+            }
+        }
+    }
 }

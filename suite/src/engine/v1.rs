@@ -112,7 +112,8 @@ impl Engine {
         let region = self.mig_region(si)?;
         let layout =
             v1o::RegionLayout { size: region.size, mmap_areas: region.sparse.clone(), page_size: 4096 };
-        let mut violations = v1o::judge_sparse_areas(&layout);
+        let mut violations = v1o::judge_region(region.flags, region.size);
+        violations.extend(v1o::judge_sparse_areas(&layout));
         let mut capture = match &a.capture {
             Some(n) if a.append => Some(self.streams.remove(&n.0).unwrap_or_default()),
             Some(_) => Some(Capture::default()),

@@ -60,7 +60,11 @@ pub fn reportable_on_feature(argsz: u32, flags: u32) -> Vec<ClauseId> {
     out
 }
 
-/// The clauses the judged SET and feature steps of `steps` can report on a v2 device with `flags`;
+/// The clauses `Model::judge_data_size` can report on a GET of MIG_DATA_SIZE: a failure in any
+/// state (V2-DATASIZE-002), ENOTTY on a migration device (V2-DATASIZE-003).
+pub const REPORTABLE_ON_DATA_SIZE: [ClauseId; 2] = [V2_DATASIZE_002, V2_DATASIZE_003];
+
+/// The clauses the judged SET, feature and MIG_DATA_SIZE steps of `steps` can report on a v2 device with `flags`;
 /// `first` is the label of the check's first device.
 pub fn set_clauses(flags: MigFlags, steps: &[Step], first: &str) -> Vec<ClauseId> {
     let mut state: BTreeMap<&str, Option<MigState>> = BTreeMap::new();
@@ -86,6 +90,7 @@ pub fn set_clauses(flags: MigFlags, steps: &[Step], first: &str) -> Vec<ClauseId
                 }
                 *cur = None;
             }
+            Op::DataSize if s.oracle => out.extend(REPORTABLE_ON_DATA_SIZE),
             Op::Reset => *cur = Some(MigState::Running),
             Op::CloseDevice | Op::Reopen => *cur = None,
             _ => {}
@@ -134,6 +139,13 @@ mod tests {
         let logging =
             reportable_on_feature(8, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_DMA_LOGGING_STOP);
         assert!(logging.contains(&V2_FEAT_004));
+    }
+
+    #[test]
+    fn only_a_judged_data_size_step_credits_the_data_size_clauses() {
+        let judged = [Step::new(Op::DataSize).oracle()];
+        assert!(set_clauses(MigFlags(1), &judged, "A").contains(&V2_DATASIZE_003));
+        assert!(set_clauses(MigFlags(1), &[Step::new(Op::DataSize)], "A").is_empty());
     }
 
     #[test]

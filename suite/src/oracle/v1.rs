@@ -105,6 +105,14 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     let mut v = Vec::new();
     let kind = transition(prev, new);
     match (kind, ok) {
+        // RESUMING combined with RUNNING (101b, 111b) is also what v1-strict names unsupported.
+        (Transition::Invalid, true) if new & (RESUMING | RUNNING) == RESUMING | RUNNING => {
+            v.push(Violation::new(
+                [V1_STATE_010, V1_STRICT_007],
+                format!("write of {} refused (invalid encoding)", name(new)),
+                "the write succeeded".to_string(),
+            ));
+        }
         (Transition::Invalid, true) => v.push(Violation::new(
             [V1_STATE_010],
             format!("write of {} refused (invalid encoding)", name(new)),
@@ -119,14 +127,14 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     }
     if ok && !matches!(kind, Transition::Invalid) && after & MASK != new & MASK {
         v.push(Violation::new(
-            [V1_STATE_002],
+            [V1_STATE_002, V1_STRICT_001],
             format!("device_state reads {} after the write returned", name(new)),
             name(after),
         ));
     }
     if !ok && after & MASK != prev & MASK && !is_error(after) {
         v.push(Violation::new(
-            [V1_STATE_003],
+            [V1_STATE_003, V1_STRICT_003],
             format!("device_state is the previous state {} or error 110b", name(prev)),
             name(after),
         ));
@@ -154,6 +162,29 @@ impl RegionLayout {
     fn in_mmap_area(&self, offset: u64) -> bool {
         self.mmap_areas.iter().any(|&(o, s)| offset >= o && offset < o.saturating_add(s))
     }
+}
+
+/// Judges the migration region's info (V1-REG-001): a region of type 3 / subtype 1 holds the
+/// header "to get and set" migration information, so it is readable, writable and larger than
+/// the 32-byte header. `flags` are the `VFIO_REGION_INFO_FLAG_*` bits.
+pub fn judge_region(flags: u32, size: u64) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let rw = crate::device::RegionInfo::FLAG_READ | crate::device::RegionInfo::FLAG_WRITE;
+    if flags & rw != rw {
+        v.push(Violation::new(
+            [V1_REG_001],
+            "the migration region is readable and writable (REGION_INFO flags READ and WRITE)".to_string(),
+            format!("flags {flags:#x}"),
+        ));
+    }
+    if size <= HEADER_SIZE {
+        v.push(Violation::new(
+            [V1_REG_001],
+            format!("the migration region is larger than the {HEADER_SIZE}-byte header"),
+            format!("size {size}"),
+        ));
+    }
+    v
 }
 
 /// Judges one staged chunk: `data_offset`/`data_size` as read in one iteration.
@@ -382,6 +413,19 @@ mod tests {
         let v = judge_write(1, 0, false, 2);
         assert!(v.iter().any(|x| x.clauses.contains(&V1_STATE_003)));
         assert!(!judge_write(1, 0, false, 0b110).iter().any(|x| x.clauses[0] == V1_STATE_003));
+    }
+
+    #[test]
+    fn a_migration_region_without_write_or_room_after_the_header_breaks_v1_reg_001() {
+        assert!(judge_region(0xf, 69632).is_empty());
+        assert_eq!(judge_region(0xd, 69632)[0].clauses, vec![V1_REG_001]);
+        assert_eq!(judge_region(0xf, 32)[0].clauses, vec![V1_REG_001]);
+    }
+
+    #[test]
+    fn resuming_with_running_accepted_also_breaks_v1_strict_007() {
+        assert!(judge_write(1, 0b111, true, 0b111).iter().any(|x| x.clauses.contains(&V1_STRICT_007)));
+        assert!(!judge_write(1, 0b110, true, 0b110).iter().any(|x| x.clauses.contains(&V1_STRICT_007)));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct SimV1 {
     window: Vec<u8>,
     /// A value written to pending_bytes (v1_pending_bytes_writable defect).
     pending_override: Option<u64>,
+    /// v1_state_reads_previous_after_write: the state the next device_state read returns.
+    stale_state: Option<u32>,
     held: Held,
 }
 
@@ -75,6 +77,7 @@ impl SimV1 {
             session: V1Session::None,
             window: vec![0; DATA_WINDOW as usize],
             pending_override: None,
+            stale_state: None,
             held: Held::default(),
         }
     }
@@ -180,11 +183,17 @@ impl SimV1 {
         } else if cur != o::RESUMING {
             self.session = V1Session::None;
         }
+        if self.has(Defect::V1StateReadsStale) {
+            self.stale_state = Some(self.state);
+        }
         self.state = new;
         Ok(())
     }
 
     fn pending(&mut self) -> u64 {
+        if self.has(Defect::V1SavingGathersNothing) {
+            return 0;
+        }
         let hw = &self.hw;
         match &mut self.session {
             V1Session::Saving { saver, .. } => {
@@ -199,7 +208,11 @@ impl SimV1 {
 
     fn read_field(&mut self, offset: u64) -> DevResult<u64> {
         match offset {
-            field::DEVICE_STATE => Ok(u64::from(self.state)),
+            field::DEVICE_STATE => {
+                let state = self.stale_state.take().unwrap_or(self.state);
+                let reserved = if self.has(Defect::V1ReservedStateBits) { 0x8 } else { 0 };
+                Ok(u64::from(state | reserved))
+            }
             field::RESERVED => Ok(if self.has(Defect::V1ReservedNonzero) { 0xdead } else { 0 }),
             field::PENDING_BYTES => {
                 if self.has(Defect::V1PendingMax) && matches!(self.session, V1Session::Saving { .. }) {
@@ -488,7 +501,7 @@ impl Device for SimV1 {
             return Ok(RegionInfo {
                 index,
                 flags: RegionInfo::FLAG_READ
-                    | RegionInfo::FLAG_WRITE
+                    | if self.has(Defect::V1RegionNotWritable) { 0 } else { RegionInfo::FLAG_WRITE }
                     | RegionInfo::FLAG_MMAP
                     | RegionInfo::FLAG_CAPS,
                 size: REGION_SIZE,

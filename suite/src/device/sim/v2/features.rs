@@ -129,6 +129,9 @@ impl SimV2 {
             }
             // vfio_ioctl_device_feature_migration_data_size(), l.943-969.
             FEATURE_MIG_DATA_SIZE => {
+                if self.has(Defect::DataSizeEnotty) {
+                    return Err(Errno::ENOTTY);
+                }
                 if !vfio_check_feature(flags, avail, FEATURE_GET, MIG_DATA_SIZE_SIZE)? {
                     return Ok(());
                 }
