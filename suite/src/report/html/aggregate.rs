@@ -81,3 +81,25 @@ pub(super) fn groups<'a>(
     }
     out
 }
+
+/// Whether the runs that observed a clause disagree on it. A run with no check on the clause
+/// (a partial run, a filtered run, a device without the feature) did not run it: that is not
+/// a difference.
+pub(super) fn differs(cells: &[Option<&ClauseVerdict>]) -> bool {
+    let observed: BTreeSet<Outcome> = cells.iter().flatten().map(|v| v.outcome).collect();
+    observed.len() > 1
+}
+
+/// The family of a clause: its id without the trailing number (`V2-STATE-007` -> `V2-STATE`).
+pub(super) fn family_of(id: &str) -> &str {
+    match id.rsplit_once('-') {
+        Some((fam, n)) if !fam.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => fam,
+        _ => id,
+    }
+}
+
+/// The outcomes a row of the clause tables shows, for the outcome filter: each run's verdict,
+/// `NOT-RUN` for a run that has no check on the clause.
+pub(super) fn row_outcomes(cells: &[Option<&ClauseVerdict>]) -> BTreeSet<&'static str> {
+    cells.iter().map(|c| c.map_or("NOT-RUN", |v| v.outcome.as_str())).collect()
+}

@@ -54,7 +54,6 @@ table.clauses tr.clause:hover td{filter:brightness(.97)}
 table.clauses td.verdict details>summary{list-style:none;cursor:pointer}
 table.clauses td.verdict summary small{color:inherit;opacity:.8}
 table.clauses td.verdict details>summary::-webkit-details-marker{display:none}
-table.clauses td.verdict details[open]{min-width:380px}
 table.clauses td.verdict .finding,.failure .finding{background:#fff;color:var(--fg);border:1px solid var(--line);border-left:4px solid #e53935;border-radius:3px;padding:.35em .6em;margin:.4em 0}
 .finding table.ea th{width:6.5em;background:none;border:0;padding:1px 6px 1px 0;color:var(--muted)}
 .finding table.ea td{border:0;padding:1px 0}
@@ -78,6 +77,17 @@ td.hit{background:#a5d6a7;color:#1b5e20;font-weight:700}
 nav.top{font-size:13px;margin-bottom:.5em}
 table.runinfo th{white-space:nowrap}
 .toolbar{margin:.4em 0;font-size:13px}
+.toolbar label{margin-right:.8em}
+p.warning{border:1px solid #ffb300;background:#fff8e1;border-radius:4px;padding:.4em .7em}
+div.wide{max-width:100%;overflow-x:auto}
+th.run code.spec,td.spec code{word-break:break-all;white-space:normal}
+th.run{max-width:14em}
+table.clauses td.verdict details[open]{min-width:0;max-width:32em}
+tr.filtered{display:none}
+tr.unfinished td{background:#fff8e1}
+.badge.unfinished{white-space:normal}
+table.diff tr.same{display:none}table.diff.show-all tr.same{display:table-row}table.diff tr.nomatch{display:none}
+table.diff td{text-align:center;font-size:12px;font-weight:700}table.diff td a{color:inherit}
 "#;
 
 pub(super) const JS: &str = r#"
@@ -100,6 +110,30 @@ pub(super) const JS: &str = r#"
   if(only){ only.addEventListener('change',function(){
     document.querySelectorAll('table.mx').forEach(function(t){ t.classList.toggle('only-differs',only.checked); });
   }); }
+  var fl=document.getElementById('filter-level'),fo=document.getElementById('filter-outcome'),ff=document.getElementById('filter-family');
+  function filterClauses(){
+    var n=0;
+    document.querySelectorAll('tr[data-clause]').forEach(function(tr){
+      var ok=(!fl.value||tr.dataset.level===fl.value)&&(!ff.value||tr.dataset.family===ff.value)&&(!fo.value||tr.dataset.outcomes.indexOf(' '+fo.value+' ')>=0);
+      tr.classList.toggle('filtered',!ok); if(ok&&tr.classList.contains('clause')) n++;
+    });
+    var c=document.getElementById('filter-count'); if(c) c.textContent=(fl.value||fo.value||ff.value)?n+' clauses match':'';
+  }
+  if(fl&&fo&&ff){ [fl,fo,ff].forEach(function(s){ s.addEventListener('change',filterClauses); }); filterClauses(); }
+  var da=document.getElementById('diff-a'),db=document.getElementById('diff-b'),dall=document.getElementById('diff-all'),dfl=document.getElementById('diff-filter');
+  function diff(){
+    var a=+da.value,b=+db.value,n=0,d=0;
+    document.querySelectorAll('#diff tbody tr').forEach(function(tr){
+      var td=tr.querySelectorAll('td'),ra=td[a].dataset.raw,rb=td[b].dataset.raw;
+      var keep=!dfl.value||tr.dataset.check.indexOf(dfl.value)===0;
+      var differs=(a!==b)&&(ra!==rb); tr.className=(differs?'differs':'same');
+      if(!keep){ tr.classList.add('nomatch'); return; }
+      if(ra&&rb) n++; if(differs) d++;
+    });
+    document.getElementById('diff').classList.toggle('show-all',dall.checked);
+    document.getElementById('diff-summary').textContent=n+' checks compared, '+d+' differ (R'+(a+1)+' vs R'+(b+1)+')';
+  }
+  if(da&&db){ [da,db,dall].forEach(function(s){ s.addEventListener('change',diff); }); dfl.addEventListener('input',diff); diff(); }
   var hide=document.getElementById('hide-pass');
   if(hide){ hide.addEventListener('change',function(){
     document.getElementById('checks').classList.toggle('hide-pass',hide.checked);

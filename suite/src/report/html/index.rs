@@ -3,94 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::aggregate::{ClauseVerdict, clause_verdicts, groups, ordered_clauses};
+use super::aggregate::{
+    ClauseVerdict, clause_verdicts, differs, family_of, groups, ordered_clauses, row_outcomes,
+};
 use super::arcs::arc_matrix;
 use super::assets::page;
-use super::run_page::{finding_html, legend, totals_html};
-use super::{Page, abbrev, anchor, badge, class_of, esc, run_file, severity, short, utc};
+use super::run_page::{finding_html, legend};
+use super::runs::{RunLabel, label_of, run_header_cell, runs_table};
+use super::{Page, abbrev, anchor, badge, class_of, esc, run_file, severity, short};
 use crate::clauses::catalog;
-use crate::device::MigrationApi;
 use crate::outcome::Outcome;
-use crate::report::record::{Run, Totals};
-
-/// A run as a column: device, kernel, profile (from the header).
-#[derive(Clone, Debug)]
-pub(super) struct RunLabel {
-    device: String,
-    flags: String,
-    kernel: String,
-    profile: String,
-}
-
-pub(super) fn label_of(run: &Run) -> RunLabel {
-    let h = &run.header;
-    let dev = h.devices.first();
-    let device = dev
-        .map(|d| {
-            let name =
-                d.info.model.clone().or_else(|| d.info.driver.clone()).unwrap_or_else(|| d.info.spec.clone());
-            if h.devices.len() > 1 { format!("{name} (+{} peers)", h.devices.len() - 1) } else { name }
-        })
-        .unwrap_or_else(|| "no device".to_string());
-    let flags = dev
-        .map(|d| match d.facts.api {
-            MigrationApi::V2 => format!("v2 {}", d.facts.flags),
-            MigrationApi::V1 => "v1".to_string(),
-            MigrationApi::None => "no migration".to_string(),
-        })
-        .unwrap_or_default();
-    let kernel = match dev {
-        Some(d) if d.info.backend == crate::device::Backend::Kernel => {
-            d.info.kernel.clone().unwrap_or_else(|| h.host_kernel.clone())
-        }
-        Some(_) => "simulated".to_string(),
-        None => h.host_kernel.clone(),
-    };
-    let profile = h.profile.as_deref().map_or_else(
-        || "no profile".to_string(),
-        |p| p.split_once(" (").map_or(p, |(name, _)| name).to_string(),
-    );
-    RunLabel { device, flags, kernel, profile }
-}
-
-pub(super) fn runs_table(runs: &[(String, Run)], labels: &[RunLabel]) -> String {
-    let mut s = String::from(
-        "<table class=\"runs\">\n<tr><th>Run</th><th>Device</th><th>Migration</th><th>Kernel</th><th>Profile</th><th>Started</th><th>Totals</th></tr>\n",
-    );
-    for (i, ((name, run), l)) in runs.iter().zip(labels).enumerate() {
-        let unfinished =
-            if run.footer.is_none() { " <span class=\"badge o-error\">unfinished</span>" } else { "" };
-        s.push_str(&format!(
-            "<tr><td><a href=\"{}\">R{}</a> <small title=\"{}\">{}</small>{unfinished}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            run_file(i),
-            i + 1,
-            esc(name),
-            esc(short(name)),
-            esc(&l.device),
-            esc(&l.flags),
-            esc(&l.kernel),
-            esc(&l.profile),
-            utc(run.header.started),
-            totals_html(&Totals::from_results(&run.checks))
-        ));
-    }
-    s.push_str("</table>\n");
-    s
-}
-
-pub(super) fn run_header_cell(i: usize, name: &str, l: &RunLabel) -> String {
-    format!(
-        "<th class=\"run\" data-run=\"{}\" title=\"{}\"><a href=\"{}\"><b>R{}</b></a><br>{}<br>{}<br>{}<br><i>{}</i></th>",
-        i + 1,
-        esc(name),
-        run_file(i),
-        i + 1,
-        esc(&l.device),
-        esc(&l.flags),
-        esc(&l.kernel),
-        esc(&l.profile)
-    )
-}
+use crate::report::record::Run;
 
 pub(super) fn runs_matrix(
     runs: &[(String, Run)],
@@ -99,7 +22,7 @@ pub(super) fn runs_matrix(
     clauses: &[String],
 ) -> String {
     let mut s = String::from(
-        "<div class=\"toolbar\"><label><input type=\"checkbox\" id=\"only-differs\"> only clauses whose verdict differs between runs</label></div>\n<table class=\"mx\">\n<thead><tr><th>Clause</th><th>Level</th>",
+        "<div class=\"toolbar\"><label><input type=\"checkbox\" id=\"only-differs\"> only clauses whose verdict differs between the runs that observed them</label></div>\n<div class=\"wide\"><table class=\"mx\">\n<thead><tr><th>Clause</th><th>Level</th>",
     );
     for (i, ((name, _), l)) in runs.iter().zip(labels).enumerate() {
         s.push_str(&run_header_cell(i, name, l));
@@ -109,14 +32,14 @@ pub(super) fn runs_matrix(
         s.push_str(&group_head(group, clauses.len(), runs.len() + 2));
         for k in clauses {
             let cells: Vec<Option<&ClauseVerdict>> = verdicts.iter().map(|v| v.get(k)).collect();
-            let outcomes: BTreeSet<Option<Outcome>> = cells.iter().map(|c| c.map(|v| v.outcome)).collect();
-            let differs = outcomes.len() > 1;
+            let differs = differs(&cells);
             let level = catalog().get(k).map_or("?", |c| c.level.as_str());
             let title = catalog().get(k).map(|c| c.title.clone()).unwrap_or_default();
             s.push_str(&format!(
-            "<tr class=\"{}\" data-clause=\"{}\"><th class=\"clause-id\" title=\"{}\"><a href=\"#{}\"><code>{}</code></a></th><td>{}</td>",
+            "<tr class=\"{}\" data-clause=\"{}\"{}><th class=\"clause-id\" title=\"{}\"><a href=\"#{}\"><code>{}</code></a></th><td>{}</td>",
             if differs { "differs" } else { "same" },
             esc(k),
+            filter_attrs(k, &cells),
             esc(&title),
             esc(&anchor("clause", k)),
             esc(k),
@@ -136,7 +59,7 @@ pub(super) fn runs_matrix(
                     abbrev(v.outcome)
                 )),
                 None => s.push_str(&format!(
-                    "<td class=\"mx o-none\" data-outcome=\"\" title=\"{} in R{}: not observed\">&mdash;</td>",
+                    "<td class=\"mx o-none\" data-outcome=\"\" title=\"{} in R{}: not run (no check of this run observes it)\">&mdash;</td>",
                     esc(k),
                     i + 1
                 )),
@@ -146,8 +69,49 @@ pub(super) fn runs_matrix(
         }
         s.push_str("</tbody>\n");
     }
-    s.push_str("</table>\n");
+    s.push_str("</table></div>\n");
     s
+}
+
+/// The attributes the filters read: the clause's level (from the catalog), its family and
+/// the outcomes of its row.
+fn filter_attrs(k: &str, cells: &[Option<&ClauseVerdict>]) -> String {
+    let level = catalog().get(k).map_or("?", |c| c.level.as_str());
+    let outcomes: Vec<&str> = row_outcomes(cells).into_iter().collect();
+    format!(
+        " data-level=\"{}\" data-family=\"{}\" data-outcomes=\" {} \"",
+        esc(level),
+        esc(family_of(k)),
+        outcomes.join(" ")
+    )
+}
+
+/// Filters by level, outcome and family over the rows of both clause tables (JS in
+/// [`super::assets`]).
+fn filter_bar(clauses: &[String], verdicts: &[BTreeMap<String, ClauseVerdict>]) -> String {
+    let levels: BTreeSet<&str> =
+        clauses.iter().map(|k| catalog().get(k).map_or("?", |c| c.level.as_str())).collect();
+    let families: BTreeSet<&str> = clauses.iter().map(|k| family_of(k)).collect();
+    let mut outcomes: Vec<&str> = Outcome::ALL
+        .into_iter()
+        .filter(|o| verdicts.iter().any(|v| v.values().any(|c| c.outcome == *o)))
+        .map(|o| o.as_str())
+        .collect();
+    outcomes.push("NOT-RUN");
+    let select = |id: &str, what: &str, values: &[&str]| {
+        let mut s = format!("<label>{what} <select id=\"{id}\"><option value=\"\">all</option>");
+        for v in values {
+            s.push_str(&format!("<option value=\"{0}\">{0}</option>", esc(v)));
+        }
+        s.push_str("</select></label> ");
+        s
+    };
+    format!(
+        "<div class=\"toolbar filters\" id=\"filters\">Filter clauses: {}{}{}<small id=\"filter-count\"></small></div>\n",
+        select("filter-level", "level", &levels.into_iter().collect::<Vec<_>>()),
+        select("filter-outcome", "outcome", &outcomes),
+        select("filter-family", "family", &families.into_iter().collect::<Vec<_>>())
+    )
 }
 
 pub(super) fn group_head(unobservable: bool, n: usize, cols: usize) -> String {
@@ -164,7 +128,7 @@ pub(super) fn group_head(unobservable: bool, n: usize, cols: usize) -> String {
 /// (expected vs actual) and the checks that observed the clause.
 pub(super) fn verdict_cell(i: usize, run: &Run, v: Option<&ClauseVerdict>) -> String {
     let Some(v) = v else {
-        return "<td class=\"verdict o-none\" data-outcome=\"\">not observed</td>".to_string();
+        return "<td class=\"verdict o-none\" data-outcome=\"\">not run</td>".to_string();
     };
     let target = run_file(i);
     let mut s = format!(
@@ -211,8 +175,9 @@ pub(super) fn clause_table(
     verdicts: &[BTreeMap<String, ClauseVerdict>],
     clauses: &[String],
 ) -> String {
-    let mut s =
-        String::from("<table class=\"clauses\">\n<thead><tr><th>Clause</th><th>Level</th><th>Statement</th>");
+    let mut s = String::from(
+        "<div class=\"wide\"><table class=\"clauses\">\n<thead><tr><th>Clause</th><th>Level</th><th>Statement</th>",
+    );
     for (i, ((name, _), l)) in runs.iter().zip(labels).enumerate() {
         s.push_str(&run_header_cell(i, name, l));
     }
@@ -221,24 +186,26 @@ pub(super) fn clause_table(
         s.push_str(&group_head(group, clauses.len(), runs.len() + 3));
         for k in clauses {
             let cl = catalog().get(k);
+            let cells: Vec<Option<&ClauseVerdict>> = verdicts.iter().map(|v| v.get(k)).collect();
             s.push_str(&format!(
-            "<tr class=\"clause\" id=\"{}\" data-clause=\"{}\"><th><code>{}</code></th><td>{}</td><td><b>{}</b>: {}<br><small>{}</small></td>",
+            "<tr class=\"clause\" id=\"{}\" data-clause=\"{}\"{}><th><code>{}</code></th><td>{}</td><td><b>{}</b>: {}<br><small>{}</small></td>",
             esc(&anchor("clause", k)),
             esc(k),
+            filter_attrs(k, &cells),
             esc(k),
             esc(cl.map_or("?", |c| c.level.as_str())),
             esc(cl.map_or("(not in this tool's catalog)", |c| c.title.as_str())),
             esc(cl.map_or("", |c| c.statement.as_str())),
             esc(&cl.map(|c| c.sources()).unwrap_or_default())
         ));
-            for (i, ((_, run), v)) in runs.iter().zip(verdicts).enumerate() {
-                s.push_str(&verdict_cell(i, run, v.get(k)));
+            for (i, ((_, run), v)) in runs.iter().zip(&cells).enumerate() {
+                s.push_str(&verdict_cell(i, run, *v));
             }
             s.push_str("</tr>\n");
         }
         s.push_str("</tbody>\n");
     }
-    s.push_str("</table>\n");
+    s.push_str("</table></div>\n");
     s
 }
 
@@ -258,6 +225,9 @@ pub(super) fn index_page(runs: &[(String, Run)]) -> Page {
     b.push_str(&legend());
     b.push_str("<h2 id=\"runs\">Runs</h2>\n");
     b.push_str(&runs_table(runs, &labels));
+    if runs.len() > 1 {
+        b.push_str("<p class=\"diff-link\"><a href=\"diff.html\">Check-by-check diff of two runs</a> <small>(like <code>vfio-mig-conform report A B --diff</code>)</small></p>\n");
+    }
     b.push_str("<h2 id=\"arcs\">FSM arc matrices</h2>\n<p class=\"muted\">Rows: the state the device is in; columns: the state SET requests; each cell is the check <code>fsm.arc.&lt;cur&gt;.&lt;new&gt;</code>. Hover for the primitive path the oracle expects.</p>\n<div class=\"arcgrid\">\n");
     for (i, ((name, run), l)) in runs.iter().zip(&labels).enumerate() {
         b.push_str(&format!(
@@ -296,13 +266,17 @@ pub(super) fn index_page(runs: &[(String, Run)]) -> Page {
         b.push_str("</table>\n");
     }
     if runs.len() > 1 {
-        b.push_str("<h2 id=\"matrix\">Runs &times; clauses</h2>\n<p class=\"muted\">Each cell is the worst verdict of the run's checks on the clause (a check that broke another clause counts as PASS here). Highlighted clause ids differ between runs.</p>\n");
+        b.push_str("<h2 id=\"matrix\">Runs &times; clauses</h2>\n<p class=\"muted\">Each cell is the worst verdict of the run's checks on the clause (a check that broke another clause counts as PASS here). Highlighted clause ids differ between the runs that observed them; &mdash; = not run (no check of the run observes the clause: a partial run is not a difference).</p>\n");
+        b.push_str(&filter_bar(&clauses, &verdicts));
         b.push_str(&runs_matrix(runs, &labels, &verdicts, &clauses));
     }
     b.push_str(&format!(
         "<h2 id=\"clauses\">Clauses ({} observed)</h2>\n<p class=\"muted\">Click a row for expected vs actual and the checks behind each verdict.</p>\n",
         clauses.len()
     ));
+    if runs.len() == 1 {
+        b.push_str(&filter_bar(&clauses, &verdicts));
+    }
     b.push_str(&clause_table(runs, &labels, &verdicts, &clauses));
     let unobserved: Vec<&str> =
         catalog().all().iter().filter(|c| !ids.contains(&c.id)).map(|c| c.id.as_str()).collect();

@@ -13,8 +13,10 @@
 mod aggregate;
 mod arcs;
 mod assets;
+mod diff;
 mod index;
 mod run_page;
+mod runs;
 #[cfg(test)]
 mod tests;
 
@@ -139,11 +141,18 @@ fn clause_link(id: &str) -> String {
 }
 
 /// Renders the report of these runs (name, record): `index.html` first, then one page per
-/// run.
+/// run, then (with two runs or more) `diff.html`. A run's results are its checks and its fuzz
+/// findings as the record holds them ([`Run::results`]), so a clause the fuzzer found violated
+/// has that verdict.
 pub fn render(runs: &[(String, Run)]) -> Vec<Page> {
-    let mut pages = vec![index::index_page(runs)];
+    let runs: Vec<(String, Run)> =
+        runs.iter().map(|(name, run)| (name.clone(), Run { checks: run.results(), ..run.clone() })).collect();
+    let mut pages = vec![index::index_page(&runs)];
     for (i, (name, run)) in runs.iter().enumerate() {
         pages.push(run_page::run_page(i, name, run));
+    }
+    if runs.len() > 1 {
+        pages.push(diff::diff_page(&runs));
     }
     pages
 }

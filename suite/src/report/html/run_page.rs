@@ -240,6 +240,13 @@ pub(super) fn run_page(i: usize, name: &str, run: &Run) -> Page {
         i + 1,
         esc(short(name))
     );
+    if let Some(why) = run.unfinished() {
+        b.push_str(&format!(
+            "<p class=\"warning unfinished\"><span class=\"badge o-error\">&#9888; not finished</span> {}: its verdicts cover only the {} checks that ran.</p>\n",
+            esc(&why),
+            run.checks.len()
+        ));
+    }
     b.push_str(&run_info(run, name));
     b.push_str(&legend());
     b.push_str("<h2 id=\"arcs\">FSM arc matrix</h2>\n");

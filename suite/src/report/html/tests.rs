@@ -169,7 +169,7 @@ fn every_link_resolves_to_a_page_and_an_anchor_and_nothing_is_external() {
     let b = run(3, &[]);
     let pages = render(&[("a.jsonl".to_string(), a), ("b.jsonl".to_string(), b)]);
     let files: Vec<&str> = pages.iter().map(|p| p.file.as_str()).collect();
-    assert_eq!(files, ["index.html", "run-1.html", "run-2.html"]);
+    assert_eq!(files, ["index.html", "run-1.html", "run-2.html", "diff.html"]);
     let anchors: BTreeMap<&str, BTreeSet<String>> =
         pages.iter().map(|p| (p.file.as_str(), ids_and_links(&p.html).0)).collect();
     let mut checked = 0;
@@ -185,6 +185,7 @@ fn every_link_resolves_to_a_page_and_an_anchor_and_nothing_is_external() {
         }
     }
     assert!(checked > 64 * 2, "only {checked} links checked");
+    assert!(pages[0].html.contains("href=\"diff.html\""), "the index links the diff page");
 }
 
 #[test]
@@ -241,4 +242,183 @@ fn dates_are_utc() {
 fn arc_matrix_snapshot() {
     let r = run(1, &[("fsm.arc.running.stop_copy", Outcome::Fail, &[("V2-STATE-005", "MUST")])]);
     insta::assert_snapshot!("arc_matrix_stop_copy_only", arc_matrix(&r, "run-1.html"));
+}
+
+/// The part of `html` between `start` and the next `end`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    html.split(start).nth(1).unwrap_or_else(|| panic!("no {start}")).split(end).next().unwrap_or("")
+}
+
+/// The row of `table` (`mx` or `clauses`) for `clause`.
+fn clause_row<'a>(html: &'a str, table: &str, clause: &str) -> &'a str {
+    between(html, &format!("<table class=\"{table}\">"), "</table>")
+        .split("<tr ")
+        .find(|r| r.contains(&format!("data-clause=\"{clause}\"")))
+        .unwrap_or_else(|| panic!("no row {clause} in {table}"))
+}
+
+fn with_spec(mut r: Run, spec: &str) -> Run {
+    r.header.devices[0].info.spec = spec.to_string();
+    r
+}
+
+#[test]
+fn runs_are_named_by_their_device_spec_with_the_defect_so_two_sim_runs_differ() {
+    let a = with_spec(run(7, &[]), "sim:v2");
+    let b = with_spec(run(7, &[]), "sim:v2?defect=hang_on_set");
+    let pages = render(&[("a.jsonl".to_string(), a), ("b.jsonl".to_string(), b)]);
+    let index = &pages[0].html;
+    let runs = between(index, "<table class=\"runs\">", "</table>");
+    assert!(runs.contains("<code>sim:v2?defect=hang_on_set</code>"), "{runs}");
+    let heads: Vec<&str> =
+        between(index, "<table class=\"mx\">", "</thead>").split("<th class=\"run\"").skip(1).collect();
+    assert_eq!(heads.len(), 2);
+    assert!(heads[0].contains("<code class=\"spec\">sim:v2</code>"), "{}", heads[0]);
+    assert!(heads[1].contains("<code class=\"spec\">sim:v2?defect=hang_on_set</code>"), "{}", heads[1]);
+    assert!(
+        between(&pages[3].html, "<ul class=\"diff-runs\">", "</ul>").contains("sim:v2?defect=hang_on_set")
+    );
+}
+
+#[test]
+fn an_unfinished_or_interrupted_run_carries_a_warning_everywhere_it_is_named() {
+    let end = |interrupted: Option<&str>| {
+        Some(crate::report::record::RunFooter {
+            totals: Default::default(),
+            exit_code: if interrupted.is_some() { 130 } else { 0 },
+            duration_ms: 5,
+            interrupted: interrupted.map(str::to_string),
+        })
+    };
+    let mut done = run(7, &[]);
+    done.footer = end(None);
+    let mut killed = run(7, &[]);
+    killed.footer = None;
+    let mut interrupted = run(7, &[]);
+    interrupted.footer = end(Some("interrupted by SIGINT"));
+    let pages = render(&[
+        ("done.jsonl".to_string(), done),
+        ("killed.jsonl".to_string(), killed),
+        ("int.jsonl".to_string(), interrupted),
+    ]);
+    let runs = between(&pages[0].html, "<table class=\"runs\">", "</table>");
+    let rows: Vec<&str> = runs.split("<tr data-run=").skip(1).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(!rows[0].contains("unfinished"), "{}", rows[0]);
+    for (row, why) in [(rows[1], "no end line"), (rows[2], "interrupted by SIGINT")] {
+        assert!(row.contains("class=\"unfinished\""), "{row}");
+        assert!(row.contains("not finished: partial verdicts"), "{row}");
+        assert!(row.contains(why), "{row}");
+    }
+    let heads: Vec<&str> = between(&pages[0].html, "<table class=\"mx\">", "</thead>")
+        .split("<th class=\"run\"")
+        .skip(1)
+        .collect();
+    assert!(
+        !heads[0].contains("not finished")
+            && heads[1].contains("not finished")
+            && heads[2].contains("not finished")
+    );
+    assert!(!pages[1].html.contains("<p class=\"warning unfinished\">"));
+    assert!(pages[2].html.contains("<p class=\"warning unfinished\">"));
+    assert!(pages[3].html.contains("<p class=\"warning unfinished\">"));
+}
+
+#[test]
+fn a_fuzz_finding_makes_its_clause_fail_instead_of_pass_or_not_observed() {
+    let mut r = run(7, &[]);
+    r.fuzz[0].findings.push(crate::report::record::FuzzFinding {
+        clauses: vec!["V2-STATE-007".to_string()],
+        expected: "EINVAL".to_string(),
+        actual: "accepted".to_string(),
+        reproducer: "id: fuzz.live.v2_state_007\nsteps:\n- set_state: PRE_COPY\n".to_string(),
+        reproducer_file: None,
+        replay: None,
+        known: None,
+        after_secs: 0.5,
+    });
+    let pages = render(&[("a.jsonl".to_string(), r)]);
+    let row = clause_row(&pages[0].html, "clauses", "V2-STATE-007");
+    assert!(row.contains("<td class=\"verdict o-fail\" data-outcome=\"FAIL\">"), "{row}");
+    assert!(row.contains("href=\"run-1.html#check-fuzz.live.v2_state_007\""), "{row}");
+    assert!(
+        pages[1].html.contains("id=\"check-fuzz.live.v2_state_007\""),
+        "the run page shows the finding as a check"
+    );
+    let other = clause_row(&pages[0].html, "clauses", "V2-MIG-003");
+    assert!(other.contains("data-outcome=\"PASS\""), "{other}");
+}
+
+#[test]
+fn a_partial_run_leaves_clauses_it_did_not_run_as_not_run_not_as_differences() {
+    let full = run(7, &[]);
+    let mut partial = run(7, &[]);
+    partial.checks.retain(|c| c.id.starts_with("fsm.arc.running."));
+    for c in &mut partial.checks {
+        c.clauses = vec!["V2-MIG-003".to_string()];
+        c.clause_outcomes.retain(|k, _| k == "V2-MIG-003");
+    }
+    let pages = render(&[("full.jsonl".to_string(), full), ("partial.jsonl".to_string(), partial)]);
+    let row = clause_row(&pages[0].html, "mx", "V2-STATE-007");
+    assert!(row.starts_with("class=\"same\""), "{row}");
+    assert!(row.contains("not run"), "{row}");
+    assert!(clause_row(&pages[0].html, "mx", "V2-MIG-003").starts_with("class=\"same\""));
+    assert!(clause_row(&pages[0].html, "clauses", "V2-STATE-007").contains(">not run</td>"));
+    assert!(!between(&pages[0].html, "<table class=\"mx\">", "</table>").contains("class=\"differs\""));
+}
+
+#[test]
+fn clause_rows_carry_level_family_and_outcomes_for_the_filters() {
+    let a = run(7, &[("fsm.arc.stop_copy.pre_copy", Outcome::Fail, &[("V2-STATE-007", "MUST")])]);
+    let pages = render(&[("a.jsonl".to_string(), a.clone()), ("b.jsonl".to_string(), a)]);
+    let index = &pages[0].html;
+    for id in ["filter-level", "filter-outcome", "filter-family"] {
+        assert!(index.contains(&format!("<select id=\"{id}\">")), "{id}");
+    }
+    assert!(index.contains("<option value=\"V2-STATE\">V2-STATE</option>"));
+    assert!(index.contains("<option value=\"FAIL\">FAIL</option>"));
+    assert!(index.contains("<option value=\"MUST\">MUST</option>"));
+    let level = crate::clauses::catalog().get("V2-STATE-007").expect("clause").level.as_str();
+    for table in ["mx", "clauses"] {
+        let row = clause_row(index, table, "V2-STATE-007");
+        assert!(row.contains(&format!("data-level=\"{level}\"")), "{row}");
+        assert!(row.contains("data-family=\"V2-STATE\""), "{row}");
+        assert!(row.contains("data-outcomes=\" FAIL \""), "{row}");
+    }
+    assert_eq!(super::aggregate::family_of("V2-ARC-RES-001"), "V2-ARC-RES");
+    assert_eq!(super::aggregate::family_of("ODD"), "ODD");
+}
+
+#[test]
+fn the_diff_page_lists_each_check_with_its_raw_verdict_per_run_and_marks_the_differences() {
+    let a = run(7, &[("fsm.arc.stop_copy.pre_copy", Outcome::Fail, &[("V2-STATE-007", "MUST")])]);
+    // The same violation declared by a profile: XFAIL, raw FAIL, not a difference.
+    let mut b = run(7, &[("fsm.arc.stop_copy.pre_copy", Outcome::Xfail, &[("V2-STATE-007", "MUST")])]);
+    let mut c = run(7, &[("fsm.arc.stop.running", Outcome::Fail, &[("V2-STATE-002", "MUST")])]);
+    b.checks.retain(|c| c.id != "fsm.arc.running.raw_8");
+    c.checks.truncate(c.checks.len());
+    let pages = render(&[("a.jsonl".to_string(), a), ("b.jsonl".to_string(), b), ("c.jsonl".to_string(), c)]);
+    let diff = &pages.last().expect("pages").html;
+    assert_eq!(pages.last().expect("pages").file, "diff.html");
+    let row = |id: &str| {
+        between(diff, "<tbody>", "</tbody>")
+            .split("<tr ")
+            .find(|r| r.contains(&format!("data-check=\"{id}\"")))
+            .unwrap_or_else(|| panic!("no row {id}"))
+            .to_string()
+    };
+    let same = row("fsm.arc.stop_copy.pre_copy");
+    assert!(same.contains("class=\"same\""), "{same}");
+    assert_eq!(same.matches("data-raw=\"FAIL\"").count(), 2, "{same}");
+    assert!(same.contains("title=\"recorded: XFAIL\""), "{same}");
+    let missing = row("fsm.arc.running.raw_8");
+    assert!(missing.contains("class=\"differs\"") && missing.contains("not in run"), "{missing}");
+    assert!(row("fsm.arc.stop.running").contains("class=\"same\""), "R1 vs R2 agree there");
+    assert!(
+        diff.contains("<b id=\"diff-summary\">56 checks compared, 1 differ (R1 vs R2)</b>"),
+        "{}",
+        between(diff, "<div class=\"toolbar\"", "</div>")
+    );
+    assert!(diff.contains("<select id=\"diff-a\">") && diff.contains("<select id=\"diff-b\">"));
+    assert_eq!(render(&[("a.jsonl".to_string(), run(7, &[]))]).len(), 2, "one run: no diff page");
 }
