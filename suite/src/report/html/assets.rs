@@ -87,6 +87,7 @@ tr.filtered{display:none}
 tr.unfinished td{background:#fff8e1}
 .badge.unfinished{white-space:normal}
 table.diff tr.same{display:none}table.diff.show-all tr.same{display:table-row}table.diff tr.nomatch{display:none}
+table.diff tr.differs th{background:#fff3cd}ul.diff-runs{overflow-wrap:anywhere}
 table.diff td{text-align:center;font-size:12px;font-weight:700}table.diff td a{color:inherit}
 "#;
 
