@@ -320,17 +320,7 @@ pub fn diff(runs: &[std::path::PathBuf], filter: Option<&str>) -> Result<u8, Str
     };
     let (ra, rb) = (Run::read(a)?, Run::read(b)?);
     // XFAIL/XPASS come from a profile: compare what the device did.
-    let raw = |c: &vmc::report::record::CheckResult| match c.outcome {
-        vmc::outcome::Outcome::Xfail => {
-            if c.findings.iter().any(|f| f.level.is_mandatory()) {
-                "FAIL"
-            } else {
-                "NON-STRICT/INFO"
-            }
-        }
-        vmc::outcome::Outcome::Xpass => "PASS",
-        o => o.as_str(),
-    };
+    let raw = vmc::report::record::CheckResult::raw_verdict;
     let keep = |id: &str| filter.is_none_or(|f| id.starts_with(f));
     let mut compared = 0;
     let mut differ = 0;

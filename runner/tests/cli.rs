@@ -262,7 +262,7 @@ fn report_html_writes_an_index_and_one_page_per_run() {
     let out =
         run(&["report", a.to_str().expect("p"), b.to_str().expect("p"), "--html", html.to_str().expect("p")]);
     assert_eq!(out.status.code(), Some(1), "a run with a FAIL: exit 1 as the other report formats");
-    assert!(text(&out.stdout).contains("2 runs, 3 pages"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("2 runs, 4 pages"), "{}", text(&out.stdout));
     let index = std::fs::read_to_string(html.join("index.html")).expect("index.html");
     assert_eq!(index.matches("<td class=\"arc ").count(), 128, "two 8x8 arc matrices");
     assert!(index.contains("data-cur=\"STOP_COPY\" data-new=\"PRE_COPY\" data-outcome=\"FAIL\""));
@@ -270,6 +270,13 @@ fn report_html_writes_an_index_and_one_page_per_run() {
     let run1 = std::fs::read_to_string(html.join("run-1.html")).expect("run-1.html");
     assert!(run1.contains("id=\"check-fsm.arc.stop_copy.pre_copy\""));
     assert!(html.join("run-2.html").is_file());
+    // diff.html counts what `report A B --diff` counts.
+    let out = run(&["report", a.to_str().expect("p"), b.to_str().expect("p"), "--diff"]);
+    let stdout = text(&out.stdout);
+    let summary = stdout.lines().last().and_then(|l| l.split(" (").next()).expect("summary line");
+    assert!(summary.ends_with(" differ") && !summary.ends_with(" 0 differ"), "{stdout}");
+    let diff = std::fs::read_to_string(html.join("diff.html")).expect("diff.html");
+    assert!(diff.contains(&format!("<b id=\"diff-summary\">{summary} (R1 vs R2)</b>")), "CLI: {summary}");
 }
 
 #[test]

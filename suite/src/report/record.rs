@@ -121,6 +121,23 @@ impl CheckResult {
         .with_clause_outcomes(strict)
     }
 
+    /// The verdict before any profile, as `report A B --diff` compares runs: XFAIL is the
+    /// FAIL (a MUST finding) or NON-STRICT/INFO it declares, XPASS is PASS, every other
+    /// outcome is itself.
+    pub fn raw_verdict(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Xfail => {
+                if self.findings.iter().any(|f| f.level.is_mandatory()) {
+                    "FAIL"
+                } else {
+                    "NON-STRICT/INFO"
+                }
+            }
+            Outcome::Xpass => "PASS",
+            o => o.as_str(),
+        }
+    }
+
     /// Fills [`CheckResult::clause_outcomes`] from the outcome and the findings.
     pub fn with_clause_outcomes(mut self, strict: bool) -> CheckResult {
         let findings: Vec<(Vec<&str>, crate::clauses::Level)> =
