@@ -4,8 +4,6 @@
 
 use vfio_bindings::bindings::vfio as b;
 
-use crate::errno::Errno;
-
 pub const FEATURE_MASK: u32 = b::VFIO_DEVICE_FEATURE_MASK;
 pub const FEATURE_GET: u32 = b::VFIO_DEVICE_FEATURE_GET;
 pub const FEATURE_SET: u32 = b::VFIO_DEVICE_FEATURE_SET;
@@ -36,35 +34,9 @@ pub const PRECOPY_INFO_SIZE: u32 = 24;
 /// `LOG_MAX_RANGES`: ranges that fit in one 4 KiB kernel page.
 pub const LOG_MAX_RANGES: usize = 4096 / 16;
 
-/// `vfio_check_feature()`: `Ok(true)` to execute, `Ok(false)` for a successful PROBE.
-pub fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool, Errno> {
-    if (flags & (FEATURE_GET | FEATURE_SET)) & !supported != 0 {
-        return Err(Errno::EINVAL);
-    }
-    if flags & FEATURE_PROBE != 0 {
-        return Ok(false);
-    }
-    if flags & (FEATURE_GET | FEATURE_SET) == 0 {
-        return Err(Errno::EINVAL);
-    }
-    if argsz < minsz {
-        return Err(Errno::EINVAL);
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_needs_no_payload_but_get_needs_minsz() {
-        assert_eq!(check_feature(FEATURE_PROBE | FEATURE_GET, 0, FEATURE_GET, 8), Ok(false));
-        assert_eq!(check_feature(FEATURE_GET, 4, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(FEATURE_SET, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(0, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(FEATURE_GET, 8, FEATURE_GET, 8), Ok(true));
-    }
 
     #[test]
     fn request_codes_match_the_uapi() {

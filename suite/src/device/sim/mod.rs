@@ -45,6 +45,19 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// What a simulated device of this configuration says about itself.
+    fn device_info(&self, spec: &str, driver: &str) -> crate::device::DeviceInfo {
+        crate::device::DeviceInfo {
+            spec: spec.to_string(),
+            backend: crate::device::Backend::Sim,
+            driver: Some(driver.to_string()),
+            model: Some(self.type_name.clone()),
+            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
+            name: Some(self.type_name.clone()),
+            iommu: None,
+        }
+    }
+
     pub fn v2() -> SimConfig {
         SimConfig {
             api: MigrationApi::V2,

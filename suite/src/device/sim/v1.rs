@@ -59,15 +59,7 @@ pub struct SimV1 {
 impl SimV1 {
     pub fn new(cfg: SimConfig, spec: &str) -> SimV1 {
         let hw = Hw::new(&cfg.type_name, cfg.state_size);
-        let info = DeviceInfo {
-            spec: spec.to_string(),
-            backend: crate::device::Backend::Sim,
-            driver: Some("sim-v1".to_string()),
-            model: Some(cfg.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
-            name: Some(cfg.type_name.clone()),
-            iommu: None,
-        };
+        let info = cfg.device_info(spec, "sim-v1");
         SimV1 {
             cfg,
             info,

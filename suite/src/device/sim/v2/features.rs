@@ -183,3 +183,17 @@ impl SimV2 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_needs_no_payload_but_get_needs_minsz() {
+        assert_eq!(vfio_check_feature(FEATURE_PROBE | FEATURE_GET, 0, FEATURE_GET, 8), Ok(false));
+        assert_eq!(vfio_check_feature(FEATURE_GET, 4, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(vfio_check_feature(FEATURE_SET, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(vfio_check_feature(0, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
+        assert_eq!(vfio_check_feature(FEATURE_GET, 8, FEATURE_GET, 8), Ok(true));
+    }
+}

@@ -106,15 +106,7 @@ pub struct SimV2 {
 impl SimV2 {
     pub fn new(cfg: SimConfig, spec: &str) -> SimV2 {
         let hw = Hw::new(&cfg.type_name, cfg.state_size);
-        let info = DeviceInfo {
-            spec: spec.to_string(),
-            backend: crate::device::Backend::Sim,
-            driver: Some("sim-v2".to_string()),
-            model: Some(cfg.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
-            name: Some(cfg.type_name.clone()),
-            iommu: None,
-        };
+        let info = cfg.device_info(spec, "sim-v2");
         SimV2 {
             cfg,
             info,
