@@ -25,10 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# uart NAME FD [N] [BAR]: programs the UART behind BAR (0, or 1 for mtty-2's second port) of
-# the N-th (1-based) mtty in `info pci`, so the device holds a state worth migrating: divisor
-# 0x0c, LCR 0x1b, IER 0x05, SCR 0x5a (0x5b behind BAR1) and two bytes ("hi") looped back into
-# the receive FIFO.
+# uart NAME FD [N] [BAR] [SCR]: programs the UART behind BAR (0, or 1 for mtty-2's second
+# port) of the N-th (1-based) mtty in `info pci`, so the device holds a state worth migrating:
+# divisor 0x0c, LCR 0x1b, IER 0x05, SCR SCR + BAR (default 0x5a: 0x5a, 0x5b behind BAR1) and
+# two bytes ("hi") looped back into the receive FIFO.
 uart() {
 	b=${4:-0}
 	# SeaBIOS maps the BARs a moment after QEMU starts: ask until the BAR has an address.
@@ -42,7 +42,7 @@ uart() {
 	usleep 300000
 	bar=$(tr -d '\r' <"$QDIR/$1.out" | sed -n "s/.*BAR$b: I\/O at \(0x[0-9a-f]*\).*/\1/p" | sed -n "${3:-1}p")
 	[ -n "$bar" ] || die "no BAR$b address for device ${3:-1}"
-	scr=$((0x5a + b))
+	scr=$((${5:-0x5a} + b))
 	for w in "3 0x83" "0 0x0c" "1 0x00" "3 0x1b" "7 $scr" "1 0x05" "0 0x68" "0 0x69"; do
 		hmp "$1" "$2" "o /b $((bar + ${w% *})) ${w#* }"
 	done
@@ -71,6 +71,8 @@ active() {
 expect_status() {
 	st=$(qmigrated "$1" "$2" "$4")
 	echo "scenario: $1 migration status: $st"
+	# QEMU's own account of the migration's duration (bench/record-overhead.sh reads it).
+	[ "$st" = completed ] && echo "scenario: $1 migration $(tr -d '\r' <"$QDIR/$1.out" | sed -n 's/^total time: \([0-9]*\) ms/total \1 ms/p' | tail -n 1), $(tr -d '\r' <"$QDIR/$1.out" | sed -n 's/^downtime: \([0-9]*\) ms/downtime \1 ms/p' | tail -n 1)"
 	[ "$st" = "$3" ] || die "expected migration status $3, got $st"
 }
 
@@ -268,13 +270,14 @@ multifd)
 	;;
 # ---- Effects of mtty's declared deviations on a real migration (.ci/vm-qemu-guest.sh compares
 # the devices' states afterwards with .ci/qemu/same-state.yaml, independently of QEMU).
-save_stopped) # DEVICE FILE [uart]: a stopped VM on DEVICE saved to FILE
+save_stopped) # DEVICE FILE [uart|uart-alt]: a stopped VM on DEVICE saved to FILE, both UARTs
+	# programmed first (SCR 0x5a/0x5b, or 0x3c/0x3d with uart-alt)
 	rm -f "$3"
 	qstart src 5 -device "$(vfio_dev "$2")"
-	if [ "${4:-}" = uart ]; then
-		uart src 5
-		uart src 5 1 1
-	fi
+	case ${4:-} in
+	uart) uart src 5 && uart src 5 1 1 ;;
+	uart-alt) uart src 5 1 0 0x3c && uart src 5 1 1 0x3c ;;
+	esac
 	hmp src 5 stop
 	hmp src 5 "migrate file:$3"
 	expect_status src 5 completed 60
