@@ -68,20 +68,9 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
-fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mul) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        _ => (&t[..], 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mul)
-}
-
 /// Runs the command.
 pub fn record(a: &RecordArgs) -> u8 {
-    let Some(keep) = parse_size(&a.keep_bytes) else {
+    let Some(keep) = vmc::units::parse_size(&a.keep_bytes) else {
         eprintln!("vfio-mig-conform record: --keep-bytes `{}` is not a size (e.g. 64m)", a.keep_bytes);
         return crate::cli::exit::USAGE;
     };
@@ -215,14 +204,6 @@ fn default_id(p: &vmc::provenance::Provenance, output: Option<&std::path::Path>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_suffixes() {
-        assert_eq!(parse_size("64m"), Some(64 << 20));
-        assert_eq!(parse_size("10"), Some(10));
-        assert_eq!(parse_size("1G"), Some(1 << 30));
-        assert_eq!(parse_size("lots"), None);
-    }
 
     #[test]
     fn the_default_id_names_the_vmm_version_and_the_file() {

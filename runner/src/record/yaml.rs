@@ -773,7 +773,6 @@ impl Builder {
         let _ = writeln!(out, "# (devices in label order: {}). Exact syscalls and results are in each step's note.", self.labels.join(", "));
         let _ = writeln!(out, "id: {}", h.id);
         let _ = writeln!(out, "title: {}", quote(&h.title));
-        let _ = writeln!(out, "kind: qemu");
         let _ = writeln!(out, "models: {}", quote(&h.models));
         let _ = writeln!(out, "citation: {}", quote(&format!(
             "recorded with vfio-mig-conform record ({}, {}, kernel {}); see provenance",
