@@ -74,7 +74,7 @@ replay() { # FILE TAG
 		[ "$n" -ge 4 ] && peers="$peers --peer $7"
 		base=$(basename "$f" .yaml)
 		# shellcheck disable=SC2086 # peers is a list of options
-		$T "$dev" $peers --sequence "$f" --json $R/replay/$tag-$base-$kind.jsonl --format terse \
+		$T "$dev" $peers --profile /repo/.ci/qemu/mtty-recorded.yaml --sequence "$f" --json $R/replay/$tag-$base-$kind.jsonl --format terse \
 			>$R/replay/$tag-$base-$kind.txt 2>&1
 		rc=$?
 		expect "replay $tag $base on $kind: $(tail -n 1 $R/replay/$tag-$base-$kind.txt | sed 's/.*: \(pass:.*\)/\1/')" 0 $rc

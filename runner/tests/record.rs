@@ -27,12 +27,12 @@ fn a_command_that_opens_no_vfio_device_records_nothing_and_exits_125() {
     assert!(text(&out.stderr).contains("opened no VFIO device (exit status 3)"), "{}", text(&out.stderr));
     assert!(!out_yaml.exists(), "no half-written recording is left behind");
     // Every process was followed: the shell, its two children and their exits, as events.
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let execs = lines.iter().filter(|e| e["kind"] == "exec" && e["exe"].as_str().unwrap_or("").ends_with("/ls")).count();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&events).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let execs = lines
+        .iter()
+        .filter(|e| e["kind"] == "exec" && e["exe"].as_str().unwrap_or("").ends_with("/ls"))
+        .count();
     assert_eq!(execs, 2, "{lines:#?}");
     let forks = lines.iter().filter(|e| e["kind"] == "fork").count();
     assert!(forks >= 2, "{lines:#?}");
@@ -43,7 +43,11 @@ fn a_command_that_opens_no_vfio_device_records_nothing_and_exits_125() {
 fn a_vmm_that_cannot_run_exits_127_and_bad_options_exit_2() {
     let out = bin().args(["record", "--", "/no/such/vmm"]).output().unwrap();
     assert_eq!(out.status.code(), Some(127));
-    assert!(text(&out.stderr).contains("/no/such/vmm: the command cannot be run: ENOENT"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/no/such/vmm: the command cannot be run: ENOENT"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = bin().args(["record", "--id", "Not An Id", "--", "true"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--id `Not An Id`"));
@@ -103,7 +107,8 @@ fn parse_trace(text: &str) -> QemuTrace {
         let l = &line[start..];
         let mut words = l.split_whitespace();
         let Some(event) = words.next() else { continue };
-        let Some(name) = words.next().and_then(|w| w.strip_prefix('(')).and_then(|w| w.strip_suffix(')')) else {
+        let Some(name) = words.next().and_then(|w| w.strip_prefix('(')).and_then(|w| w.strip_suffix(')'))
+        else {
             continue;
         };
         let rest: Vec<&str> = words.collect();
@@ -158,7 +163,9 @@ fn from_events(events: &[serde_json::Value], loaded_sizes: &BTreeMap<String, Vec
             }
             Some("write") => {
                 // A failed write still carried a section QEMU traced (its size is what it asked).
-                let n = e["ret"]["ok"].as_u64().or_else(|| e["count"].as_u64().filter(|_| e["ret"]["err"].is_number()));
+                let n = e["ret"]["ok"]
+                    .as_u64()
+                    .or_else(|| e["count"].as_u64().filter(|_| e["ret"]["err"].is_number()));
                 if let Some(n) = n.filter(|n| *n > 0) {
                     let name = names.get(&dev).cloned().unwrap_or_default();
                     written.entry(name).or_default().push(n);
@@ -194,14 +201,22 @@ fn compare(qemu: &QemuTrace, rec: &QemuTrace) -> Vec<String> {
     for (what, q, r) in [("states", &qemu.states, &rec.states)] {
         for (dev, seq) in q {
             if r.get(dev) != Some(seq) {
-                diffs.push(format!("{what} of {dev}: QEMU traced {seq:?}, the recording has {:?}", r.get(dev)));
+                diffs.push(format!(
+                    "{what} of {dev}: QEMU traced {seq:?}, the recording has {:?}",
+                    r.get(dev)
+                ));
             }
         }
     }
-    for (what, q, r) in [("bytes saved", &qemu.saved, &rec.saved), ("bytes loaded", &qemu.loaded, &rec.loaded)] {
+    for (what, q, r) in
+        [("bytes saved", &qemu.saved, &rec.saved), ("bytes loaded", &qemu.loaded, &rec.loaded)]
+    {
         for (dev, seq) in q {
             if r.get(dev) != Some(seq) {
-                diffs.push(format!("{what} by {dev}: QEMU traced {seq:?}, the recording has {:?}", r.get(dev)));
+                diffs.push(format!(
+                    "{what} by {dev}: QEMU traced {seq:?}, the recording has {:?}",
+                    r.get(dev)
+                ));
             }
         }
         for (dev, seq) in r {
@@ -288,7 +303,8 @@ fn a_recording_that_matches_qemu_has_no_difference_and_any_gap_is_named() {
 
 /// The repository as the guest sees it (/repo), or the source tree.
 fn repo() -> PathBuf {
-    std::env::var_os("VMC_REPO_DIR").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."), PathBuf::from)
+    std::env::var_os("VMC_REPO_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."), PathBuf::from)
 }
 
 /// Scenarios whose byte counts QEMU's trace does not give one per read()/write(): with
@@ -342,7 +358,8 @@ fn a_recording_of_qemu_holds_every_state_change_qemu_traces_in_order_with_its_by
         "not in the vm/ guest with QEMU (vm/run.sh --qemu-in-guest)"
     );
     let vmc = std::env::var("VMC_BIN").unwrap_or_else(|_| "vfio-mig-conform".to_string());
-    let scenarios = std::env::var("VMC_FIDELITY_SCENARIOS").unwrap_or_else(|_| "live_precopy p2p_two_devices".to_string());
+    let scenarios = std::env::var("VMC_FIDELITY_SCENARIOS")
+        .unwrap_or_else(|_| "live_precopy p2p_two_devices".to_string());
     // Recordings made with QEMU_TRACE=1 (.ci/vm-qemu-guest.sh: DIR/NAME.{yaml,jsonl,trace}),
     // or made here.
     let given = std::env::var_os("VMC_FIDELITY_DIR").map(PathBuf::from);

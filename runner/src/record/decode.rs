@@ -236,7 +236,17 @@ impl Decoder {
         }
     }
 
-    fn ioctl_exit(&mut self, pid: i32, tid: i32, fd: i32, request: u32, arg: u64, entry: &[u8], ret: Ret, mem: Mem) {
+    fn ioctl_exit(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        fd: i32,
+        request: u32,
+        arg: u64,
+        entry: &[u8],
+        ret: Ret,
+        mem: Mem,
+    ) {
         let (dev, data_dir) = match self.fd(pid, fd) {
             Some(Fd::Device(d)) => (*d, None),
             Some(Fd::Data { dev, dir, .. }) => (*dev, Some(*dir)),
@@ -291,7 +301,14 @@ impl Decoder {
                 self.push(
                     pid,
                     tid,
-                    Kind::RegionInfo { dev: label, ret, index, flags: u32_at(&out, 4).unwrap_or(0), size, offset },
+                    Kind::RegionInfo {
+                        dev: label,
+                        ret,
+                        index,
+                        flags: u32_at(&out, 4).unwrap_or(0),
+                        size,
+                        offset,
+                    },
                 );
             }
             req::DEVICE_GET_IRQ_INFO => {
@@ -342,9 +359,7 @@ impl Decoder {
         let iov = |addr: u64, cnt: u64| -> Vec<(u64, u64)> {
             let cnt = (cnt as usize).min(MAX_ITEMS);
             let raw = mem.read(addr, cnt * 16);
-            raw.chunks_exact(16)
-                .map(|c| (u64_at(c, 0).unwrap_or(0), u64_at(c, 8).unwrap_or(0)))
-                .collect()
+            raw.chunks_exact(16).map(|c| (u64_at(c, 0).unwrap_or(0), u64_at(c, 8).unwrap_or(0))).collect()
         };
         let pos = |p: u64| (p as i64 >= 0).then_some(p);
         Some(match nr {
@@ -400,7 +415,11 @@ impl Decoder {
                         u64::from_le_bytes(v)
                     });
                 let label = self.label_of(dev);
-                self.push(pid, tid, Kind::Region { dev: label, write, region, offset: roff, count, ret, value });
+                self.push(
+                    pid,
+                    tid,
+                    Kind::Region { dev: label, write, region, offset: roff, count, ret, value },
+                );
             }
             None => {}
         }
@@ -425,7 +444,10 @@ impl Decoder {
             .unwrap_or_default();
         let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| {
-                b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
             })
             .unwrap_or_default();
         (exe, argv)
@@ -477,7 +499,10 @@ pub fn decode_feature(flags: u32, entry: &[u8], out: &[u8], ok: bool, mem: Mem) 
             let raw = mem.read(u64_at(entry, 24).unwrap_or(0), n * 16);
             Feature::DmaLogStart {
                 page_size: u64_at(entry, 8).unwrap_or(0),
-                ranges: raw.chunks_exact(16).map(|c| (u64_at(c, 0).unwrap_or(0), u64_at(c, 8).unwrap_or(0))).collect(),
+                ranges: raw
+                    .chunks_exact(16)
+                    .map(|c| (u64_at(c, 0).unwrap_or(0), u64_at(c, 8).unwrap_or(0)))
+                    .collect(),
                 page_size_out: res(8),
             }
         }
@@ -597,7 +622,11 @@ impl Decoder {
                     self.set_fd(pid, fd as i32, Fd::Device(d));
                     self.programs.entry(pid).or_insert_with(|| Self::program_of(pid));
                     let dev = self.label_of(d);
-                    self.push(pid, tid, Kind::DeviceOpen { dev, name, path, via: OpenPath::Group, fd: fd as i32 });
+                    self.push(
+                        pid,
+                        tid,
+                        Kind::DeviceOpen { dev, name, path, via: OpenPath::Group, fd: fd as i32 },
+                    );
                 }
             }
             Pending::Bind { fd } => {
@@ -613,7 +642,9 @@ impl Decoder {
                     self.push(pid, tid, Kind::DeviceOpen { dev, name, path, via: OpenPath::Cdev, fd });
                 }
             }
-            Pending::Ioctl { fd, request, arg, entry } => self.ioctl_exit(pid, tid, fd, request, arg, &entry, ret, mem),
+            Pending::Ioctl { fd, request, arg, entry } => {
+                self.ioctl_exit(pid, tid, fd, request, arg, &entry, ret, mem)
+            }
             p @ Pending::Transfer { .. } => self.transfer_exit(pid, tid, p, ret, mem),
             Pending::Close { fd, was } => match was {
                 Fd::Device(d) => {
@@ -710,9 +741,15 @@ mod tests {
         entry.extend((-1i32).to_le_bytes());
         let mut out = entry.clone();
         out[12..16].copy_from_slice(&27i32.to_le_bytes());
-        assert_eq!(decode_feature(flags, &entry, &out, true, mem()), Feature::SetState { state: 6, data_fd: 27 });
+        assert_eq!(
+            decode_feature(flags, &entry, &out, true, mem()),
+            Feature::SetState { state: 6, data_fd: 27 }
+        );
         // A failed SET returns no fd, whatever the buffer holds.
-        assert_eq!(decode_feature(flags, &entry, &out, false, mem()), Feature::SetState { state: 6, data_fd: -1 });
+        assert_eq!(
+            decode_feature(flags, &entry, &out, false, mem()),
+            Feature::SetState { state: 6, data_fd: -1 }
+        );
     }
 
     #[test]
@@ -730,9 +767,10 @@ mod tests {
             get(uapi::FEATURE_MIG_DATA_SIZE, &96u64.to_le_bytes()),
             Feature::DataSize { stop_copy_length: Some(96) }
         );
-        assert_eq!(get(uapi::FEATURE_MIG_DEVICE_STATE, &[3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]), Feature::GetState {
-            state: Some(3)
-        });
+        assert_eq!(
+            get(uapi::FEATURE_MIG_DEVICE_STATE, &[3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            Feature::GetState { state: Some(3) }
+        );
         let probe = uapi::FEATURE_PROBE | uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_START;
         assert_eq!(decode_feature(probe, &[], &[], true, mem()), Feature::Other { index: 6 });
     }
@@ -750,11 +788,14 @@ mod tests {
         b.extend(0u32.to_le_bytes());
         b.extend((ranges.as_ptr() as u64).to_le_bytes());
         let f = decode_feature(flags, &b, &b, true, mem());
-        assert_eq!(f, Feature::DmaLogStart {
-            page_size: 4096,
-            ranges: vec![(0, 0x10_0000), (0x100_0000, 0x2000)],
-            page_size_out: Some(4096)
-        });
+        assert_eq!(
+            f,
+            Feature::DmaLogStart {
+                page_size: 4096,
+                ranges: vec![(0, 0x10_0000), (0x100_0000, 0x2000)],
+                page_size_out: Some(4096)
+            }
+        );
     }
 
     #[test]
@@ -814,7 +855,10 @@ mod tests {
         // SET PRE_COPY returns data fd 27 (the exit sees the kernel's answer in memory).
         let mut b = set_state_buf(6, 27);
         f.call(libc::SYS_ioctl, [20, u64::from(req::DEVICE_FEATURE), b.as_mut_ptr() as u64, 0, 0, 0], 0);
-        assert!(matches!(&f.d.events[1].kind, Kind::Feature { feature: Feature::SetState { state: 6, data_fd: 27 }, .. }));
+        assert!(matches!(
+            &f.d.events[1].kind,
+            Kind::Feature { feature: Feature::SetState { state: 6, data_fd: 27 }, .. }
+        ));
         assert!(matches!(&f.d.events[2].kind, Kind::DataFd { fd: 27, dir: Dir::Save, .. }));
         // A read of 24 bytes from the data fd, then one that finds ENOMSG.
         let data: Vec<u8> = (0..24).collect();

@@ -104,19 +104,38 @@ pub enum Feature {
         data_fd: i32,
     },
     /// GET `MIG_DEVICE_STATE`.
-    GetState { state: Option<u32> },
+    GetState {
+        state: Option<u32>,
+    },
     /// GET `MIGRATION`.
-    Migration { flags: Option<u64> },
+    Migration {
+        flags: Option<u64>,
+    },
     /// GET `MIG_DATA_SIZE`.
-    DataSize { stop_copy_length: Option<u64> },
+    DataSize {
+        stop_copy_length: Option<u64>,
+    },
     /// `DMA_LOGGING_START` (the page size the driver chose comes back in `page_size_out`).
-    DmaLogStart { page_size: u64, ranges: Vec<(u64, u64)>, page_size_out: Option<u64> },
+    DmaLogStart {
+        page_size: u64,
+        ranges: Vec<(u64, u64)>,
+        page_size_out: Option<u64>,
+    },
     DmaLogStop,
-    DmaLogReport { iova: u64, length: u64, page_size: u64 },
+    DmaLogReport {
+        iova: u64,
+        length: u64,
+        page_size: u64,
+    },
     /// `MIG_PRECOPY_INFOv2` (values returned).
-    PrecopyInfoV2 { initial_bytes: Option<u64>, dirty_bytes: Option<u64> },
+    PrecopyInfoV2 {
+        initial_bytes: Option<u64>,
+        dirty_bytes: Option<u64>,
+    },
     /// Anything else (or a PROBE): only the header is decoded.
-    Other { index: u32 },
+    Other {
+        index: u32,
+    },
 }
 
 /// A `VFIO_DEVICE_SET_IRQS` request.
@@ -172,7 +191,14 @@ pub enum Kind {
         feature: Feature,
     },
     /// `VFIO_MIG_GET_PRECOPY_INFO` on a data fd.
-    PrecopyInfo { dev: String, fd: i32, ret: Ret, argsz: u32, initial_bytes: Option<u64>, dirty_bytes: Option<u64> },
+    PrecopyInfo {
+        dev: String,
+        fd: i32,
+        ret: Ret,
+        argsz: u32,
+        initial_bytes: Option<u64>,
+        dirty_bytes: Option<u64>,
+    },
     /// A data fd was created by a SET (also reported in the [`Kind::Feature`] event).
     DataFd { dev: String, fd: i32, dir: Dir },
     /// A read() family call on a saving data fd.

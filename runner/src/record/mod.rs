@@ -77,7 +77,9 @@ pub fn record(a: &RecordArgs) -> u8 {
     if let Some(id) = &a.id
         && !vmc::fixture::valid_id(id)
     {
-        eprintln!("vfio-mig-conform record: --id `{id}` must be lower-case words joined by dots, at least three");
+        eprintln!(
+            "vfio-mig-conform record: --id `{id}` must be lower-case words joined by dots, at least three"
+        );
         return crate::cli::exit::USAGE;
     }
     // Open the outputs first: a bad path is a usage error before anything runs.
@@ -129,12 +131,25 @@ pub fn record(a: &RecordArgs) -> u8 {
     let prov = provenance::gather(&a.command, &dec, a.scenario.clone());
     let id = a.id.clone().unwrap_or_else(|| default_id(&prov, a.output.as_deref()));
     let models = match &a.scenario {
-        Some(s) => format!("{} ({}): {s}", prov.vmm.first().map_or("the VMM", |v| v.version.as_str()), prov.devices.iter().map(|d| format!("{} {}", d.label, d.kind)).collect::<Vec<_>>().join(", ")),
-        None => format!("what {} did to {} device(s), as recorded", prov.vmm.first().map_or("the VMM", |v| v.version.as_str()), prov.devices.len()),
+        Some(s) => format!(
+            "{} ({}): {s}",
+            prov.vmm.first().map_or("the VMM", |v| v.version.as_str()),
+            prov.devices.iter().map(|d| format!("{} {}", d.label, d.kind)).collect::<Vec<_>>().join(", ")
+        ),
+        None => format!(
+            "what {} did to {} device(s), as recorded",
+            prov.vmm.first().map_or("the VMM", |v| v.version.as_str()),
+            prov.devices.len()
+        ),
     };
     let header = yaml::Header {
         id,
-        title: a.title.clone().unwrap_or_else(|| format!("recorded: {}", a.command.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "))),
+        title: a.title.clone().unwrap_or_else(|| {
+            format!(
+                "recorded: {}",
+                a.command.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+            )
+        }),
         models,
         provenance: prov,
     };
@@ -149,7 +164,12 @@ pub fn record(a: &RecordArgs) -> u8 {
     }
     match loaded {
         Ok(check) => {
-            let devs: Vec<String> = header.provenance.devices.iter().map(|d| format!("{} = {} ({})", d.label, d.name, d.kind)).collect();
+            let devs: Vec<String> = header
+                .provenance
+                .devices
+                .iter()
+                .map(|d| format!("{} = {} ({})", d.label, d.name, d.kind))
+                .collect();
             eprintln!(
                 "vfio-mig-conform record: {} steps on {} into {name}; {} events; {} tracer stops ({} followed to their exit) in {:.2} s; the VMM exited with status {status}",
                 check.steps.len(),
@@ -162,7 +182,9 @@ pub fn record(a: &RecordArgs) -> u8 {
             status
         }
         Err(e) => {
-            eprintln!("vfio-mig-conform record: the recording does not load as a sequence (a recorder bug): {e}");
+            eprintln!(
+                "vfio-mig-conform record: the recording does not load as a sequence (a recorder bug): {e}"
+            );
             RECORD_FAILED
         }
     }
@@ -192,12 +214,17 @@ fn default_id(p: &vmc::provenance::Provenance, output: Option<&std::path::Path>)
             // "QEMU emulator version 10.0.2 (Debian ...)" -> qemu_10_0_2
             let w: Vec<&str> = v.version.split_whitespace().collect();
             let name = w.first().copied().unwrap_or("vmm");
-            let ver = w.iter().find(|x| x.chars().next().is_some_and(|c| c.is_ascii_digit())).copied().unwrap_or("");
+            let ver = w
+                .iter()
+                .find(|x| x.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                .copied()
+                .unwrap_or("");
             clean(&format!("{name}_{ver}"))
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "vmm".to_string());
-    let stem = output.and_then(|o| o.file_stem()).map(|s| clean(&s.to_string_lossy())).filter(|s| !s.is_empty());
+    let stem =
+        output.and_then(|o| o.file_stem()).map(|s| clean(&s.to_string_lossy())).filter(|s| !s.is_empty());
     format!("rec.{vmm}.{}", stem.unwrap_or_else(|| "recording".to_string()))
 }
 

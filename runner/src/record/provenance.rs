@@ -15,8 +15,7 @@ pub fn gather(command: &[OsString], dec: &Decoder, scenario: Option<String>) -> 
     let mut vmm = Vec::new();
     for (pid, (exe, argv)) in &dec.programs {
         let version = versions.entry(exe.clone()).or_insert_with(|| version_of(exe)).clone();
-        let devices =
-            dec.devices.iter().filter(|d| d.pids.contains(pid)).map(|d| d.label.clone()).collect();
+        let devices = dec.devices.iter().filter(|d| d.pids.contains(pid)).map(|d| d.label.clone()).collect();
         vmm.push(VmmProcess { pid: *pid, version, exe: exe.clone(), argv: argv.clone(), devices });
     }
     let devices = dec
@@ -77,7 +76,11 @@ pub fn device_kind(name: &str) -> String {
     }
     let pci = format!("/sys/bus/pci/devices/{name}");
     if std::path::Path::new(&pci).exists() {
-        let id = |f: &str| std::fs::read_to_string(format!("{pci}/{f}")).map(|s| s.trim().trim_start_matches("0x").to_string()).unwrap_or_default();
+        let id = |f: &str| {
+            std::fs::read_to_string(format!("{pci}/{f}"))
+                .map(|s| s.trim().trim_start_matches("0x").to_string())
+                .unwrap_or_default()
+        };
         let driver = link_name(&format!("{pci}/driver")).unwrap_or_default();
         return format!("PCI {}:{} (class {}), driver {driver}", id("vendor"), id("device"), id("class"));
     }

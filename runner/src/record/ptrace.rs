@@ -131,8 +131,11 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
     if !cfg!(target_arch = "x86_64") {
         return Err(TraceError::Arch(std::env::consts::ARCH));
     }
-    let cargs: Vec<CString> =
-        argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|_| TraceError::BadArgv)?;
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| TraceError::BadArgv)?;
     if cargs.is_empty() || cargs[0].as_bytes().is_empty() {
         return Err(TraceError::BadArgv);
     }
@@ -394,8 +397,7 @@ fn exec_errno(prog: &std::ffi::OsStr) -> NixErrno {
     let found = if p.components().count() > 1 {
         p.exists()
     } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
     };
     if found { NixErrno::EACCES } else { NixErrno::ENOENT }
 }

@@ -101,9 +101,7 @@ pub fn install(prog: &[sock_filter]) -> Result<(), i32> {
     }
     // SAFETY: `fprog` points at `prog`, a live slice of `len` sock_filter instructions, for the
     // duration of the call; the kernel copies the program.
-    let r = unsafe {
-        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &raw const fprog)
-    };
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &raw const fprog) };
     if r != 0 { Err(last_errno()) } else { Ok(()) }
 }
 

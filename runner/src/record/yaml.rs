@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use vmc::op::{
-    ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, FeatureArgs, FeatureOp, IrqAction, IrqArgs, IrqData, IrqIndex,
-    Mutation, Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source, StreamName, WriteArgs,
+    ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, FeatureArgs, FeatureOp, IrqAction, IrqArgs, IrqData,
+    IrqIndex, Mutation, Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source, StreamName,
+    WriteArgs,
 };
 use vmc::provenance::Provenance;
 use vmc::state::{MigState, StateArg};
@@ -209,20 +210,27 @@ impl Builder {
             // Events that add nothing to the sequence do not end a summary.
             let silent = matches!(e.kind, Kind::DataFd { .. } | Kind::Fork { .. })
                 || (matches!(e.kind, Kind::Exec { .. } | Kind::Exit { .. }) && !vmm_pids.contains(&e.pid));
-            let is_info =
-                silent || matches!(e.kind, Kind::DeviceInfo { .. } | Kind::RegionInfo { .. } | Kind::IrqInfo { .. });
+            let is_info = silent
+                || matches!(e.kind, Kind::DeviceInfo { .. } | Kind::RegionInfo { .. } | Kind::IrqInfo { .. });
             if !is_info && let Some((dev, m)) = info.take() {
-                let list: Vec<String> =
-                    m.iter().map(|(k, n)| if *n == 1 { k.to_string() } else { format!("{k} x{n}") }).collect();
+                let list: Vec<String> = m
+                    .iter()
+                    .map(|(k, n)| if *n == 1 { k.to_string() } else { format!("{k} x{n}") })
+                    .collect();
                 self.comment(format!("{dev}: {} (not replayed)", list.join(", ")));
             }
-            let is_skipped_read = device_ops != DeviceOps::All && matches!(e.kind, Kind::Region { write: false, .. });
+            let is_skipped_read =
+                device_ops != DeviceOps::All && matches!(e.kind, Kind::Region { write: false, .. });
             if !is_skipped_read && let Some((dev, n)) = skipped_reads.take() {
                 self.comment(format!("{dev}: {n} config/BAR read(s) left out (--device-ops)"));
             }
             match &e.kind {
                 Kind::Exec { exe, argv } if vmm_pids.contains(&e.pid) => {
-                    self.comment(format!("pid {} runs {exe} {}", e.pid, argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" ")));
+                    self.comment(format!(
+                        "pid {} runs {exe} {}",
+                        e.pid,
+                        argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" ")
+                    ));
                 }
                 Kind::Exit { status } if vmm_pids.contains(&e.pid) => {
                     self.comment(format!("pid {} exits with status {status}", e.pid));
@@ -231,7 +239,12 @@ impl Builder {
                 Kind::DeviceOpen { dev, name, path, fd, .. } => {
                     if reopened.contains(dev) && self.closed.contains(dev) {
                         self.closed.remove(dev);
-                        self.step(Op::Reopen, dev, false, format!("recorded ({}): {name} opened again via {path} as fd {fd}", who(e)));
+                        self.step(
+                            Op::Reopen,
+                            dev,
+                            false,
+                            format!("recorded ({}): {name} opened again via {path} as fd {fd}", who(e)),
+                        );
                     } else {
                         self.comment(format!("{dev} = {name}, opened by {} via {path} as fd {fd}", who(e)));
                         if !self.labels.contains(dev) {
@@ -242,10 +255,17 @@ impl Builder {
                 Kind::CloseDevice { dev, fd, explicit } => {
                     let how = if *explicit { "closes" } else { "exits with" };
                     // Only a device opened again later needs the close replayed.
-                    let later = events[i + 1..].iter().any(|x| matches!(&x.kind, Kind::DeviceOpen { dev: d, .. } if d == dev));
+                    let later = events[i + 1..]
+                        .iter()
+                        .any(|x| matches!(&x.kind, Kind::DeviceOpen { dev: d, .. } if d == dev));
                     if later && reopened.contains(dev) {
                         self.closed.insert(dev.clone());
-                        self.step(Op::CloseDevice, dev, false, format!("recorded: pid {} {how} device fd {fd}", e.pid));
+                        self.step(
+                            Op::CloseDevice,
+                            dev,
+                            false,
+                            format!("recorded: pid {} {how} device fd {fd}", e.pid),
+                        );
                     } else {
                         self.comment(format!("pid {} {how} {dev}'s device fd {fd}", e.pid));
                     }
@@ -267,10 +287,15 @@ impl Builder {
                         }
                     }
                 }
-                Kind::Feature { dev, ret, flags, argsz, feature } => self.feature(e, dev, *ret, *flags, *argsz, feature),
+                Kind::Feature { dev, ret, flags, argsz, feature } => {
+                    self.feature(e, dev, *ret, *flags, *argsz, feature)
+                }
                 Kind::DataFd { .. } => {}
                 Kind::PrecopyInfo { dev, fd, ret, argsz, initial_bytes, dirty_bytes } => {
-                    let Some(name) = self.fd_name(e.pid, *fd) else { i += 1; continue };
+                    let Some(name) = self.fd_name(e.pid, *fd) else {
+                        i += 1;
+                        continue;
+                    };
                     let note = match ret {
                         Ret::Ok(_) => format!(
                             "recorded ({}): initial_bytes {}, dirty_bytes {}",
@@ -281,7 +306,12 @@ impl Builder {
                         r => format!("recorded ({}): {}", who(e), r.describe()),
                     };
                     let argsz = (*argsz != uapi::PRECOPY_INFO_SIZE).then_some(*argsz);
-                    self.step(Op::PrecopyInfo(PrecopyArgs { fd: FdRef::from(name.as_str()), argsz, flags: 0 }), dev, true, note);
+                    self.step(
+                        Op::PrecopyInfo(PrecopyArgs { fd: FdRef::from(name.as_str()), argsz, flags: 0 }),
+                        dev,
+                        true,
+                        note,
+                    );
                 }
                 Kind::Read(_) => {
                     i = self.reads(events, i);
@@ -292,17 +322,38 @@ impl Builder {
                     continue;
                 }
                 Kind::Poll { dev, fd, events: ev, revents, timeout_ms, ret } => {
-                    let Some(name) = self.fd_name(e.pid, *fd) else { i += 1; continue };
+                    let Some(name) = self.fd_name(e.pid, *fd) else {
+                        i += 1;
+                        continue;
+                    };
                     let t = (*timeout_ms).clamp(0, i64::from(u16::MAX)) as u16;
-                    let note = format!("recorded ({}): events {ev:#x}, revents {}, {}", who(e), revents.map_or("-".to_string(), |r| format!("{r:#x}")), ret.describe());
+                    let note = format!(
+                        "recorded ({}): events {ev:#x}, revents {}, {}",
+                        who(e),
+                        revents.map_or("-".to_string(), |r| format!("{r:#x}")),
+                        ret.describe()
+                    );
                     self.step(Op::Poll { fd: FdRef::from(name.as_str()), timeout_ms: t }, dev, true, note);
                 }
                 Kind::CloseData { dev, fd, ret } => {
-                    let Some(d) = self.fds.remove(&(e.pid, *fd)) else { i += 1; continue };
-                    self.step(Op::CloseFd { fd: FdRef::from(d.name.as_str()) }, dev, false, format!("recorded ({}): {}", who(e), ret.describe()));
+                    let Some(d) = self.fds.remove(&(e.pid, *fd)) else {
+                        i += 1;
+                        continue;
+                    };
+                    self.step(
+                        Op::CloseFd { fd: FdRef::from(d.name.as_str()) },
+                        dev,
+                        false,
+                        format!("recorded ({}): {}", who(e), ret.describe()),
+                    );
                 }
                 Kind::Reset { dev, ret } => {
-                    self.step(Op::Reset, dev, true, format!("recorded ({}): VFIO_DEVICE_RESET {}", who(e), ret.describe()));
+                    self.step(
+                        Op::Reset,
+                        dev,
+                        true,
+                        format!("recorded ({}): VFIO_DEVICE_RESET {}", who(e), ret.describe()),
+                    );
                 }
                 Kind::SetIrqs { dev, ret, irqs } => self.set_irqs(e, dev, *ret, irqs, device_ops),
                 Kind::Region { dev, write, region, offset, count, ret, value } => {
@@ -311,7 +362,9 @@ impl Builder {
                             Some((d, n)) if d == dev => *n += 1,
                             _ => {
                                 if let Some((d, n)) = skipped_reads.take() {
-                                    self.comment(format!("{d}: {n} config/BAR read(s) left out (--device-ops)"));
+                                    self.comment(format!(
+                                        "{d}: {n} config/BAR read(s) left out (--device-ops)"
+                                    ));
                                 }
                                 skipped_reads = Some((dev.clone(), 1));
                             }
@@ -322,7 +375,10 @@ impl Builder {
                     }
                 }
                 Kind::OtherIoctl { dev, fd, request, ret } => {
-                    self.comment(format!("{dev}: ioctl {request:#x} on fd {fd} {} (not replayed)", ret.describe()));
+                    self.comment(format!(
+                        "{dev}: ioctl {request:#x} on fd {fd} {} (not replayed)",
+                        ret.describe()
+                    ));
                 }
             }
             i += 1;
@@ -364,8 +420,12 @@ impl Builder {
                     *n += 1;
                     let base = if dir == Dir::Resume { "load" } else { "save" };
                     let name = if *n == 1 { base.to_string() } else { format!("{base}{n}") };
-                    self.fds.insert((e.pid, *data_fd), DataFd { name: name.clone(), key: (e.pid, *data_fd, e.seq) });
-                    self.streams.insert((e.pid, *data_fd, e.seq), (dev.to_string(), name.clone(), Some(Vec::new())));
+                    self.fds.insert(
+                        (e.pid, *data_fd),
+                        DataFd { name: name.clone(), key: (e.pid, *data_fd, e.seq) },
+                    );
+                    self.streams
+                        .insert((e.pid, *data_fd, e.seq), (dev.to_string(), name.clone(), Some(Vec::new())));
                     name
                 });
                 let st = self.step(Op::SetState(state_arg(*state)), dev, true, note);
@@ -400,7 +460,11 @@ impl Builder {
                     page_size_out.map_or("-".to_string(), |p| p.to_string()),
                     ret.describe()
                 );
-                let op = Op::DmaLogStart(DmaStartArgs { page_size: *page_size, ranges: ranges.clone(), count: None });
+                let op = Op::DmaLogStart(DmaStartArgs {
+                    page_size: *page_size,
+                    ranges: ranges.clone(),
+                    count: None,
+                });
                 self.step(op, dev, true, note);
             }
             Feature::DmaLogStop => {
@@ -409,7 +473,12 @@ impl Builder {
             }
             Feature::DmaLogReport { iova, length, page_size } => {
                 self.uses.dma = true;
-                let op = Op::DmaLogReport(DmaReportArgs { iova: *iova, length: *length, page_size: *page_size, prefill: 0 });
+                let op = Op::DmaLogReport(DmaReportArgs {
+                    iova: *iova,
+                    length: *length,
+                    page_size: *page_size,
+                    prefill: 0,
+                });
                 self.step(op, dev, true, format!("recorded ({w}): {}", ret.describe()));
             }
             Feature::PrecopyInfoV2 { .. } | Feature::Other { .. } => {
@@ -483,7 +552,8 @@ impl Builder {
         }
         for (a, z, drain) in groups {
             let ts = &run[a..z];
-            let moved: u64 = ts.iter().map(|t| if let Ret::Ok(n) = t.ret { n.max(0) as u64 } else { 0 }).sum();
+            let moved: u64 =
+                ts.iter().map(|t| if let Ret::Ok(n) = t.ret { n.max(0) as u64 } else { 0 }).sum();
             let c = chunk(ts[0].count);
             let args = ReadArgs {
                 fd: FdRef::from(d.name.as_str()),
@@ -525,11 +595,15 @@ impl Builder {
             j += 1;
         }
         // A failed write ends the step (it is part of it: the replay stops at the error too).
-        if j < events.len() && matches!(&events[j].kind, Kind::Write(x) if x.fd == t.fd && events[j].pid == e.pid) {
+        if j < events.len()
+            && matches!(&events[j].kind, Kind::Write(x) if x.fd == t.fd && events[j].pid == e.pid)
+        {
             j += 1;
         }
-        let run: Vec<&Transfer> =
-            events[i..j].iter().filter_map(|x| if let Kind::Write(t) = &x.kind { Some(t) } else { None }).collect();
+        let run: Vec<&Transfer> = events[i..j]
+            .iter()
+            .filter_map(|x| if let Kind::Write(t) = &x.kind { Some(t) } else { None })
+            .collect();
         let mut bytes = Some(Vec::new());
         let mut sizes = Vec::new();
         for t in &run {
@@ -580,7 +654,10 @@ impl Builder {
             3 => IrqIndex::Err,
             4 => IrqIndex::Req,
             n => {
-                self.comment(format!("{dev}: SET_IRQS on index {n} {} (no such index in the op vocabulary)", ret.describe()));
+                self.comment(format!(
+                    "{dev}: SET_IRQS on index {n} {} (no such index in the op vocabulary)",
+                    ret.describe()
+                ));
                 return;
             }
         };
@@ -591,7 +668,11 @@ impl Builder {
         } else if s.flags & IrqSet::ACTION_MASK != 0 {
             IrqAction::Mask
         } else {
-            self.comment(format!("{dev}: SET_IRQS with flags {:#x} {} (no ACTION_* flag: not replayable)", s.flags, ret.describe()));
+            self.comment(format!(
+                "{dev}: SET_IRQS with flags {:#x} {} (no ACTION_* flag: not replayable)",
+                s.flags,
+                ret.describe()
+            ));
             return;
         };
         let data = if s.flags & IrqSet::DATA_NONE != 0 {
@@ -610,15 +691,35 @@ impl Builder {
             }
             IrqData::Eventfd
         } else {
-            self.comment(format!("{dev}: SET_IRQS with flags {:#x} {} (no DATA_* flag: not replayable)", s.flags, ret.describe()));
+            self.comment(format!(
+                "{dev}: SET_IRQS with flags {:#x} {} (no DATA_* flag: not replayable)",
+                s.flags,
+                ret.describe()
+            ));
             return;
         };
-        let note = format!("recorded ({}): flags {:#x} data {:?}; {}", who(e), s.flags, s.data, ret.describe());
-        self.step(Op::SetIrqs(IrqArgs { index, action, start: s.start, count: s.count, data }), dev, false, note);
+        let note =
+            format!("recorded ({}): flags {:#x} data {:?}; {}", who(e), s.flags, s.data, ret.describe());
+        self.step(
+            Op::SetIrqs(IrqArgs { index, action, start: s.start, count: s.count, data }),
+            dev,
+            false,
+            note,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn region(&mut self, e: &Event, dev: &str, write: bool, region: u32, offset: u64, count: u64, ret: Ret, value: Option<u64>) {
+    fn region(
+        &mut self,
+        e: &Event,
+        dev: &str,
+        write: bool,
+        region: u32,
+        offset: u64,
+        count: u64,
+        ret: Ret,
+        value: Option<u64>,
+    ) {
         let what = if write { "pwrite" } else { "pread" };
         let Some(v) = value.filter(|_| matches!(count, 1 | 2 | 4 | 8)) else {
             self.comment(format!(
@@ -630,7 +731,8 @@ impl Builder {
         let note = format!("recorded ({}): {what} = {v:#x}, {}", who(e), ret.describe());
         let width = count as u8;
         let op = if region == uapi::PCI_CONFIG_REGION_INDEX && offset <= u64::from(u16::MAX) && count <= 4 {
-            let a = ConfigArgs { offset: offset as u16, width, value: write.then_some(v as u32), save_as: None };
+            let a =
+                ConfigArgs { offset: offset as u16, width, value: write.then_some(v as u32), save_as: None };
             if write { Op::ConfigWrite(a) } else { Op::ConfigRead(a) }
         } else {
             let r = match region {
@@ -768,18 +870,33 @@ impl Builder {
 
     fn text(&self, h: &Header) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# Recorded by `vfio-mig-conform record`: what a real VMM did to its VFIO devices, replayable with");
-        let _ = writeln!(out, "# vfio-mig-conform DEV{} --sequence THIS_FILE", self.labels.iter().skip(1).map(|_| " --peer DEVn").collect::<String>());
-        let _ = writeln!(out, "# (devices in label order: {}). Exact syscalls and results are in each step's note.", self.labels.join(", "));
+        let _ = writeln!(
+            out,
+            "# Recorded by `vfio-mig-conform record`: what a real VMM did to its VFIO devices, replayable with"
+        );
+        let _ = writeln!(
+            out,
+            "# vfio-mig-conform DEV{} --sequence THIS_FILE",
+            self.labels.iter().skip(1).map(|_| " --peer DEVn").collect::<String>()
+        );
+        let _ = writeln!(
+            out,
+            "# (devices in label order: {}). Exact syscalls and results are in each step's note.",
+            self.labels.join(", ")
+        );
         let _ = writeln!(out, "id: {}", h.id);
         let _ = writeln!(out, "title: {}", quote(&h.title));
         let _ = writeln!(out, "models: {}", quote(&h.models));
-        let _ = writeln!(out, "citation: {}", quote(&format!(
-            "recorded with vfio-mig-conform record ({}, {}, kernel {}); see provenance",
-            h.provenance.vmm.first().map_or("VMM", |v| v.version.as_str()),
-            h.provenance.date,
-            h.provenance.kernel.split_whitespace().next().unwrap_or("")
-        )));
+        let _ = writeln!(
+            out,
+            "citation: {}",
+            quote(&format!(
+                "recorded with vfio-mig-conform record ({}, {}, kernel {}); see provenance",
+                h.provenance.vmm.first().map_or("VMM", |v| v.version.as_str()),
+                h.provenance.date,
+                h.provenance.kernel.split_whitespace().next().unwrap_or("")
+            ))
+        );
         let mut flags = Vec::new();
         if self.uses.p2p {
             flags.push("p2p");
@@ -900,24 +1017,30 @@ mod tests {
         }
 
         fn open(&mut self, pid: i32, dev: &str, fd: i32) {
-            self.push(pid, Kind::DeviceOpen {
-                dev: dev.into(),
-                name: format!("dev-{dev}"),
-                path: "/dev/vfio/0".into(),
-                via: OpenPath::Group,
-                fd,
-            });
+            self.push(
+                pid,
+                Kind::DeviceOpen {
+                    dev: dev.into(),
+                    name: format!("dev-{dev}"),
+                    path: "/dev/vfio/0".into(),
+                    via: OpenPath::Group,
+                    fd,
+                },
+            );
         }
 
         fn set(&mut self, pid: i32, dev: &str, state: MigState, data_fd: i32) {
             let feature = Feature::SetState { state: state.raw(), data_fd };
-            self.push(pid, Kind::Feature {
-                dev: dev.into(),
-                ret: Ret::Ok(0),
-                flags: uapi::FEATURE_SET | uapi::FEATURE_MIG_DEVICE_STATE,
-                argsz: 16,
-                feature,
-            });
+            self.push(
+                pid,
+                Kind::Feature {
+                    dev: dev.into(),
+                    ret: Ret::Ok(0),
+                    flags: uapi::FEATURE_SET | uapi::FEATURE_MIG_DEVICE_STATE,
+                    argsz: 16,
+                    feature,
+                },
+            );
         }
 
         fn xfer(&mut self, pid: i32, dev: &str, fd: i32, write: bool, pos: u64, bytes: &[u8], ret: Ret) {
@@ -987,7 +1110,10 @@ mod tests {
         // The destination's two consecutive writes are one step replaying that capture, cut
         // as QEMU cut it.
         assert!(y.contains("write: {data: {stream: a1}, fd: load, segment: {cycle: [24, 72]}}"), "{y}");
-        assert!(y.contains("requires: {api: v2, devices: [A, B], flags: [pre_copy], same_type: true}"), "{y}");
+        assert!(
+            y.contains("requires: {api: v2, devices: [A, B], flags: [pre_copy], same_type: true}"),
+            "{y}"
+        );
         // Separate writes (something in between) replay separate captures.
         let mut r = migration(&[(&s[..24], Ret::Ok(24))]);
         r.set(1, "A", MigState::Stop, -1);
