@@ -236,6 +236,7 @@ impl Decoder {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ioctl_exit(
         &mut self,
         pid: i32,
@@ -354,6 +355,7 @@ impl Decoder {
     }
 
     /// The (address, length) segments of a read/write family call.
+    #[allow(clippy::type_complexity)]
     fn segments(nr: i64, call: Call, mem: Mem) -> Option<(&'static str, bool, Vec<(u64, u64)>, Option<u64>)> {
         let a = call.args;
         let iov = |addr: u64, cnt: u64| -> Vec<(u64, u64)> {
@@ -643,7 +645,7 @@ impl Decoder {
                 }
             }
             Pending::Ioctl { fd, request, arg, entry } => {
-                self.ioctl_exit(pid, tid, fd, request, arg, &entry, ret, mem)
+                self.ioctl_exit(pid, tid, fd, request, arg, &entry, ret, mem);
             }
             p @ Pending::Transfer { .. } => self.transfer_exit(pid, tid, p, ret, mem),
             Pending::Close { fd, was } => match was {

@@ -53,6 +53,7 @@ pub struct Header {
 
 /// One line of the step list.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Comment(String),
     Step(Step),
@@ -128,6 +129,7 @@ struct Builder {
     /// Per device: how many fds of each direction were named.
     names: HashMap<(String, Dir), usize>,
     /// Stream key -> (device, fd name, all bytes read in order (None once a transfer was not kept)).
+    #[allow(clippy::type_complexity)]
     streams: BTreeMap<(i32, i32, u64), (String, String, Option<Vec<u8>>)>,
     /// Devices closed and opened again later (close_device/reopen pairs).
     closed: BTreeSet<String>,
@@ -288,7 +290,7 @@ impl Builder {
                     }
                 }
                 Kind::Feature { dev, ret, flags, argsz, feature } => {
-                    self.feature(e, dev, *ret, *flags, *argsz, feature)
+                    self.feature(e, dev, *ret, *flags, *argsz, feature);
                 }
                 Kind::DataFd { .. } => {}
                 Kind::PrecopyInfo { dev, fd, ret, argsz, initial_bytes, dirty_bytes } => {
@@ -764,6 +766,7 @@ impl Builder {
     /// forwards all of it, and the destination gets the whole stream.
     fn assign_captures(&mut self) {
         // Read steps per stream, in order: (item index, start, end).
+        #[allow(clippy::type_complexity)]
         let mut reads: BTreeMap<(i32, i32, u64), Vec<(usize, u64, u64)>> = BTreeMap::new();
         for (ix, it) in self.items.iter().enumerate() {
             if let Item::Step(Step { read: Some(r), .. }) = it {
@@ -1043,6 +1046,7 @@ mod tests {
             );
         }
 
+        #[allow(clippy::too_many_arguments)]
         fn xfer(&mut self, pid: i32, dev: &str, fd: i32, write: bool, pos: u64, bytes: &[u8], ret: Ret) {
             let t = Transfer {
                 dev: dev.into(),
