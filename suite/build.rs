@@ -1,6 +1,7 @@
 //! Embeds `fixtures/**/*.yaml` and `profiles/*.yaml` into the library so the binary is
 //! self-contained (it runs the built-in suite from anywhere, e.g. inside the test VM, or from
-//! `cargo install`).
+//! `cargo install`). `fixtures/recorded/` (recordings of real VMMs, replayed with
+//! `--sequence` by .ci/vm-qemu.sh) is not part of the built-in suite.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "recorded") {
+                continue;
+            }
             collect(&p, out);
         } else if p.extension().is_some_and(|x| x == "yaml") {
             out.push(p);

@@ -31,6 +31,10 @@ the command's.
   --deb FILE.deb    install a Debian package in the guest (dpkg-deb -x into the
                     root, plus the ldd libraries of its usr/bin executables), e.g.
                     the one .ci/package.sh builds (repeatable)
+  --qemu-in-guest   put QEMU 10.0.2 (vm/guest-qemu.sh: qemu-system-x86 from
+                    bookworm-backports, unpacked in the cache), its libraries and
+                    its firmware (SeaBIOS bios-256k.bin, kvmvapic.bin) into the
+                    guest as /usr/bin/qemu-system-x86_64 (nested TCG)
   --mdev TYPE       create one mdev instance of TYPE, in order (repeatable),
                     e.g. mtty-1, mtty-2, mdpy-vga, mdpy-xga, mdpy-hd
   --share DIR       host directory shown read-only at /repo (default: repo root)
@@ -48,7 +52,7 @@ the command's.
 EOF
 }
 
-BINS=() DEBS=() MDEVS=() ENVS=() DEVICES=() QARGS=()
+BINS=() DEBS=() MDEVS=() ENVS=() DEVICES=() QARGS=() GUEST_QEMU=0
 SHARE=$VMC_REPO RESULTS="" TIMEOUT=600 MEM=512 SMP=2 APPEND="" CONSOLE=0 KEEP=0 VERBOSE=0
 KERNEL=${VMC_KERNEL:-6.12} MACHINE=pc IOMMU=0
 need() { [ $# -ge 2 ] || { usage >&2; vmc_die "option $1 needs an argument"; }; }
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
 	--qemu-arg) need "$@"; QARGS+=("$2"); shift ;;
 	--bin) need "$@"; BINS+=("$2"); shift ;;
 	--deb) need "$@"; DEBS+=("$2"); shift ;;
+	--qemu-in-guest) GUEST_QEMU=1 ;;
 	--mdev) need "$@"; MDEVS+=("$2"); shift ;;
 	--share) need "$@"; SHARE=$2; shift ;;
 	--no-share) SHARE="" ;;
@@ -214,6 +219,16 @@ if [ ${#DEBS[@]} -gt 0 ]; then
 	for b in "$ROOT"/usr/bin/* "$ROOT"/usr/sbin/*; do
 		[ -f "$b" ] && [ -x "$b" ] && copy_libs "$b"
 	done
+fi
+# Nested QEMU 10.0.2 (vm/guest-qemu.sh, unpacked from bookworm-backports): the binary and its
+# libraries (as --bin does) and the firmware at their Debian paths, where QEMU looks for them.
+if [ "$GUEST_QEMU" = 1 ]; then
+	QD=$("$VMC_SCRIPT_DIR/guest-qemu.sh" --quiet --print-dir) || vmc_die "vm/guest-qemu.sh failed"
+	mkdir -p "$ROOT/usr/bin" "$ROOT/usr/share/qemu" "$ROOT/usr/share/seabios"
+	cp "$QD/usr/bin/qemu-system-x86_64" "$ROOT/usr/bin/"
+	cp "$QD/usr/share/seabios/bios-256k.bin" "$ROOT/usr/share/seabios/"
+	cp "$QD/usr/share/qemu/kvmvapic.bin" "$ROOT/usr/share/qemu/"
+	copy_libs "$QD/usr/bin/qemu-system-x86_64"
 fi
 
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) \

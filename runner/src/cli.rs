@@ -256,6 +256,9 @@ pub enum Command {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
+    /// Record what a VMM does to its VFIO devices (run under ptrace) as a replayable YAML
+    /// sequence: `record -o FILE.yaml -- qemu-system-x86_64 ...`.
+    Record(crate::record::RecordArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -11,6 +11,7 @@ mod fuzz;
 mod isolate;
 mod open;
 mod progress;
+mod record;
 mod run;
 mod suite;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::FuzzToYaml { file, target }) => fuzz::to_yaml(&file, target.as_deref()),
+        Some(Command::Record(args)) => record::record(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
             exit::OK

@@ -535,6 +535,9 @@ pub struct FixtureYaml {
     /// Extra clauses the check observes besides those named by its steps.
     #[serde(default)]
     pub clauses: Vec<Spanned<String>>,
+    /// Where a recorded sequence comes from (`vfio-mig-conform record`).
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::Provenance>,
     pub steps: Vec<Spanned<StepYaml>>,
 }
 

@@ -27,6 +27,7 @@ pub mod oracle;
 /// Outcomes of checks; lives with the other verdicts in [`oracle`].
 pub use oracle::outcome;
 pub mod profile;
+pub mod provenance;
 pub mod report;
 pub mod rng;
 pub mod state;
