@@ -58,7 +58,7 @@ impl SimV1 {
             backend: crate::device::Backend::Sim,
             driver: Some("sim-v1".to_string()),
             model: Some(cfg.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
+            kernel: Some(cfg.kernel_info()),
             name: Some(cfg.type_name.clone()),
             iommu: None,
         };

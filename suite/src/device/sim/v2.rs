@@ -67,6 +67,14 @@ pub struct SimV2 {
     reset_since_resume: bool,
     ticks_in_state: u64,
     precopy_queries: u32,
+    /// The PRECOPY_INFOv2 opt-in (7.1+): set by a SET of feature 12, cleared on close.
+    precopy_v2: bool,
+    /// A reconfiguration queued new initial data that the next PRECOPY_INFO reports (REINIT).
+    reinit_pending: bool,
+    /// PRECOPY_INFO answers since the last REINIT (reinit_initial_bytes_grows).
+    since_reinit: Option<u32>,
+    /// The state before the last successful SET (debugfs_state_stale).
+    before_last_set: MigState,
     held: Held,
 }
 
@@ -78,7 +86,7 @@ impl SimV2 {
             backend: crate::device::Backend::Sim,
             driver: Some("sim-v2".to_string()),
             model: Some(cfg.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
+            kernel: Some(cfg.kernel_info()),
             name: Some(cfg.type_name.clone()),
             iommu: None,
         };
@@ -96,7 +104,23 @@ impl SimV2 {
             reset_since_resume: true,
             ticks_in_state: 0,
             precopy_queries: 0,
+            precopy_v2: false,
+            reinit_pending: false,
+            since_reinit: None,
+            before_last_set: MigState::Running,
             held: Held::default(),
+        }
+    }
+
+    /// A reconfiguration in PRE_COPY: new initial data is queued on the saving stream; after the
+    /// opt-in (or with reinit_without_opt_in) the next PRECOPY_INFO reports REINIT.
+    fn reconfigure(&mut self) {
+        let report =
+            self.cfg.has_precopy_info_v2() && (self.precopy_v2 || self.has(Defect::ReinitWithoutOptIn));
+        let as_initial = report && !self.has(Defect::ReinitZeroInitialBytes);
+        if let Some(Session::Saving { saver, .. }) = &mut self.session {
+            saver.reinit(as_initial);
+            self.reinit_pending = report;
         }
     }
 
@@ -180,6 +204,8 @@ impl SimV2 {
         let id = self.next_session;
         self.next_session += 1;
         self.held.session_reads = 0;
+        self.reinit_pending = false;
+        self.since_reinit = None;
         let mut saver = Saver::new(self.identity(), &self.hw);
         if finish {
             saver.finish(&self.hw);
@@ -451,7 +477,11 @@ impl SimV2 {
                     put(payload, 0, &s.to_le_bytes())?;
                     return put(payload, 4, &fd.to_le_bytes());
                 }
+                let before = self.state;
                 let result = self.set_state(requested);
+                if result.is_ok() && self.state != before {
+                    self.before_last_set = before;
+                }
                 if self.has(Defect::GetReportsTargetAfterFailedSet) {
                     self.held.reported = if result.is_err() { MigState::from_raw(requested) } else { None };
                 }
@@ -466,6 +496,24 @@ impl SimV2 {
                 put(payload, 0, &requested.to_le_bytes())?;
                 put(payload, 4, &fd.to_le_bytes())?;
                 result.map(|_| ())
+            }
+            uapi::FEATURE_MIG_PRECOPY_INFO_V2 if self.cfg.has_precopy_info_v2() => {
+                // vfio_ioctl_device_feature_migration_precopy_info_v2 (7.2 vfio_main.c l.985-998).
+                if !self.flags().has_pre_copy() {
+                    return Err(Errno::EINVAL);
+                }
+                let supported = if self.has(Defect::Piv2GetAccepted) {
+                    uapi::FEATURE_GET | uapi::FEATURE_SET
+                } else {
+                    uapi::FEATURE_SET
+                };
+                if !uapi::check_feature(flags, avail, supported, 0)? {
+                    return Ok(());
+                }
+                if flags & uapi::FEATURE_SET != 0 {
+                    self.precopy_v2 = true;
+                }
+                Ok(())
             }
             uapi::FEATURE_MIG_DATA_SIZE => {
                 if !uapi::check_feature(flags, avail, uapi::FEATURE_GET, 8)? {
@@ -839,7 +887,25 @@ impl Device for SimV2 {
         if never_dirty {
             dirty = 0;
         }
+        // Flags: echoed without the opt-in (bug-compatibility, V2-PIV2-006), an output after it.
+        let mut out_flags = get_u32(arg, 4)?;
+        if self.precopy_v2 && !self.has(Defect::Piv2FlagsEchoed) {
+            out_flags = 0;
+        }
+        if std::mem::take(&mut self.reinit_pending) {
+            out_flags |= uapi::PRECOPY_INFO_REINIT;
+            self.since_reinit = Some(0);
+            if self.has(Defect::ReinitKeepsDirtyBytes) {
+                dirty += 4096;
+            }
+        } else if let Some(n) = self.since_reinit {
+            self.since_reinit = Some(n + 1);
+            if self.has(Defect::ReinitInitialBytesGrows) {
+                initial += u64::from(n + 1) << 12;
+            }
+        }
         let (initial_at, dirty_at) = if swapped { (16, 8) } else { (8, 16) };
+        put(arg, 4, &out_flags.to_le_bytes())?;
         put(arg, initial_at, &initial.to_le_bytes())?;
         put(arg, dirty_at, &dirty.to_le_bytes())?;
         Ok(0)
@@ -872,6 +938,8 @@ impl Device for SimV2 {
         // device reports nothing until logging is started again.
         self.logging = false;
         self.hw.dma_log = None;
+        // vfio_df_device_last_close clears the opt-in (7.2 vfio_main.c l.571).
+        self.precopy_v2 = false;
         self.open = false;
         Ok(())
     }
@@ -922,7 +990,14 @@ impl Device for SimV2 {
             // The write "succeeds" but a stopped device ignores it.
             return Ok(buf.len());
         }
-        region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)
+        let n = region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)?;
+        if index == REGION_BAR0
+            && offset == super::hw::reg::RECONFIG
+            && matches!(self.state, MigState::PreCopy | MigState::PreCopyP2p)
+        {
+            self.reconfigure();
+        }
+        Ok(n)
     }
 
     fn irq_info(&mut self, index: u32) -> DevResult<IrqInfo> {
@@ -956,7 +1031,8 @@ impl Device for SimV2 {
     }
 
     fn debugfs_state(&mut self) -> Option<DevResult<String>> {
-        Some(if self.open { Ok(self.state.name().to_string()) } else { Err(Errno::EBADF) })
+        let shown = if self.has(Defect::DebugfsStateStale) { self.before_last_set } else { self.state };
+        Some(if self.open { Ok(shown.name().to_string()) } else { Err(Errno::EBADF) })
     }
 
     fn restore(&mut self) -> DevResult<()> {
