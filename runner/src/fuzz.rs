@@ -116,8 +116,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     // A panic inside a walk becomes a finding (the check process reports its message): do not
     // also print it.
     std::panic::set_hook(Box::new(|_| {}));
-    let iso =
-        crate::isolate::Isolation { fork: !args.no_fork, timeout: Duration::from_secs(args.timeout.max(1)) };
+    let iso = crate::isolate::Isolation {
+        fork: !args.no_fork,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        kernel_log: false,
+    };
     let mut session = Session::new(&mut engine, opts);
     let model = session.model().map(str::to_string);
     if !args.quiet {

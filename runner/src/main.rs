@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod fuzz;
 mod isolate;
+mod kmsg;
 mod open;
 mod progress;
 mod run;
