@@ -114,6 +114,11 @@ test('clicking an arc cell opens the check: failure block, expected path, reprod
     assert.ok(text.includes(want), `missing "${want}" in\n${text}`);
   }
   assert.ok(await section.locator('table.trace tr.hit').isVisible(), 'the failing step is highlighted in the trace');
+  // The trace numbers steps as the failure block does (both from 1).
+  const step = text.match(/Step (\d+)/);
+  assert.ok(step, `no "Step N" in\n${text}`);
+  assert.equal((await section.locator('table.trace tr.hit td').first().innerText()).trim(), step[1],
+    'the highlighted trace row carries the failure block\'s step number');
   // "hide PASS" keeps the failures.
   await page.locator('#hide-pass').check();
   assert.ok(await section.isVisible());

@@ -100,12 +100,12 @@ pub fn restore_command(devices: &[String], wait: u64) -> u8 {
     let mut paths = Vec::new();
     for d in devices {
         let Some(bdf) = bind::pci_address(d) else {
-            eprintln!("vfio-mig-conform restore: `{d}` is not a PCI address (dddd:bb:dd.f)");
+            errln!("vfio-mig-conform restore: `{d}` is not a PCI address (dddd:bb:dd.f)");
             return exit::USAGE;
         };
         let p = states.path(&bdf);
         if !p.exists() {
-            eprintln!("vfio-mig-conform restore: {bdf}: nothing to restore (no {})", p.display());
+            errln!("vfio-mig-conform restore: {bdf}: nothing to restore (no {})", p.display());
             return exit::DEVICE;
         }
         paths.push(p);
@@ -113,16 +113,16 @@ pub fn restore_command(devices: &[String], wait: u64) -> u8 {
     if devices.is_empty() {
         paths = states.list();
         if paths.is_empty() {
-            println!("vfio-mig-conform restore: nothing to restore (no state in {})", states.dir.display());
+            outln!("vfio-mig-conform restore: nothing to restore (no state in {})", states.dir.display());
             return exit::OK;
         }
     }
     let mut code = exit::OK;
     for p in paths {
         match restore_one(&benv, &states, &p, Duration::from_secs(wait)) {
-            Ok(m) => println!("vfio-mig-conform restore: {m}"),
+            Ok(m) => outln!("vfio-mig-conform restore: {m}"),
             Err(m) => {
-                eprintln!("vfio-mig-conform restore: {m}");
+                errln!("vfio-mig-conform restore: {m}");
                 code = exit::DEVICE;
             }
         }
@@ -134,11 +134,11 @@ pub fn restore_command(devices: &[String], wait: u64) -> u8 {
 fn recover_stale(benv: &BindEnv<'_>, states: &StateDir) {
     for p in states.list() {
         match restore_one(benv, states, &p, Duration::ZERO) {
-            Ok(m) => eprintln!("vfio-mig-conform: restored {m}: an earlier run bound it and did not finish"),
+            Ok(m) => errln!("vfio-mig-conform: restored {m}: an earlier run bound it and did not finish"),
             // A device of a run still going on is that run's business.
             Err(m) if m.contains("still holds it") => {}
             Err(m) => {
-                eprintln!("vfio-mig-conform: warning: cannot restore a device an earlier run bound: {m}");
+                errln!("vfio-mig-conform: warning: cannot restore a device an earlier run bound: {m}");
             }
         }
     }
@@ -161,7 +161,7 @@ impl Binding {
                     if let Some(s) = &self.states {
                         let _ = s.remove(&st.device);
                     }
-                    eprintln!("vfio-mig-conform: {}", describe(&st));
+                    errln!("vfio-mig-conform: {}", describe(&st));
                 }
                 Err(e) => errors
                     .push(format!("{e} (state kept: `vfio-mig-conform restore {}` tries again)", st.device)),
@@ -175,7 +175,7 @@ impl Binding {
 impl Drop for Binding {
     fn drop(&mut self) {
         if let Err(e) = self.restore() {
-            eprintln!("vfio-mig-conform: {e}");
+            errln!("vfio-mig-conform: {e}");
         }
     }
 }
@@ -254,7 +254,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     for spec in &specs {
         let Some(bdf) = bind::pci_address(spec) else {
             if args.bind && !spec.starts_with("sim:") && !args.list {
-                eprintln!("vfio-mig-conform: --bind: {spec} is not a PCI address: used as it is");
+                errln!("vfio-mig-conform: --bind: {spec} is not a PCI address: used as it is");
             }
             continue;
         };
@@ -277,7 +277,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         match bind::bind(&benv, &states, &bdf, args.force).map_err(|e| bind_exit(&e))? {
             Bound::Already => {}
             Bound::Now(st) => {
-                eprintln!(
+                errln!(
                     "vfio-mig-conform: bound {bdf} to vfio-pci (was {}; state in {})",
                     st.driver.as_deref().unwrap_or("no driver"),
                     states.path(&bdf).display()
@@ -290,7 +290,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         }
     }
     let code = if crate::isolate::interrupted().is_some() {
-        eprintln!("vfio-mig-conform: interrupted while binding");
+        errln!("vfio-mig-conform: interrupted while binding");
         Ok(exit::INTERRUPTED)
     } else {
         run_backends(&args)
@@ -314,13 +314,13 @@ fn run_backends(args: &RunArgs) -> Result<u8, Exit> {
     let (ok, not) = vmc::device::kernel::backend::available(&env, &spec, args.device_name.as_deref())
         .map_err(|e| Exit::new(exit::DEVICE, e.to_string()))?;
     for u in &not {
-        eprintln!("vfio-mig-conform: skipping {u}");
+        errln!("vfio-mig-conform: skipping {u}");
     }
     if ok.is_empty() {
         return Err(Exit::new(exit::DEVICE, format!("{spec}: no IOMMU back end is available")));
     }
     let backends: Vec<IommuBackend> = ok.iter().map(|(b, _)| *b).collect();
-    eprintln!(
+    errln!(
         "vfio-mig-conform: {} IOMMU back end{}: {}",
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
@@ -334,11 +334,11 @@ fn run_backends(args: &RunArgs) -> Result<u8, Exit> {
         a.json = args.json.as_deref().map(|p| suffixed(p, b.name()));
         a.junit = args.junit.as_deref().map(|p| suffixed(p, b.name()));
         a.ktap = args.ktap.as_deref().map(|p| suffixed(p, b.name()));
-        eprintln!("vfio-mig-conform: ==== IOMMU back end {b} ====");
+        errln!("vfio-mig-conform: ==== IOMMU back end {b} ====");
         let code = match crate::run::run(&a) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {b}: {}", e.message);
+                errln!("vfio-mig-conform: {b}: {}", e.message);
                 e.code
             }
         };
@@ -350,7 +350,7 @@ fn run_backends(args: &RunArgs) -> Result<u8, Exit> {
             break;
         }
     }
-    eprintln!("vfio-mig-conform: IOMMU back ends: {}", summary.join(", "));
+    errln!("vfio-mig-conform: IOMMU back ends: {}", summary.join(", "));
     Ok(worst)
 }
 

@@ -1,8 +1,12 @@
 //! `vfio-mig-conform`: the command-line front end. All logic lives in the `vmc` library.
 
+#[macro_use]
+mod say;
+
 mod bind;
 mod cli;
 mod commands;
+mod events;
 mod fuzz;
 mod isolate;
 mod kmsg;
@@ -25,8 +29,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    // A fuzzing session touches devices: like a run, it keeps SIGPIPE ignored.
-    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_))) {
+    // A fuzzing session and `restore` touch devices: like a run, they keep SIGPIPE ignored (a
+    // restore killed between unbind and bind would leave the device on no driver).
+    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_) | Command::Restore { .. })) {
         default_sigpipe();
     }
     let code = match cli.command {
@@ -35,7 +40,7 @@ fn main() -> ExitCode {
         Some(Command::Fuzz(args)) => match fuzz::fuzz(&args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform fuzz: {}", e.message);
+                errln!("vfio-mig-conform fuzz: {}", e.message);
                 e.code
             }
         },
@@ -47,14 +52,14 @@ fn main() -> ExitCode {
         Some(Command::Man) => match commands::man(&mut std::io::stdout()) {
             Ok(()) => exit::OK,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {e}");
+                errln!("vfio-mig-conform: {e}");
                 exit::USAGE
             }
         },
         Some(Command::Report { runs, html: Some(dir), .. }) => match commands::report_html(&runs, &dir) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
             match commands::diff(&runs, filter.as_deref()) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("vfio-mig-conform report: {e}");
+                    errln!("vfio-mig-conform report: {e}");
                     exit::USAGE
                 }
             }
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
         Some(Command::Report { runs, format, .. }) => match commands::report(&runs, format) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
@@ -78,7 +83,7 @@ fn main() -> ExitCode {
         None => match bind::run(&cli.run) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {}", e.message);
+                errln!("vfio-mig-conform: {}", e.message);
                 e.code
             }
         },

@@ -105,3 +105,27 @@ fn restore_without_states_has_nothing_to_do_and_names_bad_ones() {
     assert!(dir.join("0000:00:1f.6.json").exists() && dir.join("ffff:ff:1f.7.json").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn restore_with_its_standard_streams_closed_exits_with_its_code_instead_of_a_panic() {
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    drop(rd);
+    let states = tmp("closed-streams");
+    let out = bin()
+        .args(["restore", "not-a-bdf"])
+        .env("VMC_STATE_DIR", &states)
+        .stdout(std::process::Stdio::from(wr.try_clone().expect("dup")))
+        .stderr(std::process::Stdio::from(wr))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "a closed stderr is no panic (exit 101)");
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    drop(rd);
+    let out = bin()
+        .args(["restore"])
+        .env("VMC_STATE_DIR", &states)
+        .stdout(std::process::Stdio::from(wr))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "a closed stdout is no panic: {}", text(&out.stderr));
+}

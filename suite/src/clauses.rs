@@ -295,6 +295,10 @@ pub struct Clause {
     /// The kernels the clause applies to.
     #[serde(default)]
     pub kernels: Option<Kernels>,
+    /// Why no check can fail when a driver breaks the clause (not observable from userspace,
+    /// needs hardware, an obligation of the user, ...), for clauses no check reports.
+    #[serde(default)]
+    pub unobservable: Option<String>,
 }
 
 impl Clause {
@@ -379,8 +383,9 @@ impl Catalog {
         &self.clauses
     }
 
-    /// Renders the catalog as Markdown (docs/clauses.md).
-    pub fn to_markdown(&self) -> String {
+    /// Renders the catalog as Markdown (docs/clauses.md); `checks` gives, per clause id, the
+    /// checks that can fail when a driver breaks it.
+    pub fn to_markdown(&self, checks: &BTreeMap<String, Vec<String>>) -> String {
         let mut out = String::from(
             "# Clause catalog\n\n\
              Generated from `suite/clauses/*.yaml` by `vfio-mig-conform clauses --format md`; \
@@ -418,6 +423,16 @@ impl Catalog {
             }
             if let Some(note) = &c.level_note {
                 clause.push_str(&format!("<br>Level note: {}", esc(note)));
+            }
+            match (checks.get(&c.id), &c.unobservable) {
+                (Some(list), _) if !list.is_empty() => {
+                    let shown: Vec<String> = list.iter().take(6).map(|id| format!("`{id}`")).collect();
+                    let more =
+                        if list.len() > 6 { format!(" and {} more", list.len() - 6) } else { String::new() };
+                    clause.push_str(&format!("<br>Checked by ({}): {}{more}", list.len(), shown.join(", ")));
+                }
+                (_, Some(why)) => clause.push_str(&format!("<br>Checked by: none, {}", esc(why))),
+                (_, None) => clause.push_str("<br>Checked by: none yet"),
             }
             let kernels = c.kernels.as_ref().map(ToString::to_string).unwrap_or_default();
             out.push_str(&format!(
@@ -545,10 +560,14 @@ mod tests {
         let c = one_clause(|t| t).unwrap_or_else(|e| panic!("{}", e.join("\n")));
         let clause = c.get("V2-X-001").expect("loaded");
         assert_eq!(clause.kernels.as_ref().map(ToString::to_string).as_deref(), Some("5.18+"));
+        let none = BTreeMap::new();
         assert!(
-            c.to_markdown()
+            c.to_markdown(&none)
                 .contains("Quote: “The device will do it.” (include/uapi/linux/vfio.h (6.12) l.1)")
         );
+        assert!(c.to_markdown(&none).contains("Checked by: none yet"));
+        let by = BTreeMap::from([("V2-X-001".to_string(), vec!["a.b.c".to_string()])]);
+        assert!(c.to_markdown(&by).contains("Checked by (1): `a.b.c`"));
     }
 
     #[test]

@@ -24,8 +24,11 @@ pub mod hash;
 pub mod kernel_table;
 pub mod op;
 pub mod oracle;
-pub mod outcome;
+/// Outcomes of checks; lives with the other verdicts in [`oracle`].
+pub use oracle::outcome;
 pub mod profile;
 pub mod report;
+pub mod rng;
 pub mod state;
 pub mod uapi;
+pub mod units;

@@ -56,46 +56,6 @@ pub fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> 
     Ok(true)
 }
 
-fn aligned(x: u64, a: u64) -> bool {
-    x & a.wrapping_sub(1) == 0
-}
-
-/// The core's DMA_LOGGING_START range checks (count, alignment, overflow, overlap).
-pub fn check_dma_ranges(page_size: u64, ranges: &[(u64, u64)]) -> Result<(), Errno> {
-    if ranges.is_empty() {
-        return Err(Errno::EINVAL);
-    }
-    if ranges.len() > LOG_MAX_RANGES {
-        return Err(Errno::E2BIG);
-    }
-    let mut seen: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for &(iova, len) in ranges {
-        if !aligned(iova, page_size) || !aligned(len, page_size) {
-            return Err(Errno::EINVAL);
-        }
-        let Some(_end) = iova.checked_add(len) else {
-            return Err(Errno::EOVERFLOW);
-        };
-        let last = iova.wrapping_add(len).wrapping_sub(1);
-        if seen.iter().any(|&(s, l)| iova <= l && s <= last) {
-            return Err(Errno::EINVAL);
-        }
-        seen.push((iova, last));
-    }
-    Ok(())
-}
-
-/// The core's DMA_LOGGING_REPORT checks (page size, overflow).
-pub fn check_dma_report(iova: u64, length: u64, page_size: u64) -> Result<(), Errno> {
-    if page_size < 4096 || !page_size.is_power_of_two() {
-        return Err(Errno::EINVAL);
-    }
-    if iova.checked_add(length).is_none() {
-        return Err(Errno::EOVERFLOW);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,16 +67,6 @@ mod tests {
         assert_eq!(check_feature(FEATURE_SET, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
         assert_eq!(check_feature(0, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
         assert_eq!(check_feature(FEATURE_GET, 8, FEATURE_GET, 8), Ok(true));
-    }
-
-    #[test]
-    fn dma_ranges_follow_the_core_rules() {
-        assert_eq!(check_dma_ranges(4096, &[]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(1, 4096)]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(0, 8192), (4096, 4096)]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(u64::MAX - 4095, 8192)]), Err(Errno::EOVERFLOW));
-        assert_eq!(check_dma_ranges(4096, &vec![(0, 0); 257]), Err(Errno::E2BIG));
-        assert_eq!(check_dma_ranges(4096, &[(0, 4096), (8192, 4096)]), Ok(()));
     }
 
     #[test]

@@ -214,3 +214,41 @@ fn hang_on_set_blocks_the_calling_thread() {
         "SET returned despite hang_on_set"
     );
 }
+
+/// The backticked identifiers in `text` (`snake_case`, not options such as `--peer`).
+fn ticked(text: &str) -> Vec<&str> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn docs_sequences_md_names_only_defects_that_exist() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sequences.md")).expect("docs");
+    let shipped = doc.split("## Shipped sequences").nth(1).expect("a section `Shipped sequences`");
+    let (tables, untargeted) = shipped
+        .split_once("Defects no shipped sequence targets")
+        .expect("the paragraph of untargeted defects");
+    let untargeted = untargeted.split("\n\n").next().unwrap_or("");
+    let mut caught = Vec::new();
+    for row in tables.lines().filter(|l| l.starts_with("| `")) {
+        let catches = row.trim_end_matches('|').rsplit('|').next().unwrap_or("");
+        for name in ticked(catches) {
+            assert!(
+                Defect::by_name(name).is_some(),
+                "docs/sequences.md: `{name}` is not a defect (in `{row}`)"
+            );
+            caught.push(name);
+        }
+    }
+    assert!(caught.len() > 20, "{} defects in the catches column", caught.len());
+    let untargeted = ticked(untargeted);
+    assert!(untargeted.len() > 10, "{} untargeted defects", untargeted.len());
+    for name in untargeted {
+        assert!(Defect::by_name(name).is_some(), "docs/sequences.md: `{name}` (untargeted) is not a defect");
+        assert!(!caught.contains(&name), "docs/sequences.md: `{name}` is listed as untargeted and as caught");
+    }
+}

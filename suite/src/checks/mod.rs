@@ -42,6 +42,21 @@ pub fn generated() -> Vec<Check> {
     generated_for(Kind::Sim)
 }
 
+/// For each clause id, the checks (generated and built-in sequences) that can fail when a
+/// driver breaks it: the clauses a check lists are those its expectations name and those
+/// the oracle can report on its judged steps ([`crate::oracle::reach`]).
+pub fn observers() -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    let mut checks = generated();
+    checks.extend(crate::embedded::fixtures().unwrap_or_default());
+    for c in checks {
+        for cl in &c.clauses {
+            out.entry(cl.to_string()).or_default().push(c.id.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,16 @@ pub enum MigrationApi {
     None,
 }
 
+impl std::fmt::Display for MigrationApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MigrationApi::V2 => "v2",
+            MigrationApi::V1 => "v1",
+            MigrationApi::None => "no migration",
+        })
+    }
+}
+
 /// What the suite knows about the device it talks to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {

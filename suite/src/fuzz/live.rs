@@ -454,10 +454,19 @@ impl Walker {
         // Only a STOP_COPY read goes to the end of the stream: a PRE_COPY stream read in small
         // pieces may never reach a temporary end (the device dirties state faster).
         let once = !whole && self.rng.chance(1, 2);
+        let fd = self.fd_ref();
+        let mut max = if whole || once { None } else { Some(self.rng.range(1, 64 << 10)) };
+        let chunk = *self.rng.pick(&[1u32 << 20, 4096, 4096, 64, 24, 7, 4095, 4097]);
+        if whole && chunk < 4095 {
+            // A read to the end in small pieces is bounded to ~1000 read() calls: a stream that
+            // never ends (a stale fd that stays readable) would otherwise take --max-stream / 7
+            // calls, minutes; large pieces still find a stream without an end (--max-stream).
+            max = Some(u64::from(chunk) * 1024);
+        }
         ReadArgs {
-            fd: self.fd_ref(),
-            max: if whole || once { None } else { Some(self.rng.range(1, 64 << 10)) },
-            chunk: *self.rng.pick(&[1u32 << 20, 4096, 4096, 64, 24, 7, 4095, 4097]),
+            fd,
+            max,
+            chunk,
             once,
             offset: if self.rng.chance(1, 30) { Some(0) } else { None },
             append: capture.is_some() && self.rng.chance(1, 3),
@@ -924,6 +933,7 @@ impl Session {
         for f in &run.findings {
             let mut key: Vec<String> = f.violation.clauses.iter().map(|c| c.to_string()).collect();
             key.sort();
+            key.dedup();
             if !keys.iter().any(|(k, _)| *k == key) {
                 keys.push((key, f.step));
             }
@@ -1024,6 +1034,7 @@ impl Session {
                 actual,
                 reproducer: seq.render(),
                 reproducer_file: None,
+                replay: None,
                 known: None,
                 after_secs: self.started.elapsed().as_secs_f64(),
             },
@@ -1179,6 +1190,7 @@ impl Session {
 fn sorted(v: &[crate::clauses::ClauseId]) -> Vec<String> {
     let mut v: Vec<String> = v.iter().map(|c| c.to_string()).collect();
     v.sort();
+    v.dedup();
     v
 }
 

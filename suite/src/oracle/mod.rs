@@ -7,12 +7,18 @@
 //! - [`kmsg`]: kernel log reports (KASAN, lockdep, WARN, BUG, lockups) as findings.
 //! - [`piv2`]: the 7.1+ PRECOPY_INFO opt-in and REINIT rules.
 
+pub mod data_fd;
 pub mod debugfs;
+pub mod dma;
+pub mod expect;
+pub mod feature;
 pub mod fsm;
 pub mod kernels;
 pub mod kmsg;
 pub mod model;
+pub mod outcome;
 pub mod piv2;
+pub mod reach;
 pub mod v1;
 
 use serde::{Deserialize, Serialize};

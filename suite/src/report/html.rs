@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::record::{CheckResult, FuzzSummary, Run, Totals};
-use crate::clauses::{Level, catalog};
+use crate::clauses::catalog;
 use crate::device::MigrationApi;
 use crate::oracle::fsm::{SetPrediction, predict_set};
 use crate::outcome::Outcome;
@@ -94,54 +94,20 @@ fn meaning(o: Outcome) -> &'static str {
     }
 }
 
-/// How bad an outcome is, for "worst of": UNSUPPORTED < PASS < INFO < XFAIL < NON-STRICT <
-/// XPASS < FAIL < TIMEOUT < ERROR.
+/// How bad an outcome is, for "worst of" ([`Outcome::severity`]).
 pub fn severity(o: Outcome) -> u8 {
-    match o {
-        Outcome::Unsupported => 0,
-        Outcome::Pass => 1,
-        Outcome::Info => 2,
-        Outcome::Xfail => 3,
-        Outcome::NonStrict => 4,
-        Outcome::Xpass => 5,
-        Outcome::Fail => 6,
-        Outcome::Timeout => 7,
-        Outcome::Error => 8,
-    }
+    o.severity()
 }
 
 fn worst(a: Outcome, b: Outcome) -> Outcome {
-    if severity(b) > severity(a) { b } else { a }
+    a.worst(b)
 }
 
-/// The verdict of one check on one clause. A check that broke other clauses counts as PASS
-/// for this one; TIMEOUT, ERROR, UNSUPPORTED and XPASS concern the whole check.
+/// The verdict of one check on one clause, as the record says
+/// ([`CheckResult::clause_outcomes`]). Records written before the field existed carry none:
+/// their checks count with their own outcome.
 pub fn clause_outcome(c: &CheckResult, clause: &str) -> Outcome {
-    match c.outcome {
-        Outcome::Fail | Outcome::NonStrict | Outcome::Info | Outcome::Xfail => {
-            let any_mandatory = c.findings.iter().any(|f| f.level.is_mandatory());
-            let mut o = Outcome::Pass;
-            for f in c.findings.iter().filter(|f| f.clauses.iter().any(|k| k == clause)) {
-                let fo = if c.outcome == Outcome::Xfail {
-                    Outcome::Xfail
-                } else if f.level.is_mandatory() {
-                    Outcome::Fail
-                } else if f.level == Level::Should {
-                    // --strict turns a run's SHOULD findings into FAIL.
-                    if c.outcome == Outcome::Fail && !any_mandatory {
-                        Outcome::Fail
-                    } else {
-                        Outcome::NonStrict
-                    }
-                } else {
-                    Outcome::Info
-                };
-                o = worst(o, fo);
-            }
-            o
-        }
-        o => o,
-    }
+    c.clause_outcomes.get(clause).copied().unwrap_or(c.outcome)
 }
 
 /// What one run says about one clause.
@@ -659,7 +625,7 @@ fn trace_table(c: &CheckResult) -> String {
         c.trace.len()
     );
     for t in &c.trace {
-        let hit = hits.contains(&(t.step + 1, t.device.as_str()));
+        let hit = hits.contains(&(t.step, t.device.as_str()));
         let mut result = t.obs.summary();
         for n in &t.obs.notes {
             if !result.contains(n.as_str()) {
@@ -670,7 +636,7 @@ fn trace_table(c: &CheckResult) -> String {
         s.push_str(&format!(
             "<tr{}><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
             if hit { " class=\"hit\"" } else { "" },
-            t.step + 1,
+            t.step,
             esc(&t.device),
             esc(&t.op),
             esc(&result),
@@ -1204,8 +1170,10 @@ mod tests {
         lines.push(check("fsm.arc.running.raw_8", Outcome::Pass, &[]));
         lines.push(r#"{"type":"fuzz","device":"A","seed":7,"duration_ms":1000,"ops":500,"ops_per_sec":500.0,"arcs_covered":["RUNNING->STOP","STOP->RUNNING"],"arcs_possible":42,"error_paths":[["set_state:EINVAL",3]],"findings":[]}"#.to_string());
         std::fs::write(&path, lines.join("\n")).expect("write record");
-        let run = Run::read(&path).expect("read record");
+        let mut run = Run::read(&path).expect("read record");
         let _ = std::fs::remove_dir_all(&dir);
+        // The record the runner writes carries each check's per-clause outcomes.
+        run.checks = run.checks.into_iter().map(|c| c.with_clause_outcomes(false)).collect();
         run
     }
 
@@ -1306,12 +1274,19 @@ mod tests {
         let fail = r.checks.iter().find(|c| c.id == "fsm.arc.stop_copy.pre_copy").expect("check");
         assert_eq!(clause_outcome(fail, "V2-STATE-007"), Outcome::Fail);
         assert_eq!(clause_outcome(fail, "V2-MIG-003"), Outcome::Pass, "another clause's failure");
-        let should = CheckResult { outcome: Outcome::Fail, ..fail.clone() };
-        let mut should = should;
-        should.findings[0].level = Level::Should;
-        assert_eq!(clause_outcome(&should, "V2-STATE-007"), Outcome::Fail, "--strict");
-        should.outcome = Outcome::NonStrict;
-        assert_eq!(clause_outcome(&should, "V2-STATE-007"), Outcome::NonStrict);
+        let mut recorded = fail.clone();
+        recorded.clause_outcomes.insert("V2-STATE-007".to_string(), Outcome::NonStrict);
+        assert_eq!(
+            clause_outcome(&recorded, "V2-STATE-007"),
+            Outcome::NonStrict,
+            "the record's word, not re-derived"
+        );
+        recorded.clause_outcomes.clear();
+        assert_eq!(
+            clause_outcome(&recorded, "V2-STATE-007"),
+            Outcome::Fail,
+            "an old record: the check's outcome"
+        );
     }
 
     #[test]

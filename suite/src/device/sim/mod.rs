@@ -15,6 +15,7 @@ pub mod defects;
 #[cfg(test)]
 mod held_out_tests;
 pub mod hw;
+mod regions;
 pub mod stream;
 pub mod v1;
 pub mod v2;
@@ -138,17 +139,6 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim().to_ascii_lowercase();
-    let (num, mult) = match v.chars().last()? {
-        'k' => (&v[..v.len() - 1], 1u64 << 10),
-        'm' => (&v[..v.len() - 1], 1 << 20),
-        'g' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v.as_str(), 1),
-    };
-    crate::state::parse_u64(num)?.checked_mul(mult)
-}
-
 /// Parses `sim:v2?...` / `sim:v1?...`.
 pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
     let rest = spec.strip_prefix("sim:").ok_or_else(|| {
@@ -174,8 +164,8 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
                 cfg.flags = MigFlags::parse(value).map_err(|e| bad(&e))?;
             }
             "size" => {
-                cfg.state_size =
-                    parse_size(value).ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?;
+                cfg.state_size = crate::units::parse_size(value)
+                    .ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?;
             }
             "dma" if cfg.api == MigrationApi::V2 => {
                 cfg.dma_logging = match value {

@@ -1,16 +1,20 @@
 //! `sim:v1`: a reference v1 device. Its migration region (index 9, type 3 / subtype 1) has the
 //! 32-byte header at offset 0 and a 64 KiB data window at 4096 that is also a sparse-mmap
 //! area, and implements the pending_bytes / data_offset / data_size protocol of 5.8-5.17.
+//! The header's encoding ([`header`]) is written from the v1 uAPI text, not taken from the
+//! oracle.
 
+mod header;
+
+use self::header::{self as o, field};
 use super::defects::Defect;
 use super::hw::Hw;
+use super::regions::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::stream::{FINAL_BYTES, LoadError, Loader, Saver, StreamIdentity};
-use super::v2::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::{REGION_MIGRATION, SimConfig};
 use crate::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo};
 use crate::errno::Errno;
 use crate::op::{Access, IrqAction, IrqData};
-use crate::oracle::v1::{self as o, field};
 
 /// Offset of the data window in the migration region.
 pub const DATA_OFFSET: u64 = 4096;
@@ -117,7 +121,7 @@ impl SimV1 {
     fn write_state(&mut self, new: u32) -> DevResult<()> {
         let new = new & o::MASK;
         let cur = self.state & o::MASK;
-        if !(o::is_valid(new) || self.has(Defect::V1Accepts101) && new == 0b101) {
+        if !(o::valid(new) || self.has(Defect::V1Accepts101) && new == 0b101) {
             return self.refuse(Errno::EINVAL);
         }
         if new == 0b011 && self.has(Defect::V1NoPreCopy) {
@@ -321,15 +325,15 @@ impl SimV1 {
             Rw::Read(b) => b.len(),
             Rw::Write(b) => b.len(),
         };
-        let natural = field::at(offset).filter(|(_, w)| *w == len);
-        let Some((_, width)) = natural else {
+        let natural = field::width_at(offset).filter(|w| *w == len);
+        let Some(width) = natural else {
             if self.has(Defect::V1NarrowAccessAccepted)
                 && offset.checked_add(len as u64).is_some_and(|end| end <= o::HEADER_SIZE)
             {
                 // Serve the bytes out of the containing fields.
                 if let Rw::Read(buf) = rw {
                     let mut hdr = [0u8; 32];
-                    for (_, o, w) in field::ALL {
+                    for (o, w) in field::ALL {
                         let v = self.read_field(o).unwrap_or(0);
                         hdr[o as usize..o as usize + w].copy_from_slice(&v.to_le_bytes()[..w]);
                     }
