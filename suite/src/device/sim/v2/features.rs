@@ -137,11 +137,8 @@ impl SimV2 {
                 if !self.flags().has_pre_copy() {
                     return Err(Errno::EINVAL);
                 }
-                let supported = if self.has(Defect::Piv2GetAccepted) {
-                    FEATURE_GET | FEATURE_SET
-                } else {
-                    FEATURE_SET
-                };
+                let supported =
+                    if self.has(Defect::Piv2GetAccepted) { FEATURE_GET | FEATURE_SET } else { FEATURE_SET };
                 if !vfio_check_feature(flags, avail, supported, 0)? {
                     return Ok(());
                 }

@@ -148,8 +148,8 @@ impl SimV2 {
     /// A reconfiguration in PRE_COPY: new initial data is queued on the saving stream; after the
     /// opt-in (or with reinit_without_opt_in) the next PRECOPY_INFO reports REINIT.
     fn reconfigure(&mut self) {
-        let report = self.cfg.has_precopy_info_v2()
-            && (self.precopy_v2 || self.has(Defect::ReinitWithoutOptIn));
+        let report =
+            self.cfg.has_precopy_info_v2() && (self.precopy_v2 || self.has(Defect::ReinitWithoutOptIn));
         let as_initial = report && !self.has(Defect::ReinitZeroInitialBytes);
         if let Some(Session::Saving { saver, .. }) = &mut self.session {
             saver.reinit(as_initial);
