@@ -149,6 +149,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let iso = crate::isolate::Isolation {
         fork: !args.no_fork,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        kernel_log: false,
         until: Some(until),
     };
     if args.no_fork {

@@ -9,6 +9,7 @@ mod commands;
 mod events;
 mod fuzz;
 mod isolate;
+mod kmsg;
 mod open;
 mod progress;
 mod record;
