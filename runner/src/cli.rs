@@ -33,8 +33,10 @@ vfio-pci for the run), an mdev UUID, or a simulated device:
                           size=N (state bytes, k/m/g suffixes), dma=on|off (DMA logging),
                           report=stub|real (stub: DMA_LOGGING_REPORT fails with EOPNOTSUPP),
                           type=NAME (device type; streams of another type are foreign),
-                          seed=N (the state's contents), defect=NAME[,NAME...]
-  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, defect=
+                          seed=N (the state's contents), kernel=6.12|7.2 (the release
+                          it simulates: clauses the release lacks are UNSUPPORTED),
+                          defect=NAME[,NAME...]
+  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, kernel=, defect=
   sim:plain               a VFIO device without migration support (exit 4)
 `vfio-mig-conform sim --list-defects` lists the defects.
 
