@@ -181,6 +181,12 @@ pub trait Device: Send {
     /// The debugfs migration state (6.8+), if the backend has an independent observer.
     fn debugfs_state(&mut self) -> Option<DevResult<String>>;
 
+    /// The debugfs migration features file (6.18+: one line per migration flag and
+    /// `dirty-tracking`), if the backend has one.
+    fn debugfs_features(&mut self) -> Option<DevResult<String>> {
+        None
+    }
+
     /// Closes every data fd the suite holds and returns the device to RUNNING (reset), as a
     /// trial's cleanup. Errors are returned so the runner can report a wedged device.
     fn restore(&mut self) -> DevResult<()>;

@@ -131,7 +131,19 @@ impl Engine {
                 if let Ok(p) = r {
                     obs.value = Some(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
                 }
-                let v = if is_v2 { self.slots[si].model.judge_flags(&obs) } else { Vec::new() };
+                let mut v = if is_v2 { self.slots[si].model.judge_flags(&obs) } else { Vec::new() };
+                // The second observer's features file (6.18+) against what GET returned.
+                if let Some(flags) = obs.value
+                    && is_v2
+                    && let Some(Ok(text)) = self.slots[si].dev.debugfs_features()
+                {
+                    let dma_logging = self.slots[si].facts.dma_logging;
+                    v.extend(crate::oracle::debugfs::judge_features(&text, flags, dma_logging));
+                    obs.notes.push(format!(
+                        "debugfs features {}",
+                        text.split_whitespace().collect::<Vec<_>>().join(" ")
+                    ));
+                }
                 (obs, v)
             }
             Op::DataSize => {

@@ -39,6 +39,36 @@ pub fn judge_state(debugfs: &str, get: Option<u32>, oracle: Option<MigState>) ->
     v
 }
 
+/// Judges the debugfs `migration/features` file (6.18+) against the migration flags GET
+/// MIGRATION returned and whether DMA_LOGGING is supported: drivers/vfio/debugfs.c prints
+/// `stop-copy`, `p2p`, `pre-copy` for the flags and `dirty-tracking` for a device with log ops.
+/// Both sides come from the core's `migration_flags` and `log_ops`, so a disagreement points at
+/// the core rather than the driver (V2-DEBUGFS-002 is INFO).
+pub fn judge_features(debugfs: &str, flags: u64, dma_logging: bool) -> Vec<Violation> {
+    let mut expected = Vec::new();
+    for (bit, name) in [(1u64, "stop-copy"), (1 << 1, "p2p"), (1 << 2, "pre-copy")] {
+        if flags & bit != 0 {
+            expected.push(name);
+        }
+    }
+    if dma_logging {
+        expected.push("dirty-tracking");
+    }
+    let shown: Vec<&str> = debugfs.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if shown == expected {
+        return Vec::new();
+    }
+    vec![Violation::new(
+        [V2_DEBUGFS_002],
+        format!(
+            "debugfs migration/features lists the migration flags GET MIGRATION returned ({flags:#x}){}: `{}`",
+            if dma_logging { " and dirty-tracking (DMA_LOGGING is supported)" } else { "" },
+            expected.join(" ")
+        ),
+        format!("debugfs shows `{}`", shown.join(" ")),
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +89,19 @@ mod tests {
         assert!(v[0].expected.contains("STOP_COPY") && v[0].actual.contains("`STOP`"), "{v:?}");
         let v = judge_state("Invalid", None, Some(MigState::Running));
         assert_eq!(v.len(), 1, "{v:?}");
+    }
+
+    #[test]
+    fn debugfs_features_matching_the_flags_and_logging_is_no_finding() {
+        assert!(judge_features("stop-copy\np2p\npre-copy\ndirty-tracking\n", 0b111, true).is_empty());
+        assert!(judge_features("stop-copy\n", 1, false).is_empty());
+    }
+
+    #[test]
+    fn debugfs_features_missing_or_extra_a_line_is_a_features_finding() {
+        let v = judge_features("stop-copy\np2p\n", 0b111, false);
+        assert_eq!(v[0].clauses, [V2_DEBUGFS_002]);
+        assert!(v[0].actual.contains("stop-copy p2p"), "{}", v[0].actual);
+        assert_eq!(judge_features("stop-copy\ndirty-tracking\n", 1, false).len(), 1);
     }
 }

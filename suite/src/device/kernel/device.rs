@@ -507,6 +507,14 @@ impl Device for KernelDevice {
         )
     }
 
+    fn debugfs_features(&mut self) -> Option<DevResult<String>> {
+        let path = self.debugfs.as_ref()?.with_file_name("features");
+        if !path.exists() {
+            return None;
+        }
+        Some(std::fs::read_to_string(path).map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+    }
+
     fn restore(&mut self) -> DevResult<()> {
         self.close_data_fds();
         if self.device.is_none() {

@@ -84,13 +84,7 @@ impl SimV2 {
                 if !vfio_check_feature(flags, avail, supported, MIGRATION_SIZE)? {
                     return Ok(());
                 }
-                let mut f = self.flags().0;
-                if self.has(Defect::NoStopCopyFlag) {
-                    f &= !1;
-                }
-                if self.has(Defect::UnknownFlagAdvertised) {
-                    f |= 8;
-                }
+                let f = self.migration_flags();
                 if flags & FEATURE_SET != 0 {
                     return Ok(());
                 }

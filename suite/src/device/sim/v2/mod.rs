@@ -157,6 +157,19 @@ impl SimV2 {
         self.cfg.flags
     }
 
+    /// The driver's `migration_flags` as the core holds them: what GET MIGRATION returns and
+    /// debugfs prints (the flag defects change them here, for both).
+    fn migration_flags(&self) -> u64 {
+        let mut f = self.flags().0;
+        if self.has(Defect::NoStopCopyFlag) {
+            f &= !1;
+        }
+        if self.has(Defect::UnknownFlagAdvertised) {
+            f |= 8;
+        }
+        f
+    }
+
     fn identity(&self) -> StreamIdentity {
         StreamIdentity {
             type_id: super::hw::type_id(&self.cfg.type_name),
@@ -436,6 +449,28 @@ impl Device for SimV2 {
     fn debugfs_state(&mut self) -> Option<DevResult<String>> {
         let shown = if self.has(Defect::DebugfsStateStale) { self.before_last_set } else { self.state };
         Some(if self.open { Ok(shown.name().to_string()) } else { Err(Errno::EBADF) })
+    }
+
+    fn debugfs_features(&mut self) -> Option<DevResult<String>> {
+        // What drivers/vfio/debugfs.c prints (7.2): the migration flags, then dirty-tracking
+        // for a device with DMA logging ops; the file exists from 6.18.
+        if self.cfg.kernel.is_some_and(|k| k < (6, 18)) {
+            return None;
+        }
+        let mut text = String::new();
+        let flags = MigFlags(self.migration_flags());
+        for (flag, name) in
+            [(MigFlags::STOP_COPY, "stop-copy"), (MigFlags::P2P, "p2p"), (MigFlags::PRE_COPY, "pre-copy")]
+        {
+            if flags.contains(flag) {
+                text.push_str(name);
+                text.push('\n');
+            }
+        }
+        if self.cfg.dma_logging {
+            text.push_str("dirty-tracking\n");
+        }
+        Some(if self.open { Ok(text) } else { Err(Errno::EBADF) })
     }
 
     fn restore(&mut self) -> DevResult<()> {
