@@ -551,8 +551,16 @@ fn supervise(
 /// ignores every signal, SIGKILL included, so only a process that never makes the call is
 /// safe. The child opens the device as the run will, probes it (GET MIG_DEVICE_STATE and the
 /// feature probes), closes it and exits; `Err` when it has not finished within `timeout`.
+/// Opening a vfio-pci device resets it, which may legitimately take seconds (a bus reset
+/// sleeps, and an emulated machine is slow): after `note_after` the wait is said on stderr,
+/// so that a slow open is seen as one and not mistaken for a hang.
 /// A child that fails to open the device is not an error here: the run's own open reports it.
-pub fn preflight(spec: &str, open: impl FnOnce() -> bool, timeout: Duration) -> Result<(), String> {
+pub fn preflight(
+    spec: &str,
+    open: impl FnOnce() -> bool,
+    note_after: Duration,
+    timeout: Duration,
+) -> Result<(), String> {
     let parent = nix::unistd::getpid();
     // SAFETY: the runner is single-threaded here (no device is open yet and libtest-mimic has
     // not started); the child only opens, probes, closes and leaves with _exit.
@@ -565,10 +573,21 @@ pub fn preflight(spec: &str, open: impl FnOnce() -> bool, timeout: Duration) -> 
         }
         Ok(ForkResult::Parent { child }) => {
             watch_child(Some(child));
-            let until = Instant::now() + timeout;
+            let started = Instant::now();
+            let until = started + timeout;
+            let mut noted = false;
             let result = loop {
                 match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) if Instant::now() < until && interrupted().is_none() => {
+                        if !noted && started.elapsed() >= note_after && note_after < timeout {
+                            noted = true;
+                            errln!(
+                                "vfio-mig-conform: {spec}: opening and probing the device has taken {} s so far (opening a \
+                                 vfio-pci device resets it); waiting up to {} s before calling it wedged",
+                                note_after.as_secs(),
+                                timeout.as_secs()
+                            );
+                        }
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(WaitStatus::StillAlive) if interrupted().is_some() => {
@@ -617,6 +636,7 @@ mod tests {
             || loop {
                 std::thread::sleep(Duration::from_secs(1));
             },
+            Duration::from_millis(100),
             Duration::from_millis(300),
         );
 
@@ -629,8 +649,8 @@ mod tests {
 
     #[test]
     fn preflight_of_a_device_that_answers_or_fails_to_open_lets_the_run_go_on() {
-        assert_eq!(preflight("sim", || true, Duration::from_secs(5)), Ok(()));
+        assert_eq!(preflight("sim", || true, Duration::from_secs(1), Duration::from_secs(5)), Ok(()));
         // A failed open is reported by the run's own open, with its own exit code.
-        assert_eq!(preflight("sim", || false, Duration::from_secs(5)), Ok(()));
+        assert_eq!(preflight("sim", || false, Duration::from_secs(1), Duration::from_secs(5)), Ok(()));
     }
 }

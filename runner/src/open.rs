@@ -34,7 +34,14 @@ pub fn open_with(
 
 /// [`open_with`] after [`crate::isolate::preflight`] (when `fork`) has shown that the device
 /// answers: a wedged kernel device is exit 6 with what to do, not a runner hanging in the
-/// kernel. `timeout` is the watchdog's `--timeout` in seconds.
+/// kernel. `timeout` is the watchdog's `--timeout` in seconds; the open itself (which resets
+/// the device) gets [`PREFLIGHT_SECONDS`] at least.
+/// The least time the first open and probe get before a device is called wedged: opening a
+/// vfio-pci device resets it, and on an emulated machine under load (QEMU with TCG, an e1000e
+/// under vfio's no-IOMMU mode) that was seen to take more than 10 s. The kernel's own hung
+/// task detector waits 120 s.
+pub const PREFLIGHT_SECONDS: u64 = 60;
+
 pub fn open_answering(
     spec: &str,
     device_name: Option<&str>,
@@ -47,6 +54,7 @@ pub fn open_answering(
             spec,
             || open_with(spec, device_name, backend).map(|mut dev| vmc::engine::probe(dev.as_mut())).is_ok(),
             std::time::Duration::from_secs(timeout),
+            std::time::Duration::from_secs(timeout.max(PREFLIGHT_SECONDS)),
         )
         .map_err(|e| Exit::new(exit::WEDGED, e))?;
     }
