@@ -405,12 +405,28 @@ fn op_text<'a>(cache: &'a mut Option<String>, op: &crate::op::Op) -> &'a str {
 /// (index, `""`): the process-isolation watchdog resets its timer on each call.
 pub type Progress = Box<dyn FnMut(usize, &str) + Send>;
 
+/// Where a [`StepHook`] is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepPoint {
+    /// Right before the step's device operation.
+    Before,
+    /// Right after it (also when it could not run).
+    After,
+}
+
+/// Called right before and right after the device operation of each step (index, point), in
+/// the process that runs the check: the live fuzzer collects per-step kernel coverage and
+/// kernel-log positions with it (`fuzz::coverage`).
+pub type StepHook = Box<dyn FnMut(usize, StepPoint) + Send>;
+
 /// The engine.
 pub struct Engine {
     pub slots: Vec<Slot>,
     pub opts: EngineOptions,
     /// Progress callback (watchdog heartbeats).
     pub progress: Option<Progress>,
+    /// Per-step hook (kernel coverage of the live fuzzer).
+    pub step_hook: Option<StepHook>,
     /// Set from a signal handler: stop the current check at the next step.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Fuzzing: a step that cannot run (it names a data fd or stream that does not exist) is
@@ -557,6 +573,7 @@ impl Engine {
             slots,
             opts,
             progress: None,
+            step_hook: None,
             interrupt: None,
             skip_harness_errors: false,
             keep_trace: true,
@@ -732,7 +749,13 @@ impl Engine {
             self.hash_reads = step.expect.iter().any(|e| {
                 matches!(e.kind, crate::check::ExpectKind::Equals(_) | crate::check::ExpectKind::Differs(_))
             });
+            if let Some(h) = &mut self.step_hook {
+                h(i, StepPoint::Before);
+            }
             let outcome = self.exec_step(si, step);
+            if let Some(h) = &mut self.step_hook {
+                h(i, StepPoint::After);
+            }
             let micros = t0.elapsed().as_micros() as u64;
             let label = step.device.as_deref().unwrap_or(&labels[0]);
             let (obs, mut violations, notes) = match outcome {
