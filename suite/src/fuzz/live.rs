@@ -1167,6 +1167,7 @@ impl Session {
             arcs_possible: self.possible.len(),
             error_paths: self.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             findings: self.findings.iter().map(|f| f.record.clone()).collect(),
+            coverage: None,
         }
     }
 

@@ -407,8 +407,9 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n<script>{JS}</script>\n</body>\n</html>\n",
-        esc(title)
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}{}</style>\n</head>\n<body>\n{body}\n<script>{JS}</script>\n</body>\n</html>\n",
+        esc(title),
+        super::coverage::CSS
     )
 }
 
@@ -633,6 +634,9 @@ fn fuzz_section(f: &FuzzSummary, id: &str) -> String {
             "<details><summary>Minimal sequence</summary><pre>{}</pre></details></div>\n",
             esc(&fd.reproducer)
         ));
+    }
+    if let Some(c) = &f.coverage {
+        s.push_str(&super::coverage::session_html(id, c));
     }
     s.push_str("</section>\n");
     s
@@ -1117,6 +1121,14 @@ fn index_page(runs: &[(String, Run)]) -> Page {
             }
         }
         b.push_str("</table>\n");
+        let cov: Vec<(String, &super::coverage::CoverageRecord)> = runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, r))| {
+                r.fuzz.iter().filter_map(move |f| f.coverage.as_ref().map(|c| (format!("R{} {}", i + 1, f.device), c)))
+            })
+            .collect();
+        b.push_str(&super::coverage::comparison_html(&cov));
     }
     if runs.len() > 1 {
         b.push_str("<h2 id=\"matrix\">Runs &times; clauses</h2>\n<p class=\"muted\">Each cell is the worst verdict of the run's checks on the clause (a check that broke another clause counts as PASS here). Highlighted clause ids differ between runs.</p>\n");
