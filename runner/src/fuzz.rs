@@ -182,7 +182,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     }
                 }
             }
-            WalkOutcome::Wedged(e) => {
+            WalkOutcome::Wedged(e, _) => {
                 wedged = Some(e);
                 break;
             }

@@ -1,0 +1,436 @@
+//! A live fuzzing session: walks run through the caller's process isolation, every step
+//! judged by the oracle; what a walk shows is shrunk into a YAML reproducer; the (cur, new)
+//! pairs and error paths reached are accounted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use super::LiveOptions;
+use super::shrink::{Shrunk, shrink};
+use super::walk::Walker;
+use crate::check::{Check, Step};
+use crate::device::MigrationApi;
+use crate::engine::{CheckRun, Engine};
+use crate::fuzz::yaml::{YamlSequence, YamlStep, short_hash};
+use crate::op::Op;
+use crate::oracle::model::{Facts, Model, Observation};
+use crate::report::record::{FuzzFinding, FuzzSummary};
+use crate::state::{MigFlags, MigState};
+
+/// A finding of the live fuzzer.
+#[derive(Clone, Debug)]
+pub struct LiveFinding {
+    /// Sorted clauses (or `ERROR`, `TIMEOUT`): the identity of the finding.
+    pub key: Vec<String>,
+    pub record: FuzzFinding,
+    /// The shrunk reproducer.
+    pub sequence: YamlSequence,
+    /// How many walks showed it.
+    pub sightings: u64,
+    /// Steps before and after shrinking.
+    pub shrunk_from: usize,
+    pub shrink_runs: usize,
+}
+
+/// What one walk did.
+#[derive(Debug)]
+pub enum WalkOutcome {
+    /// Indices into [`Session::findings`] of findings first seen in this walk.
+    Done(Vec<usize>),
+    /// The device could not be restored: stop (with the findings first seen in this walk).
+    Wedged(String, Vec<usize>),
+    /// SIGINT/SIGTERM: stop.
+    Interrupted(String),
+}
+
+/// Runs one check on the engine (the runner passes its process isolation).
+pub type Exec<'a> = dyn FnMut(&mut Engine, &Check) -> CheckRun + 'a;
+
+/// A live fuzzing session.
+#[derive(Debug)]
+pub struct Session {
+    pub opts: LiveOptions,
+    walker: Walker,
+    pub started: Instant,
+    pub ops: u64,
+    pub walks: u64,
+    pub covered: BTreeSet<(MigState, MigState)>,
+    pub possible: BTreeSet<(MigState, MigState)>,
+    /// When every possible (cur, new) pair had been covered: (seconds, ops).
+    pub covered_all: Option<(f64, u64)>,
+    pub errors: BTreeMap<String, u64>,
+    pub findings: Vec<LiveFinding>,
+    api: MigrationApi,
+    flags: MigFlags,
+    facts: Facts,
+    device_label: String,
+    model: Option<String>,
+}
+
+impl Session {
+    pub fn new(engine: &mut Engine, opts: LiveOptions) -> Session {
+        engine.skip_harness_errors = true;
+        engine.keep_trace = true;
+        let walker = Walker::new(engine, &opts);
+        let slot = &engine.slots[0];
+        let facts = &slot.facts;
+        let possible = if facts.api == MigrationApi::V2 {
+            let s = facts.flags.states();
+            s.iter().flat_map(|a| s.iter().map(move |b| (*a, *b))).collect()
+        } else {
+            BTreeSet::new()
+        };
+        Session {
+            opts,
+            walker,
+            started: Instant::now(),
+            ops: 0,
+            walks: 0,
+            covered: BTreeSet::new(),
+            possible,
+            covered_all: None,
+            errors: BTreeMap::new(),
+            findings: Vec::new(),
+            api: facts.api,
+            flags: facts.flags,
+            facts: Facts { flags: facts.flags, dma_logging: facts.dma_logging, device_type: slot.dev.info().model.clone() },
+            device_label: slot.label.clone(),
+            model: slot.dev.info().model.clone(),
+        }
+    }
+
+    /// The operation kinds walks draw from.
+    pub fn kinds(&self) -> &[&'static str] {
+        self.walker.kinds()
+    }
+
+    /// Whether every possible (cur, new) pair has been covered.
+    pub fn all_covered(&self) -> bool {
+        !self.possible.is_empty() && self.possible.is_subset(&self.covered)
+    }
+
+    /// Runs one walk and shrinks what it finds.
+    pub fn walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>) -> WalkOutcome {
+        let check = self.walker.walk(&self.covered);
+        self.run_walk(engine, exec, check)
+    }
+
+    /// Runs one check.
+    fn execute(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: &Check) -> CheckRun {
+        let run = exec(engine, check);
+        self.ops += run.trace.len() as u64;
+        run
+    }
+
+    fn run_walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: Check) -> WalkOutcome {
+        let run = self.execute(engine, exec, &check);
+        self.walks += 1;
+        self.account(&check, &run);
+        if let Some(e) = &run.restore_error {
+            return WalkOutcome::Wedged(e.clone(), Vec::new());
+        }
+        if let Some(e) = run.error.as_deref().filter(|e| e.starts_with("interrupted")) {
+            return WalkOutcome::Interrupted(e.to_string());
+        }
+        let mut new = Vec::new();
+        if let Some(problem) = run.error.clone().or_else(|| run.timeout.clone()) {
+            let timeout = run.timeout.is_some();
+            let key = vec![if timeout { "TIMEOUT".to_string() } else { "ERROR".to_string() }];
+            if let Some(i) = self.seen(&key) {
+                self.findings[i].sightings += 1;
+            } else {
+                let expected = if timeout {
+                    "every operation returns within the watchdog timeout".to_string()
+                } else {
+                    "the walk runs without a harness error".to_string()
+                };
+                // Errors (a panic of the suite, a crashed check process) shrink like findings;
+                // a timeout costs the whole watchdog per attempt and is kept as found.
+                let (steps, runs) = if timeout {
+                    (check.steps.clone(), 0)
+                } else {
+                    let same =
+                        |r: &CheckRun| (r.error.as_deref() == Some(problem.as_str())).then_some(usize::MAX);
+                    let last = check.steps.len().saturating_sub(1);
+                    let s = self.shrink(engine, exec, &check, &same, last);
+                    (s.steps, s.runs)
+                };
+                self.findings.push(self.finding(&check, key, expected, problem, &steps, runs, Vec::new()));
+                new.push(self.findings.len() - 1);
+            }
+        }
+        let mut keys: Vec<(Vec<String>, usize)> = Vec::new();
+        for f in &run.findings {
+            let key = sorted(&f.violation.clauses);
+            if !keys.iter().any(|(k, _)| *k == key) {
+                keys.push((key, f.step));
+            }
+        }
+        for (key, step) in keys {
+            if let Some(i) = self.seen(&key) {
+                self.findings[i].sightings += 1;
+                continue;
+            }
+            let same =
+                |r: &CheckRun| r.findings.iter().find(|f| sorted(&f.violation.clauses) == key).map(|f| f.step);
+            let s = self.shrink(engine, exec, &check, &same, step);
+            let (expected, actual) = s
+                .run
+                .findings
+                .iter()
+                .find(|f| sorted(&f.violation.clauses) == key)
+                .or_else(|| run.findings.iter().find(|f| sorted(&f.violation.clauses) == key))
+                .map(|f| (f.violation.expected.clone(), f.violation.actual.clone()))
+                .unwrap_or_default();
+            let mut finding = self.finding(&check, key, expected, actual, &s.steps, s.runs, Vec::new());
+            finding.shrunk_from = step + 1;
+            self.findings.push(finding);
+            new.push(self.findings.len() - 1);
+            if interrupted(&run) {
+                break;
+            }
+        }
+        WalkOutcome::Done(new)
+    }
+
+    fn seen(&self, key: &[String]) -> Option<usize> {
+        self.findings.iter().position(|f| f.key == key)
+    }
+
+    fn yaml_steps(&self, steps: &[Step]) -> Vec<YamlStep> {
+        steps
+            .iter()
+            .map(|s| YamlStep {
+                op: s.op.clone(),
+                name: s.name_fd.clone(),
+                device: s.device.clone().filter(|d| *d != self.device_label),
+            })
+            .collect()
+    }
+
+    fn sequence(&self, comments: Vec<String>, id_prefix: &str, title: String, steps: &[Step]) -> YamlSequence {
+        let yaml_steps = self.yaml_steps(steps);
+        let mut devices: Vec<String> = vec![self.device_label.clone()];
+        for s in &yaml_steps {
+            if let Some(d) = &s.device
+                && !devices.contains(d)
+            {
+                devices.push(d.clone());
+            }
+        }
+        devices.sort();
+        let id = format!("{id_prefix}_{}", short_hash(&format!("{yaml_steps:?}")));
+        YamlSequence {
+            comments,
+            id,
+            title,
+            api: self.api,
+            flags: self.flags,
+            devices: if devices.len() > 1 { devices } else { Vec::new() },
+            steps: yaml_steps,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        check: &Check,
+        key: Vec<String>,
+        expected: String,
+        actual: String,
+        steps: &[Step],
+        runs: usize,
+        extra: Vec<String>,
+    ) -> LiveFinding {
+        let what = if key.is_empty() { "finding".to_string() } else { key.join(", ") };
+        let slug: String = what
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>()
+            .split('_')
+            .filter(|s| !s.is_empty())
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("_");
+        let mut comments = vec![
+            format!("live fuzzing finding: {what}"),
+            format!("expected: {expected}"),
+            format!("  actual: {actual}"),
+            format!(
+                "shrunk from {} to {} steps in {runs} runs; seed {}, walk {}",
+                check.steps.len(),
+                steps.len(),
+                self.opts.seed,
+                check.id
+            ),
+        ];
+        comments.extend(extra);
+        let seq = self.sequence(comments, &format!("fuzz.live.{slug}"), format!("fuzz finding: {what}"), steps);
+        LiveFinding {
+            record: FuzzFinding {
+                clauses: key.clone(),
+                expected,
+                actual,
+                reproducer: seq.render(),
+                reproducer_file: None,
+                known: None,
+                after_secs: self.started.elapsed().as_secs_f64(),
+            },
+            key,
+            sequence: seq,
+            sightings: 1,
+            shrunk_from: check.steps.len(),
+            shrink_runs: runs,
+        }
+    }
+
+    fn shrink(
+        &mut self,
+        engine: &mut Engine,
+        exec: &mut Exec<'_>,
+        check: &Check,
+        same: &dyn Fn(&CheckRun) -> Option<usize>,
+        step: usize,
+    ) -> Shrunk {
+        let budget = self.opts.shrink_budget;
+        let mut run = |steps: &[Step]| {
+            let c = Check { steps: steps.to_vec(), ..check.clone() };
+            self.execute(engine, exec, &c)
+        };
+        shrink(&check.steps, step, same, budget, &mut run, &interrupted)
+    }
+
+    /// Follows the device under test through the run with the oracle's model (fed with what
+    /// the device answered) to count (cur, new) pairs and error paths.
+    fn account(&mut self, check: &Check, run: &CheckRun) {
+        let mut m = Model::new(self.facts.clone(), Some(MigState::Running));
+        for rec in &run.trace {
+            let Some(step) = check.steps.get(rec.step) else { continue };
+            let obs = &rec.obs;
+            let name = step.op.name();
+            if let Some(e) = obs.errno {
+                *self.errors.entry(format!("{name}:{}", e.name())).or_default() += 1;
+            } else if let Some(crate::oracle::model::StreamEnd::Errno(e)) = obs.end {
+                *self.errors.entry(format!("{name}:{} (after data)", e.name())).or_default() += 1;
+            }
+            if rec.device != self.device_label || self.api != MigrationApi::V2 {
+                continue;
+            }
+            match &step.op {
+                Op::SetState(arg) => {
+                    if let (Some(c), Some(n)) = (m.state, arg.state()) {
+                        self.covered.insert((c, n));
+                    }
+                    m.judge_set(arg.raw(), obs);
+                    // What the device says it is in counts, whatever the oracle expected.
+                    m.state = obs.state.and_then(MigState::from_raw);
+                }
+                Op::GetState => {
+                    m.judge_get(obs);
+                    m.state = if obs.errno.is_none() { obs.state.and_then(MigState::from_raw) } else { None };
+                }
+                Op::Reset => {
+                    m.judge_reset(obs);
+                }
+                Op::CloseDevice => m.on_close(),
+                Op::Reopen => m.on_reopen(&Observation { errno: obs.errno, ..Observation::ok() }),
+                _ => {}
+            }
+        }
+        if self.covered_all.is_none() && self.all_covered() {
+            self.covered_all = Some((self.started.elapsed().as_secs_f64(), self.ops));
+        }
+    }
+
+    /// Pairs still missing, as `CUR->NEW`.
+    pub fn missing(&self) -> Vec<String> {
+        self.possible.difference(&self.covered).map(|(a, b)| format!("{a}->{b}")).collect()
+    }
+
+    /// The session as a record line.
+    pub fn summary(&self, device: &str) -> FuzzSummary {
+        let secs = self.started.elapsed().as_secs_f64();
+        let covered_possible: Vec<String> =
+            self.covered.intersection(&self.possible).map(|(a, b)| format!("{a}->{b}")).collect();
+        FuzzSummary {
+            device: device.to_string(),
+            seed: self.opts.seed,
+            duration_ms: (secs * 1000.0) as u64,
+            ops: self.ops,
+            ops_per_sec: if secs > 0.0 { self.ops as f64 / secs } else { 0.0 },
+            arcs_covered: covered_possible,
+            arcs_possible: self.possible.len(),
+            error_paths: self.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            findings: self.findings.iter().map(|f| f.record.clone()).collect(),
+            coverage: None,
+        }
+    }
+
+    /// The device model of the device under test (for profile matching).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+fn interrupted(run: &CheckRun) -> bool {
+    run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::sim::{Defect, SimConfig};
+    use crate::engine::EngineOptions;
+
+    fn session(cfg: &SimConfig, seed: u64) -> (Engine, Session) {
+        let mut e = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
+        let s = Session::new(&mut e, LiveOptions { seed, ..LiveOptions::default() });
+        (e, s)
+    }
+
+    #[test]
+    fn walks_on_the_reference_simulator_find_nothing_and_cover_every_pair() {
+        for flags in [1u64, 3, 5, 7] {
+            let cfg = SimConfig { flags: MigFlags(flags), ..SimConfig::v2() };
+            let (mut e, mut s) = session(&cfg, flags);
+            let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+            for _ in 0..400 {
+                let WalkOutcome::Done(new) = s.walk(&mut e, &mut exec) else { panic!("walk stopped") };
+                assert!(new.is_empty(), "{:?}", s.findings.iter().map(|f| &f.record).collect::<Vec<_>>());
+                if s.all_covered() {
+                    break;
+                }
+            }
+            assert!(s.all_covered(), "flags {flags}: missing {:?}", s.missing());
+        }
+    }
+
+    #[test]
+    fn a_defect_is_found_and_shrunk_to_a_reproducer_that_loads_and_replays() {
+        let cfg = SimConfig { defects: vec![Defect::StopCopyToPreCopy], ..SimConfig::v2() };
+        let (mut e, mut s) = session(&cfg, 3);
+        let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+        let mut found = None;
+        for _ in 0..2000 {
+            if let WalkOutcome::Done(new) = s.walk(&mut e, &mut exec)
+                && let Some(&i) = new.first()
+            {
+                found = Some(i);
+                break;
+            }
+        }
+        let f = &s.findings[found.expect("the defect is found")];
+        assert_eq!(f.key, vec!["V2-STATE-007".to_string()]);
+        assert!(f.sequence.steps.len() <= 4, "not shrunk: {}", f.record.reproducer);
+        let check = crate::fixture::load_str("r.yaml", f.record.reproducer.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}\n{}", f.record.reproducer));
+        let run = e.run(&check);
+        assert!(run.findings.iter().any(|x| x.violation.clauses == vec!["V2-STATE-007".to_string()]));
+    }
+}
