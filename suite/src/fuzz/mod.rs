@@ -18,6 +18,7 @@ pub mod live;
 mod opgen;
 pub mod rng;
 pub mod stream;
+pub mod symbolize;
 pub mod yaml;
 
 use arbitrary::{Arbitrary, Unstructured};
