@@ -14,6 +14,9 @@
 //! descriptions of the uAPI: any finding on a reference simulator is a disagreement, a bug in
 //! one of them, and the target panics with the finding and a YAML reproducer.
 
+pub mod corpus;
+pub mod coverage;
+pub mod kcov;
 pub mod live;
 mod opgen;
 pub mod rng;

@@ -4,10 +4,13 @@
 //! reproducer naming the clause.
 //!
 //! - [`walk`]: writing walks (the walker follows each device with the oracle's model);
+//! - [`mutate`]: mutating corpus walks (coverage-guided mode);
 //! - [`shrink`]: delta debugging of a walk that showed a problem;
-//! - [`session`]: the session: runs walks, turns what they show into findings, accounts (cur,
-//!   new) pairs and error paths.
+//! - [`session`]: the session: runs walks, collects coverage and kernel reports
+//!   (`fuzz::coverage`), keeps the corpus (`fuzz::corpus`), turns what walks show into
+//!   findings, accounts (cur, new) pairs and error paths.
 
+pub mod mutate;
 pub mod session;
 pub mod shrink;
 pub mod walk;
@@ -26,10 +29,13 @@ pub struct LiveOptions {
     pub max_walk: usize,
     /// Most candidate runs one shrink may take.
     pub shrink_budget: usize,
+    /// With a coverage source: draw most walks from the corpus (false: blind walks, coverage
+    /// only measured).
+    pub guided: bool,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions { seed: 1, kinds: None, allow_disruptive: false, max_walk: 48, shrink_budget: 150 }
+        LiveOptions { seed: 1, kinds: None, allow_disruptive: false, max_walk: 48, shrink_budget: 150, guided: true }
     }
 }

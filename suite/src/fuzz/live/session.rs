@@ -1,26 +1,32 @@
-//! A live fuzzing session: walks run through the caller's process isolation, every step
-//! judged by the oracle; what a walk shows is shrunk into a YAML reproducer; the (cur, new)
-//! pairs and error paths reached are accounted.
+//! A live fuzzing session: walks (fresh, or with coverage feedback mutants of corpus entries)
+//! run through the caller's process isolation, every step judged by the oracle; what a walk
+//! shows is shrunk into a YAML reproducer; kernel reports are findings attributed to the step
+//! that caused them; the (cur, new) pairs, error paths and kernel PCs reached are accounted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::LiveOptions;
+use super::mutate::mutate;
 use super::shrink::{Shrunk, shrink};
-use super::walk::Walker;
+use super::walk::{Walker, clean};
 use crate::check::{Check, Step};
 use crate::device::MigrationApi;
 use crate::engine::{CheckRun, Engine};
+use crate::fuzz::corpus::Corpus;
+use crate::fuzz::coverage::{CoverageSource, RunCoverage};
 use crate::fuzz::yaml::{YamlSequence, YamlStep, short_hash};
+use crate::kmsg::Splat;
 use crate::op::Op;
 use crate::oracle::model::{Facts, Model, Observation};
+use crate::report::coverage::CoverageRecord;
 use crate::report::record::{FuzzFinding, FuzzSummary};
 use crate::state::{MigFlags, MigState};
 
 /// A finding of the live fuzzer.
 #[derive(Clone, Debug)]
 pub struct LiveFinding {
-    /// Sorted clauses (or `ERROR`, `TIMEOUT`): the identity of the finding.
+    /// Sorted clauses (or `KERNEL ...`, `ERROR`, `TIMEOUT`): the identity of the finding.
     pub key: Vec<String>,
     pub record: FuzzFinding,
     /// The shrunk reproducer.
@@ -65,6 +71,19 @@ pub struct Session {
     facts: Facts,
     device_label: String,
     model: Option<String>,
+    coverage: Option<Box<dyn CoverageSource>>,
+    /// Walks that reached new kernel PCs (with [`Session::set_coverage`]).
+    pub corpus: Corpus,
+    /// Check runs (walks, seeds, shrink candidates).
+    pub execs: u64,
+    /// Walks that were mutants of corpus entries.
+    pub mutants: u64,
+    /// Every PC that passed the source's filter, with the seconds to its first sighting.
+    first_seen: Vec<(u64, f64)>,
+    raw_pcs: u64,
+    truncated: u64,
+    /// Kernel reports of runs not yet turned into findings: (check, step, report).
+    pending: Vec<(Check, Option<usize>, Splat)>,
 }
 
 impl Session {
@@ -96,7 +115,22 @@ impl Session {
             facts: Facts { flags: facts.flags, dma_logging: facts.dma_logging, device_type: slot.dev.info().model.clone() },
             device_label: slot.label.clone(),
             model: slot.dev.info().model.clone(),
+            coverage: None,
+            corpus: Corpus::new(),
+            execs: 0,
+            mutants: 0,
+            first_seen: Vec::new(),
+            raw_pcs: 0,
+            truncated: 0,
+            pending: Vec::new(),
         }
+    }
+
+    /// Collects coverage (and kernel reports) from `source` for every run from now on; with
+    /// `opts.guided`, walks are then mostly mutants of the corpus.
+    pub fn set_coverage(&mut self, engine: &mut Engine, mut source: Box<dyn CoverageSource>) {
+        source.attach(engine);
+        self.coverage = Some(source);
     }
 
     /// The operation kinds walks draw from.
@@ -109,30 +143,83 @@ impl Session {
         !self.possible.is_empty() && self.possible.is_subset(&self.covered)
     }
 
-    /// Runs one walk and shrinks what it finds.
-    pub fn walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>) -> WalkOutcome {
-        let check = self.walker.walk(&self.covered);
-        self.run_walk(engine, exec, check)
+    /// Distinct kernel PCs reached so far (0 without coverage).
+    pub fn pcs(&self) -> usize {
+        self.corpus.covered()
     }
 
-    /// Runs one check.
-    fn execute(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: &Check) -> CheckRun {
+    /// Whether walks are drawn from the corpus.
+    pub fn guided(&self) -> bool {
+        self.coverage.is_some() && self.opts.guided
+    }
+
+    /// Runs one check, collecting its coverage: a run that reached new PCs joins the corpus.
+    fn execute(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: &Check, origin: &str) -> CheckRun {
+        if let Some(c) = &mut self.coverage {
+            c.begin();
+        }
         let run = exec(engine, check);
+        self.execs += 1;
         self.ops += run.trace.len() as u64;
+        let cov: Option<RunCoverage> = self.coverage.as_mut().map(|c| c.collect(check, &run));
+        if let Some(cov) = cov {
+            self.raw_pcs += cov.raw as u64;
+            self.truncated += u64::from(cov.truncated);
+            let new = self.corpus.offer(&check.steps, &cov.steps, origin);
+            let t = self.started.elapsed().as_secs_f64();
+            self.first_seen.extend(new.iter().map(|pc| (*pc, t)));
+            for (step, s) in cov.splats {
+                self.pending.push((check.clone(), step, s));
+            }
+        }
         run
     }
 
-    fn run_walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: Check) -> WalkOutcome {
-        let run = self.execute(engine, exec, &check);
+    /// The next walk: with coverage feedback, four in five are mutants of corpus entries.
+    fn next_check(&mut self) -> (Check, String) {
+        if self.guided() && !self.corpus.is_empty() && self.walker.rng().chance(4, 5) {
+            let i = self.corpus.pick(self.walker.rng()).unwrap_or(0);
+            let j = self.walker.rng().below(self.corpus.len() as u64) as usize;
+            let base = self.corpus.get(i).steps.clone();
+            let other = (j != i).then(|| self.corpus.get(j).steps.clone());
+            let steps = mutate(&mut self.walker, &base, other.as_deref(), &self.covered);
+            self.mutants += 1;
+            (self.walker.check(steps), format!("mutant of entry {i}"))
+        } else {
+            let c = self.walker.walk(&self.covered);
+            let origin = c.id.clone();
+            (c, origin)
+        }
+    }
+
+    /// Runs one walk and shrinks what it finds.
+    pub fn walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>) -> WalkOutcome {
+        let (check, origin) = self.next_check();
+        self.run_walk(engine, exec, check, &origin)
+    }
+
+    /// Runs a seed (a sequence from `--corpus DIR`) as a walk: it joins the corpus when it
+    /// reaches new PCs, and what it shows is a finding like any walk's.
+    pub fn seed(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, name: &str, steps: Vec<Step>) -> WalkOutcome {
+        let steps: Vec<Step> = steps.into_iter().map(|s| Step { loc: None, ..s }).collect();
+        let check = self.walker.check(steps);
+        self.run_walk(engine, exec, check, name)
+    }
+
+    fn run_walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: Check, origin: &str) -> WalkOutcome {
+        let run = self.execute(engine, exec, &check, origin);
         self.walks += 1;
         self.account(&check, &run);
+        // Kernel reports first: they explain a crashed or stuck check process, and the device
+        // may be unusable afterwards.
+        let kernel = !self.pending.is_empty();
+        let mut new = self.kernel_findings();
         if let Some(e) = &run.restore_error {
-            return WalkOutcome::Wedged(e.clone(), Vec::new());
+            return WalkOutcome::Wedged(e.clone(), new);
         }
         if let Some(e) = run.error.as_deref().filter(|e| e.starts_with("interrupted")) {
             return WalkOutcome::Interrupted(e.to_string());
         }
-        let mut new = Vec::new();
         if let Some(problem) = run.error.clone().or_else(|| run.timeout.clone()) {
             let timeout = run.timeout.is_some();
             let key = vec![if timeout { "TIMEOUT".to_string() } else { "ERROR".to_string() }];
@@ -145,8 +232,9 @@ impl Session {
                     "the walk runs without a harness error".to_string()
                 };
                 // Errors (a panic of the suite, a crashed check process) shrink like findings;
-                // a timeout costs the whole watchdog per attempt and is kept as found.
-                let (steps, runs) = if timeout {
+                // a timeout costs the whole watchdog per attempt and is kept as found, and so
+                // is an error that came with a kernel report (re-running may wedge the device).
+                let (steps, runs) = if timeout || kernel {
                     (check.steps.clone(), 0)
                 } else {
                     let same =
@@ -190,7 +278,52 @@ impl Session {
                 break;
             }
         }
+        new.extend(self.kernel_findings());
         WalkOutcome::Done(new)
+    }
+
+    /// Kernel reports of the runs so far as findings: the walk cut after the step that caused
+    /// the report (not shrunk: a report may not come twice, lockdep reports once per boot, and
+    /// re-running may wedge the device).
+    fn kernel_findings(&mut self) -> Vec<usize> {
+        let mut new = Vec::new();
+        for (check, step, splat) in std::mem::take(&mut self.pending) {
+            let key = vec![format!("KERNEL {}", splat.key)];
+            if let Some(i) = self.seen(&key) {
+                self.findings[i].sightings += 1;
+                continue;
+            }
+            let upto = step.map_or(check.steps.len(), |s| (s + 1).min(check.steps.len()));
+            let steps = clean(&check.steps[..upto]);
+            let at = match step {
+                Some(s) => format!(
+                    "during step {} `{}`",
+                    s + 1,
+                    check.steps.get(s).map(|x| crate::engine::render_op(&x.op)).unwrap_or_default()
+                ),
+                None => "before the first step".to_string(),
+            };
+            let frames = splat.frames();
+            let actual = format!(
+                "{} {at}{}",
+                splat.title,
+                if frames.is_empty() { String::new() } else { format!("; call trace: {}", frames.join(" < ")) }
+            );
+            let mut lines = vec!["kernel log:".to_string()];
+            lines.extend(splat.lines.iter().take(40).map(|l| format!("  {l}")));
+            let f = self.finding(
+                &check,
+                key,
+                "no kernel report (KASAN, lockdep, WARN, BUG, oops, hung task)".to_string(),
+                actual,
+                &steps,
+                0,
+                lines,
+            );
+            self.findings.push(f);
+            new.push(self.findings.len() - 1);
+        }
+        new
     }
 
     fn seen(&self, key: &[String]) -> Option<usize> {
@@ -296,7 +429,7 @@ impl Session {
         let budget = self.opts.shrink_budget;
         let mut run = |steps: &[Step]| {
             let c = Check { steps: steps.to_vec(), ..check.clone() };
-            self.execute(engine, exec, &c)
+            self.execute(engine, exec, &c, "shrink")
         };
         shrink(&check.steps, step, same, budget, &mut run, &interrupted)
     }
@@ -348,6 +481,45 @@ impl Session {
         self.possible.difference(&self.covered).map(|(a, b)| format!("{a}->{b}")).collect()
     }
 
+    /// The corpus to save: a minimal subset that reaches every PC, as YAML sequences.
+    pub fn corpus_texts(&self) -> Vec<String> {
+        self.corpus
+            .minimized()
+            .into_iter()
+            .map(|i| {
+                let e = self.corpus.get(i);
+                let comments = vec![
+                    format!(
+                        "live fuzzing corpus entry: reaches {} kernel PCs, {} first ({})",
+                        e.pcs.len(),
+                        e.gain,
+                        e.origin
+                    ),
+                    "replay: vfio-mig-conform DEVICE --sequence FILE; reused by fuzz --corpus DIR".to_string(),
+                ];
+                self.sequence(comments, "fuzz.corpus.entry", "live fuzzing corpus entry".to_string(), &e.steps).render()
+            })
+            .collect()
+    }
+
+    /// The session's coverage for the record.
+    pub fn coverage_record(&self) -> Option<CoverageRecord> {
+        let c = self.coverage.as_ref()?;
+        Some(CoverageRecord {
+            source: c.name().to_string(),
+            guided: self.opts.guided,
+            filter: c.filter_description(),
+            text_base: c.text_base().map(|b| format!("{b:#x}")),
+            execs: self.execs,
+            mutants: self.mutants,
+            corpus: self.corpus.len(),
+            raw_pcs: self.raw_pcs,
+            truncated_runs: self.truncated,
+            pcs: self.first_seen.iter().map(|(pc, t)| (format!("{pc:#x}"), (*t * 1000.0).round() / 1000.0)).collect(),
+            driver: None,
+        })
+    }
+
     /// The session as a record line.
     pub fn summary(&self, device: &str) -> FuzzSummary {
         let secs = self.started.elapsed().as_secs_f64();
@@ -363,7 +535,7 @@ impl Session {
             arcs_possible: self.possible.len(),
             error_paths: self.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             findings: self.findings.iter().map(|f| f.record.clone()).collect(),
-            coverage: None,
+            coverage: self.coverage_record(),
         }
     }
 
