@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use vmc::device::{Device, MigrationApi};
 use vmc::engine::{Engine, EngineOptions};
+use vmc::fuzz::coverage::{FilterSpec, KcovSource, PcFilter, X86_64_TEXT};
 use vmc::fuzz::live::{LiveOptions, Session, WalkOutcome, unknown_kinds};
 use vmc::report::record::{Line, RunFooter, Totals};
 
@@ -71,6 +72,13 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     {
         return Err(Exit::new(exit::USAGE, format!("--ops {k} is disruptive: add --allow-disruptive")));
     }
+    let filter_file = match &args.kcov_filter {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Exit::new(exit::USAGE, format!("--kcov-filter {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
     let mut _locks = Vec::new();
     for spec in std::iter::once(&args.device).chain(args.peers.iter()) {
@@ -105,6 +113,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         kinds: (!all_kinds.is_empty()).then_some(all_kinds),
         allow_disruptive: args.allow_disruptive,
         max_walk: args.max_walk.max(4),
+        guided: !args.blind,
         ..LiveOptions::default()
     };
     let header = crate::run::run_header(&engine, profile.as_ref(), false);
@@ -120,6 +129,24 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         crate::isolate::Isolation { fork: !args.no_fork, timeout: Duration::from_secs(args.timeout.max(1)) };
     let mut session = Session::new(&mut engine, opts);
     let model = session.model().map(str::to_string);
+    let coverage_note = if args.coverage == "kcov" {
+        let driver = engine.slots[0].dev.info().driver.clone();
+        match kcov_source(filter_file.as_deref(), args.kcov_filter.as_deref(), driver.as_deref()) {
+            Ok(src) => {
+                let note = format!(
+                    "coverage: kcov ({}), {}{}",
+                    src.filter().description,
+                    if args.blind { "blind (measured only)" } else { "guided" },
+                    src.kmsg_error.as_ref().map(|e| format!("; no kernel reports: {e}")).unwrap_or_default()
+                );
+                session.set_coverage(&mut engine, Box::new(src));
+                note
+            }
+            Err(e) => format!("coverage: none: {e}; fuzzing without coverage feedback"),
+        }
+    } else {
+        String::new()
+    };
     if !args.quiet {
         let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
         eprintln!(
@@ -131,6 +158,9 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
             session.kinds().join(",")
         );
     }
+    if !coverage_note.is_empty() {
+        eprintln!("vfio-mig-conform fuzz: {coverage_note}");
+    }
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let started = Instant::now();
     let mut last_progress = Instant::now();
@@ -139,65 +169,86 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut stopped_for = None;
     let mut unknown_count = 0usize;
     let mut known_count = 0usize;
+    let mut seeds = match &args.corpus {
+        Some(dir) => {
+            let (seeds, errors) = vmc::fuzz::corpus::load(dir);
+            for e in &errors {
+                eprintln!("vfio-mig-conform fuzz: corpus: skipped {e}");
+            }
+            if !args.quiet && !seeds.is_empty() {
+                eprintln!("vfio-mig-conform fuzz: corpus: {} sequences from {}", seeds.len(), dir.display());
+            }
+            seeds
+        }
+        None => Vec::new(),
+    }
+    .into_iter();
     loop {
         if crate::isolate::interrupted().is_some() || started.elapsed() >= duration {
             break;
         }
-        match session.walk(&mut engine, &mut exec) {
-            WalkOutcome::Done(new) => {
-                for i in new {
-                    let f = &mut session.findings[i];
-                    let known = profile.as_ref().and_then(|p| {
-                        p.declares(&f.key, model.as_deref()).map(|ds| {
-                            let reasons: Vec<String> = ds.iter().map(|d| d.describe()).collect();
-                            format!("{}: {}", p.name, reasons.join("; "))
-                        })
-                    });
-                    f.record.known = known.clone();
-                    let file = args.out.join(format!("{}.yaml", f.sequence.id));
-                    match write_finding(&args.out, &file, &f.record.reproducer) {
-                        Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
-                        Err(e) => eprintln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
-                    }
-                    if tty {
-                        eprint!("\r\x1b[K");
-                    }
-                    let tag = if known.is_some() { "known" } else { "NEW" };
-                    eprintln!(
-                        "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
-                        f.key.join(", "),
-                        f.record.after_secs,
-                        f.record.expected,
-                        f.record.actual,
-                        f.sequence.steps.len(),
-                        f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
-                    );
-                    if known.is_some() {
-                        known_count += 1;
-                    } else {
-                        unknown_count += 1;
-                        if args.stop_on_finding {
-                            stopped_for = Some(f.key.join(", "));
-                        }
-                    }
+        let outcome = match seeds.next() {
+            Some((name, steps)) => session.seed(&mut engine, &mut exec, &name, steps),
+            None => session.walk(&mut engine, &mut exec),
+        };
+        let (new, stop) = match outcome {
+            WalkOutcome::Done(new) => (new, false),
+            WalkOutcome::Wedged(e, new) => {
+                wedged = Some(e);
+                (new, true)
+            }
+            WalkOutcome::Interrupted(_) => (Vec::new(), true),
+        };
+        for i in new {
+            let f = &mut session.findings[i];
+            let known = profile.as_ref().and_then(|p| {
+                p.declares(&f.key, model.as_deref()).map(|ds| {
+                    let reasons: Vec<String> = ds.iter().map(|d| d.describe()).collect();
+                    format!("{}: {}", p.name, reasons.join("; "))
+                })
+            });
+            f.record.known = known.clone();
+            let file = args.out.join(format!("{}.yaml", f.sequence.id));
+            match write_finding(&args.out, &file, &f.record.reproducer) {
+                Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
+                Err(e) => eprintln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
+            }
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            let tag = if known.is_some() { "known" } else { "NEW" };
+            eprintln!(
+                "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
+                f.key.join(", "),
+                f.record.after_secs,
+                f.record.expected,
+                f.record.actual,
+                f.sequence.steps.len(),
+                f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
+            );
+            if known.is_some() {
+                known_count += 1;
+            } else {
+                unknown_count += 1;
+                if args.stop_on_finding {
+                    stopped_for = Some(f.key.join(", "));
                 }
             }
-            WalkOutcome::Wedged(e, _) => {
-                wedged = Some(e);
-                break;
-            }
-            WalkOutcome::Interrupted(_) => break,
+        }
+        if stop {
+            break;
         }
         if tty && last_progress.elapsed() >= Duration::from_millis(250) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64();
             eprint!(
-                "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  findings {} ({} known)",
+                "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  PCs {}  findings {} ({} known)",
                 duration.as_secs_f64(),
                 session.ops,
                 session.ops as f64 / secs.max(1e-9),
                 session.covered.intersection(&session.possible).count(),
                 session.possible.len(),
+                session.pcs(),
                 unknown_count + known_count,
                 known_count
             );
@@ -213,6 +264,12 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let interrupted = crate::isolate::interrupted();
     let summary = session.summary(&args.device);
     print_summary(&session, &summary, args, seed);
+    if let (Some(dir), true) = (&args.corpus, summary.coverage.is_some()) {
+        match vmc::fuzz::corpus::save(dir, &session.corpus_texts()) {
+            Ok(files) => println!("  corpus: {} sequences saved in {}", files.len(), dir.display()),
+            Err(e) => eprintln!("vfio-mig-conform fuzz: corpus not saved: {e}"),
+        }
+    }
     let code = if let Some(w) = &wedged {
         eprintln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
@@ -234,6 +291,35 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         }));
     }
     Ok(code)
+}
+
+/// The KCOV source: a name filter from `--kcov-filter`, else functions and modules named
+/// vfio*, mdev* and after the device's driver, resolved through /proc/kallsyms.
+fn kcov_source(filter: Option<&str>, path: Option<&Path>, driver: Option<&str>) -> Result<KcovSource, String> {
+    vmc::fuzz::kcov::available().map_err(|e| e.to_string())?;
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    if !kallsyms.lines().any(|l| l.split_whitespace().next().is_some_and(|a| a.trim_start_matches('0') != "")) {
+        return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
+    }
+    let (spec, base) = match filter {
+        Some(text) => vmc::fuzz::coverage::parse_filter_file(text),
+        None => {
+            let mut p = vec!["vfio".to_string(), "mdev".to_string()];
+            // `vfio-mtty` / `mtty`: the part after the last dash names the driver's functions.
+            if let Some(d) = driver.and_then(|d| d.rsplit('-').next()).filter(|d| d.len() >= 3) {
+                p.push(d.to_string());
+            }
+            (FilterSpec::Prefixes(p), X86_64_TEXT)
+        }
+    };
+    let mut f = PcFilter::from_kallsyms(&kallsyms, &spec, base);
+    if let Some(p) = path {
+        f.description = format!("{} from {}", f.description, p.display());
+    }
+    if f.is_empty() {
+        return Err(format!("no kernel function matches the filter ({})", f.description));
+    }
+    KcovSource::new(vmc::fuzz::coverage::DEFAULT_WORDS, f, base).map_err(|e| e.to_string())
 }
 
 fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
@@ -267,6 +353,23 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         let missing = session.missing();
         if !missing.is_empty() {
             say!("    not covered: {}", missing.join(" "));
+        }
+    }
+    if let Some(c) = &s.coverage {
+        let secs = s.duration_ms as f64 / 1000.0;
+        say!(
+            "  kernel coverage ({}, {}): {} distinct PCs ({}); {} runs ({:.0}/s), {} mutants of the corpus, corpus {} entries",
+            c.source,
+            if c.guided { "guided" } else { "blind" },
+            c.pcs.len(),
+            c.filter,
+            c.execs,
+            c.execs as f64 / secs.max(1e-9),
+            c.mutants,
+            c.corpus
+        );
+        if c.truncated_runs > 0 {
+            say!("    {} runs filled the KCOV buffer (their last steps' PCs are missing)", c.truncated_runs);
         }
     }
     let mut paths = s.error_paths.clone();

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod fuzz;
+mod kcov;
 mod isolate;
 mod open;
 mod progress;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::FuzzToYaml { file, target }) => fuzz::to_yaml(&file, target.as_deref()),
+        Some(Command::KcovReport(args)) => kcov::report(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
             exit::OK
