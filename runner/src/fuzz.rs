@@ -293,14 +293,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     Ok(code)
 }
 
-/// The KCOV source: a name filter from `--kcov-filter`, else functions and modules named
-/// vfio*, mdev* and after the device's driver, resolved through /proc/kallsyms.
+/// The KCOV source: the functions of `--kcov-filter` (link-time ranges, or names resolved
+/// through /proc/kallsyms), else functions and modules named vfio*, mdev* and after the
+/// device's driver.
 fn kcov_source(filter: Option<&str>, path: Option<&Path>, driver: Option<&str>) -> Result<KcovSource, String> {
     vmc::fuzz::kcov::available().map_err(|e| e.to_string())?;
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
-    if !kallsyms.lines().any(|l| l.split_whitespace().next().is_some_and(|a| a.trim_start_matches('0') != "")) {
-        return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
-    }
     let (spec, base) = match filter {
         Some(text) => vmc::fuzz::coverage::parse_filter_file(text),
         None => {
@@ -311,6 +308,16 @@ fn kcov_source(filter: Option<&str>, path: Option<&Path>, driver: Option<&str>) 
             }
             (FilterSpec::Prefixes(p), X86_64_TEXT)
         }
+    };
+    // Link-time ranges need no symbol table: KCOV reports link-time PCs.
+    let kallsyms = if matches!(spec, FilterSpec::Ranges(_)) {
+        String::new()
+    } else {
+        let k = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+        if !k.lines().any(|l| l.split_whitespace().next().is_some_and(|a| a.trim_start_matches('0') != "")) {
+            return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
+        }
+        k
     };
     let mut f = PcFilter::from_kallsyms(&kallsyms, &spec, base);
     if let Some(p) = path {

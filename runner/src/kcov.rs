@@ -82,7 +82,7 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                     count(t, &core)
                 ));
             }
-            println!("  distinct PCs ({} {} in all):{at}", pcs.len(), c.filter);
+            println!("  distinct PCs: {} ({}); by time:{at}", pcs.len(), c.filter);
             let reached: HashSet<u64> = pcs.iter().map(|(p, _)| *p).collect();
             let view = symbolize::driver_coverage(&args.source, &image, &blocks, &reached, text.as_deref(), &wanted);
             let (cv, total) = view.totals();

@@ -83,12 +83,26 @@ pub enum FilterSpec {
     /// Functions whose name starts with one of these, and every function of a module whose
     /// name starts with one of these.
     Prefixes(Vec<String>),
+    /// Link-time `[start, end)` ranges with function names (from the kernel image: exact, and
+    /// independent of KASLR since KCOV PCs are link-time addresses).
+    Ranges(Vec<(u64, u64, String)>),
 }
 
 impl PcFilter {
     /// Everything passes.
     pub fn all() -> PcFilter {
         PcFilter { ranges: vec![(0, u64::MAX)], names: vec!["*".into()], description: "every kernel PC".into() }
+    }
+
+    /// A filter of link-time ranges.
+    pub fn from_ranges(ranges: &[(u64, u64, String)], description: String) -> PcFilter {
+        let mut r: Vec<(u64, u64, String)> = ranges.to_vec();
+        r.sort();
+        PcFilter {
+            ranges: r.iter().map(|(a, b, _)| (*a, *b)).collect(),
+            names: r.into_iter().map(|(_, _, n)| n).collect(),
+            description,
+        }
     }
 
     /// Builds the ranges from `/proc/kallsyms` text: each kept function spans from its address
@@ -112,7 +126,11 @@ impl PcFilter {
         }
         syms.sort_by_key(|s| s.0);
         let offset = text_runtime.map_or(0, |t| t.wrapping_sub(text_link));
+        if let FilterSpec::Ranges(r) = spec {
+            return PcFilter::from_ranges(r, format!("{} functions by address", r.len()));
+        }
         let keep = |name: &str, module: Option<&str>| match spec {
+            FilterSpec::Ranges(_) => false,
             FilterSpec::Names(n) => n.contains(name) || n.contains(super::symbolize::base_name(name)),
             FilterSpec::Prefixes(p) => p.iter().any(|p| name.starts_with(p.as_str()) || module.is_some_and(|m| m.starts_with(p.as_str()))),
         };
@@ -129,6 +147,7 @@ impl PcFilter {
         let description = match spec {
             FilterSpec::Names(n) => format!("{} named functions ({} found in kallsyms)", n.len(), names.len()),
             FilterSpec::Prefixes(p) => format!("functions and modules named {}* ({} functions)", p.join("*, "), names.len()),
+            FilterSpec::Ranges(_) => String::new(),
         };
         PcFilter { ranges, names, description }
     }
@@ -159,10 +178,14 @@ impl PcFilter {
     }
 }
 
-/// Reads a filter file: one function name per line (`#` comments); a line `# text 0x...` gives
-/// the link-time `_text` (default [`X86_64_TEXT`]).
+/// Reads a filter file (`#` comments): lines `0xSTART 0xEND name [file]` give link-time
+/// ranges (what `kcov-report --filter-out` writes); otherwise one function name per line,
+/// resolved through kallsyms, with `# text 0x...` giving the link-time `_text` (default
+/// [`X86_64_TEXT`]).
 pub fn parse_filter_file(text: &str) -> (FilterSpec, u64) {
     let mut names = BTreeSet::new();
+    let mut ranges = Vec::new();
+    let hex = |s: &str| s.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok());
     let mut base = X86_64_TEXT;
     for line in text.lines() {
         let l = line.trim();
@@ -175,11 +198,15 @@ pub fn parse_filter_file(text: &str) -> (FilterSpec, u64) {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        if let Some(name) = l.split_whitespace().next() {
-            names.insert(name.to_string());
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match (w.first().and_then(|s| hex(s)), w.get(1).and_then(|s| hex(s)), w.get(2)) {
+            (Some(a), Some(b), Some(name)) if a < b => ranges.push((a, b, (*name).to_string())),
+            _ => {
+                names.insert(w[0].to_string());
+            }
         }
     }
-    (FilterSpec::Names(names), base)
+    if ranges.is_empty() { (FilterSpec::Names(names), base) } else { (FilterSpec::Ranges(ranges), base) }
 }
 
 // ---- the shared per-step table ----
@@ -339,6 +366,7 @@ impl KcovSource {
     /// Opens KCOV (and the kernel log, when readable).
     pub fn new(words: usize, filter: PcFilter, text_link: u64) -> Result<KcovSource, KcovError> {
         let kcov = Kcov::open(words)?;
+        let words = kcov.words();
         let (kmsg, kmsg_markers, kmsg_error) = match (Kmsg::open_at_end(), Kmsg::open_at_end()) {
             (Ok(a), Ok(b)) => (Some(a), Some(b), None),
             (Err(e), _) | (_, Err(e)) => (None, None, Some(e.to_string())),
@@ -531,6 +559,18 @@ ffffffffc0003000 t other_mod_fn\t[other]
         assert_eq!(base, 0xffff_ffff_8200_0000);
         let FilterSpec::Names(n) = spec else { panic!("names") };
         assert_eq!(n.into_iter().collect::<Vec<_>>(), vec!["mtty_set_state", "vfio_mig_get_next_state"]);
+    }
+
+    #[test]
+    fn a_filter_file_of_ranges_keeps_link_addresses_without_kallsyms() {
+        let (spec, _) = parse_filter_file(
+            "# text 0xffffffff81000000\n0xffffffff83e91c00 0xffffffff83e92da0 mtty_set_state samples/vfio-mdev/mtty.c\n0xffffffff83e8b790 0xffffffff83e8b810 mtty_get_data_size\n",
+        );
+        let f = PcFilter::from_kallsyms("", &spec, X86_64_TEXT);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f.function(0xffff_ffff_83e9_1c05), Some("mtty_set_state"));
+        assert_eq!(f.function(0xffff_ffff_83e8_b790), Some("mtty_get_data_size"));
+        assert!(!f.keeps(0xffff_ffff_83e9_2da0));
     }
 
     #[test]

@@ -27,6 +27,9 @@ const KCOV_ENABLE: libc::c_ulong = 0x6364;
 /// `_IO('c', 101)`.
 const KCOV_DISABLE: libc::c_ulong = 0x6365;
 
+/// 64-bit words in a 4 KiB page.
+const PAGE_WORDS: usize = 4096 / 8;
+
 /// What the buffer collects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -83,8 +86,10 @@ pub struct KcovRef {
 }
 
 impl Kcov {
-    /// Opens KCOV with a buffer of `words` 64-bit entries.
+    /// Opens KCOV with a buffer of `words` 64-bit entries, rounded up to whole pages (the
+    /// kernel maps exactly the buffer, and a mapping is whole pages).
     pub fn open(words: usize) -> Result<Kcov, KcovError> {
+        let words = words.max(2).div_ceil(PAGE_WORDS) * PAGE_WORDS;
         let path = std::ffi::CString::new(KCOV_PATH).expect("no NUL in the path");
         // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
         let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -209,7 +214,7 @@ pub fn decode_cmps(words: &[u64]) -> Vec<Cmp> {
 
 /// Whether this kernel offers KCOV to this process.
 pub fn available() -> Result<(), KcovError> {
-    Kcov::open(64).map(|_| ())
+    Kcov::open(PAGE_WORDS).map(|_| ())
 }
 
 #[cfg(test)]

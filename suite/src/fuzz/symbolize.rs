@@ -1,11 +1,12 @@
 //! Symbolizing KCOV PCs against the kernel image (on the host that has the kernel build, after
-//! the fuzzing ran, possibly in a VM): which functions a source file defines (`nm -l`), the
+//! the fuzzing ran, possibly in a VM): which functions a source file defines (its DWARF, read
+//! with `readelf`, joined with `nm -n` for their extent), the
 //! KCOV blocks of those functions (`objdump -d`: every call of `__sanitizer_cov_trace_pc`,
 //! whose return address is the PC KCOV records), and the source line of each block
 //! (`addr2line -i`, innermost frame in the file). Needs binutils and DWARF for the file's
 //! object (the test kernel builds mtty.o and vfio_main.o with `-g`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -72,36 +73,102 @@ pub fn base_name(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-/// Parses `nm -n -l --defined-only` output: text symbols, each ending at the next symbol, with
-/// the file when DWARF names one; keeps those whose file ends with one of `sources`.
-pub fn parse_nm(text: &str, sources: &[&str]) -> Vec<Function> {
-    let mut syms: Vec<(u64, bool, String, String)> = Vec::new();
-    for line in text.lines() {
-        let (head, file) = match line.split_once('\t') {
-            Some((h, f)) => (h, f.rsplit_once(':').map_or(f, |(f, _)| f).to_string()),
-            None => (line, String::new()),
-        };
-        let mut it = head.split_whitespace();
-        let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
-        syms.push((addr, matches!(kind, "t" | "T" | "w" | "W"), name.to_string(), file));
+/// An out-of-line function the DWARF describes: its compile unit's file, name, entry address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DwarfFunction {
+    pub file: String,
+    pub name: String,
+    pub low_pc: u64,
+}
+
+/// Parses `readelf --debug-dump=info`: every `DW_TAG_subprogram` with a `DW_AT_low_pc`, named
+/// directly or through its `DW_AT_abstract_origin` / `DW_AT_specification` (clones such as
+/// `name.isra.0`), with the file of its compile unit.
+pub fn parse_readelf(text: &str) -> Vec<DwarfFunction> {
+    struct Die {
+        tag: String,
+        name: Option<String>,
+        origin: Option<u64>,
+        low_pc: Option<u64>,
+        cu: String,
     }
-    syms.sort_by_key(|s| s.0);
-    let mut out = Vec::new();
-    for (i, (addr, text, name, file)) in syms.iter().enumerate() {
-        if !text || !sources.iter().any(|s| file.ends_with(s)) {
+    let mut dies: Vec<Die> = Vec::new();
+    let mut names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let mut cur_off: Option<u64> = None;
+    let mut cu = String::new();
+    let value = |l: &str| l.rsplit(": ").next().unwrap_or("").trim().to_string();
+    let hex = |v: &str| u64::from_str_radix(v.trim().trim_start_matches('<').trim_end_matches('>').trim_start_matches("0x"), 16).ok();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.starts_with('<') && l.contains("Abbrev Number") {
+            // ` <1><30ca4>: Abbrev Number: 53 (DW_TAG_subprogram)`
+            let off = l.split('>').nth(1).and_then(|x| hex(x.trim_start_matches('<')));
+            let tag = l.rsplit('(').next().unwrap_or("").trim_end_matches(')').to_string();
+            cur_off = off;
+            dies.push(Die { tag, name: None, origin: None, low_pc: None, cu: cu.clone() });
             continue;
         }
+        let Some(d) = dies.last_mut() else { continue };
+        if l.contains("DW_AT_name") {
+            let v = value(l);
+            if d.tag == "DW_TAG_compile_unit" {
+                cu = v.clone();
+                d.cu = v.clone();
+            }
+            if let Some(o) = cur_off {
+                names.insert(o, v.clone());
+            }
+            d.name = Some(v);
+        } else if l.contains("DW_AT_abstract_origin") || l.contains("DW_AT_specification") {
+            d.origin = hex(&value(l));
+        } else if l.contains("DW_AT_low_pc") {
+            d.low_pc = hex(&value(l));
+        }
+    }
+    dies.into_iter()
+        .filter(|d| d.tag == "DW_TAG_subprogram")
+        .filter_map(|d| {
+            let name = d.name.or_else(|| d.origin.and_then(|o| names.get(&o).cloned()))?;
+            Some(DwarfFunction { file: d.cu, name, low_pc: d.low_pc.filter(|a| *a != 0)? })
+        })
+        .collect()
+}
+
+/// Joins the DWARF functions of files ending with one of `sources` with `nm -n` output: each
+/// function is the text symbol at its entry address (or a `.cold` part of it), ending at the
+/// next symbol.
+pub fn join_nm(nm: &str, dwarf: &[DwarfFunction], sources: &[&str]) -> Vec<Function> {
+    let wanted: Vec<&DwarfFunction> = dwarf.iter().filter(|d| sources.iter().any(|s| d.file.ends_with(s))).collect();
+    let mut syms: Vec<(u64, bool, &str)> = nm
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let kind = it.next()?;
+            Some((addr, matches!(kind, "t" | "T" | "w" | "W"), it.next()?))
+        })
+        .collect();
+    syms.sort_by_key(|s| s.0);
+    let mut out = Vec::new();
+    for (i, (addr, text, name)) in syms.iter().enumerate() {
+        if !text {
+            continue;
+        }
+        let d = wanted.iter().find(|d| d.low_pc == *addr).or_else(|| {
+            name.ends_with(".cold").then(|| wanted.iter().find(|d| d.name == base_name(name))).flatten()
+        });
+        let Some(d) = d else { continue };
         let end = syms[i + 1..].iter().map(|s| s.0).find(|a| a > addr).unwrap_or(addr + 0x1000);
-        out.push(Function { addr: *addr, end, name: name.clone(), file: file.clone() });
+        out.push(Function { addr: *addr, end, name: (*name).to_string(), file: d.file.clone() });
     }
     out
 }
 
 /// The functions `vmlinux` (or a module) defines in files ending with one of `sources`.
 pub fn functions(image: &Path, sources: &[&str]) -> Result<Vec<Function>, SymbolizeError> {
-    let text = run("nm", &["-n".into(), "-l".into(), "--defined-only".into(), image.display().to_string()])?;
-    let f = parse_nm(&text, sources);
+    let dwarf = parse_readelf(&run("readelf", &["--debug-dump=info".into(), image.display().to_string()])?);
+    let nm = run("nm", &["-n".into(), "--defined-only".into(), image.display().to_string()])?;
+    let f = join_nm(&nm, &dwarf, sources);
     if f.is_empty() {
         return Err(SymbolizeError::NotFound(format!(
             "{} has no function with DWARF in {} (built without -g for it?)",
@@ -112,6 +179,16 @@ pub fn functions(image: &Path, sources: &[&str]) -> Result<Vec<Function>, Symbol
     Ok(f)
 }
 
+/// A source path relative to the kernel tree (`.../linux-source-7.2/drivers/vfio/vfio_main.c`
+/// -> `drivers/vfio/vfio_main.c`).
+pub fn tree_path(file: &str) -> &str {
+    ["/drivers/", "/samples/", "/kernel/", "/mm/", "/fs/", "/lib/", "/include/"]
+        .iter()
+        .filter_map(|d| file.find(d))
+        .min()
+        .map_or(file, |i| &file[i + 1..])
+}
+
 /// A filter file for `fuzz --kcov-filter`: the link-time `_text` and one function per line.
 pub fn filter_file(image: &Path, funcs: &[Function]) -> Result<String, SymbolizeError> {
     let text = run("nm", &["--defined-only".into(), image.display().to_string()])?;
@@ -120,12 +197,11 @@ pub fn filter_file(image: &Path, funcs: &[Function]) -> Result<String, Symbolize
         .find(|l| l.split_whitespace().nth(2) == Some("_text"))
         .and_then(|l| l.split_whitespace().next())
         .ok_or_else(|| SymbolizeError::NotFound(format!("{} has no _text symbol", image.display())))?;
-    let mut out = format!("# kernel functions counted by fuzz --coverage kcov, from {}\n# text 0x{base}\n", image.display());
-    let mut seen = BTreeSet::new();
+    let mut out = format!(
+        "# kernel functions counted by fuzz --coverage kcov (link-time start, end, name, file)\n# text 0x{base}\n"
+    );
     for f in funcs {
-        if seen.insert(f.name.clone()) {
-            out.push_str(&format!("{} {}\n", f.name, f.file));
-        }
+        out.push_str(&format!("0x{:x} 0x{:x} {} {}\n", f.addr, f.end, f.name, tree_path(&f.file)));
     }
     Ok(out)
 }
@@ -281,23 +357,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nm_output_gives_the_functions_of_a_file_with_their_extent() {
+    fn dwarf_and_nm_give_the_functions_of_a_file_with_their_extent() {
+        // The shape of `readelf --debug-dump=info` of the test kernel's vmlinux.
+        let readelf = "\
+ <0><c>: Abbrev Number: 164 (DW_TAG_compile_unit)
+    <13>   DW_AT_name        : (indirect line string, offset: 0x43): /b/linux-source-7.2/samples/vfio-mdev/mtty.c
+ <1><100>: Abbrev Number: 53 (DW_TAG_subprogram)
+    <101>   DW_AT_name        : (indirect string, offset: 0xc2df): mtty_set_state
+    <109>   DW_AT_low_pc      : 0xffffffff81a00040
+    <111>   DW_AT_high_pc     : 0x119a
+ <1><200>: Abbrev Number: 54 (DW_TAG_subprogram)
+    <201>   DW_AT_name        : (indirect string, offset: 0xc300): mtty_data_size
+    <205>   DW_AT_inline      : 3	(declared as inline and inlined)
+ <1><300>: Abbrev Number: 55 (DW_TAG_subprogram)
+    <301>   DW_AT_abstract_origin: <0x200>
+    <305>   DW_AT_low_pc      : 0xffffffff81a00000
+ <0><1000>: Abbrev Number: 164 (DW_TAG_compile_unit)
+    <1013>   DW_AT_name        : (indirect line string, offset: 0x99): /b/linux-source-7.2/drivers/vfio/vfio_main.c
+ <1><1100>: Abbrev Number: 53 (DW_TAG_subprogram)
+    <1101>   DW_AT_name        : (indirect string, offset: 0xc2df): vfio_mig_get_next_state
+    <1109>   DW_AT_low_pc      : 0xffffffff81a00800
+";
+        let d = parse_readelf(readelf);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d[1].name, "mtty_data_size");
         let nm = "\
 ffffffff81000000 T _text
-ffffffff81a00000 t mtty_data_size\t/build/src/samples/vfio-mdev/mtty.c:781
-ffffffff81a00040 t mtty_set_state.isra.0\t/build/src/samples/vfio-mdev/mtty.c:1221
-ffffffff81a00400 d mtty_fops\t/build/src/samples/vfio-mdev/mtty.c:1900
-ffffffff81a00300 T vfio_other\t/build/src/drivers/vfio/group.c:12
-ffffffff81a00800 t vfio_mig_get_next_state\t/build/src/drivers/vfio/vfio_main.c:1000
-ffffffff81a00900 t unrelated
+ffffffff81a00000 t mtty_data_size.isra.0
+ffffffff81a00030 t __pfx_mtty_set_state
+ffffffff81a00040 t mtty_set_state
+ffffffff81a00300 T vfio_other
+ffffffff81a00400 d mtty_fops
+ffffffff81a00800 t vfio_mig_get_next_state
+ffffffff81a00900 t mtty_set_state.cold
+ffffffff81a00950 t unrelated
+ffffffff81a00990 t mdev_access
 ";
-        let f = parse_nm(nm, &["samples/vfio-mdev/mtty.c"]);
-        assert_eq!(f.len(), 2);
-        assert_eq!((f[0].name.as_str(), f[0].addr, f[0].end), ("mtty_data_size", 0xffff_ffff_81a0_0000, 0xffff_ffff_81a0_0040));
-        // mtty_set_state ends where the next symbol (vfio_other) starts.
-        assert_eq!(f[1].end, 0xffff_ffff_81a0_0300);
-        assert_eq!(base_name(&f[1].name), "mtty_set_state");
-        assert_eq!(parse_nm(nm, &["drivers/vfio/vfio_main.c"])[0].end, 0xffff_ffff_81a0_0900);
+        let f = join_nm(nm, &d, &["samples/vfio-mdev/mtty.c"]);
+        let got: Vec<(&str, u64, u64)> = f.iter().map(|f| (f.name.as_str(), f.addr, f.end)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("mtty_data_size.isra.0", 0xffff_ffff_81a0_0000, 0xffff_ffff_81a0_0030),
+                ("mtty_set_state", 0xffff_ffff_81a0_0040, 0xffff_ffff_81a0_0300),
+                ("mtty_set_state.cold", 0xffff_ffff_81a0_0900, 0xffff_ffff_81a0_0950),
+            ]
+        );
+        assert_eq!(join_nm(nm, &d, &["drivers/vfio/vfio_main.c"])[0].end, 0xffff_ffff_81a0_0900);
     }
 
     #[test]
