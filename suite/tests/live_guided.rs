@@ -93,7 +93,7 @@ fn session(guided: bool, seed: u64, runs: u64) -> usize {
 
 #[test]
 fn guided_walks_climb_a_path_that_blind_walks_with_the_same_budget_do_not() {
-    const RUNS: u64 = 1500;
+    const RUNS: u64 = 3000;
     for seed in [1, 2, 3] {
         let guided = session(true, seed, RUNS);
         let blind = session(false, seed, RUNS);

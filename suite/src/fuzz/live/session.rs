@@ -84,6 +84,50 @@ pub struct Session {
     truncated: u64,
     /// Kernel reports of runs not yet turned into findings: (check, step, report).
     pending: Vec<(Check, Option<usize>, Splat)>,
+    yields: Yields,
+    /// The current walk is a mutant; the PCs its run was first to reach.
+    last_mutant: bool,
+    last_new: usize,
+}
+
+/// How productive fresh walks and mutants have been lately: new PCs and runs of each, decayed
+/// by 2 % per walk. Mutants are drawn with probability `rate(mutants) / (rate(mutants) +
+/// rate(fresh))`, kept between 20 % and 90 %: on a device the walker already explores well,
+/// fresh walks keep their share; where kept walks lead further, mutants take over.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Yields {
+    /// (new PCs, runs) of fresh walks and of mutants.
+    pub fresh: (f64, f64),
+    pub mutant: (f64, f64),
+}
+
+impl Default for Yields {
+    fn default() -> Self {
+        Yields { fresh: (0.0, 0.0), mutant: (0.0, 0.0) }
+    }
+}
+
+impl Yields {
+    const DECAY: f64 = 0.98;
+
+    /// Records a walk: whether it was a mutant, and how many PCs it was first to reach.
+    pub fn record(&mut self, mutant: bool, new: usize) {
+        for y in [&mut self.fresh, &mut self.mutant] {
+            y.0 *= Self::DECAY;
+            y.1 *= Self::DECAY;
+        }
+        let y = if mutant { &mut self.mutant } else { &mut self.fresh };
+        y.0 += new as f64;
+        y.1 += 1.0;
+    }
+
+    /// The probability of drawing a mutant.
+    pub fn mutant_share(&self) -> f64 {
+        // Laplace-smoothed rates: an untried strategy looks as good as one new PC per run.
+        let rate = |(n, r): (f64, f64)| (n + 1.0) / (r + 1.0);
+        let (m, f) = (rate(self.mutant), rate(self.fresh));
+        (m / (m + f)).clamp(0.2, 0.9)
+    }
 }
 
 impl Session {
@@ -123,6 +167,9 @@ impl Session {
             raw_pcs: 0,
             truncated: 0,
             pending: Vec::new(),
+            yields: Yields::default(),
+            last_mutant: false,
+            last_new: 0,
         }
     }
 
@@ -166,6 +213,7 @@ impl Session {
             self.raw_pcs += cov.raw as u64;
             self.truncated += u64::from(cov.truncated);
             let new = self.corpus.offer(&check.steps, &cov.steps, origin);
+            self.last_new = new.len();
             let t = self.started.elapsed().as_secs_f64();
             self.first_seen.extend(new.iter().map(|pc| (*pc, t)));
             for (step, s) in cov.splats {
@@ -175,9 +223,16 @@ impl Session {
         run
     }
 
-    /// The next walk: with coverage feedback, four in five are mutants of corpus entries.
+    /// The next walk: with coverage feedback, a mutant of a corpus entry or a fresh walk, each
+    /// with a probability that follows how many new PCs it has been finding lately
+    /// ([`Yields`]).
     fn next_check(&mut self) -> (Check, String) {
-        if self.guided() && !self.corpus.is_empty() && self.walker.rng().chance(4, 5) {
+        let mutant = self.guided() && !self.corpus.is_empty() && {
+            let p = self.yields.mutant_share();
+            self.walker.rng().below(1000) < (p * 1000.0) as u64
+        };
+        self.last_mutant = mutant;
+        if mutant {
             let i = self.corpus.pick(self.walker.rng()).unwrap_or(0);
             let j = self.walker.rng().below(self.corpus.len() as u64) as usize;
             let base = self.corpus.get(i).steps.clone();
@@ -207,7 +262,10 @@ impl Session {
     }
 
     fn run_walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: Check, origin: &str) -> WalkOutcome {
+        self.last_new = 0;
         let run = self.execute(engine, exec, &check, origin);
+        self.yields.record(self.last_mutant, self.last_new);
+        self.last_mutant = false;
         self.walks += 1;
         self.account(&check, &run);
         // Kernel reports first: they explain a crashed or stuck check process, and the device
@@ -581,6 +639,28 @@ mod tests {
             }
             assert!(s.all_covered(), "flags {flags}: missing {:?}", s.missing());
         }
+    }
+
+    #[test]
+    fn the_mutant_share_follows_which_strategy_finds_new_pcs() {
+        let mut y = Yields::default();
+        assert!((y.mutant_share() - 0.5).abs() < 1e-9);
+        for _ in 0..50 {
+            y.record(true, 3);
+            y.record(false, 0);
+        }
+        assert!((y.mutant_share() - 0.9).abs() < 1e-9, "{y:?}");
+        for _ in 0..200 {
+            y.record(true, 0);
+            y.record(false, 2);
+        }
+        assert!((y.mutant_share() - 0.2).abs() < 1e-9, "{y:?}");
+        // Both dry: back towards even.
+        for _ in 0..400 {
+            y.record(true, 0);
+            y.record(false, 0);
+        }
+        assert!((y.mutant_share() - 0.5).abs() < 0.05, "{y:?}");
     }
 
     #[test]
