@@ -138,6 +138,13 @@ pub trait Device: Send {
     fn data_ioctl(&mut self, fd: i32, cmd: u64, arg: &mut [u8]) -> DevResult<i32>;
     fn data_fd_flags(&mut self, fd: i32) -> DevResult<FdFlags>;
     fn data_close(&mut self, fd: i32) -> DevResult<()>;
+    /// `call` on data fd `fd` with a `len`-byte user buffer of which only the first `valid`
+    /// bytes are mapped. Devices without user memory (the simulators) answer as the kernel
+    /// does for a buffer it cannot use at all: EFAULT.
+    fn data_bad_buffer(&mut self, fd: i32, call: crate::op::BadCall, len: usize, valid: usize) -> DevResult<usize> {
+        let _ = (fd, call, len, valid);
+        Err(crate::errno::Errno::EFAULT)
+    }
 
     /// Closes the device fd (the driver's close_device runs); data fds stay open.
     fn close(&mut self) -> DevResult<()>;

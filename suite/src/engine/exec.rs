@@ -29,7 +29,7 @@ fn obs_of<T>(r: &Result<T, Errno>) -> Observation {
 }
 
 impl Engine {
-    fn fd(&self, si: usize, r: &FdRef) -> Result<i32, String> {
+    pub(super) fn fd(&self, si: usize, r: &FdRef) -> Result<i32, String> {
         let t = &self.slots[si].fds;
         let fd = match r {
             FdRef::Current => t.current,
@@ -250,6 +250,7 @@ impl Engine {
                 };
                 (obs, v)
             }
+            Op::BadBuffer(a) => self.bad_buffer(si, a)?,
             Op::PrecopyInfo(a) => {
                 let fd = self.fd(si, &a.fd)?;
                 let argsz = a.argsz.unwrap_or(uapi::PRECOPY_INFO_SIZE);
@@ -1081,6 +1082,7 @@ fn uses_device_fd(op: &Op) -> bool {
         Op::Read(_)
             | Op::Write(_)
             | Op::PrecopyInfo(_)
+            | Op::BadBuffer(_)
             | Op::Poll { .. }
             | Op::FdFlags { .. }
             | Op::CloseFd { .. }

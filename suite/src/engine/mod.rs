@@ -3,6 +3,7 @@
 //! MUST and always restores the devices afterwards.
 
 pub mod capture;
+mod badbuf;
 mod exec;
 mod expect;
 

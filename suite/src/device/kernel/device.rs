@@ -330,6 +330,10 @@ impl Device for KernelDevice {
         fdops::flags(self.data(fd)?)
     }
 
+    fn data_bad_buffer(&mut self, fd: i32, call: crate::op::BadCall, len: usize, valid: usize) -> DevResult<usize> {
+        fdops::bad_buffer(self.data(fd)?, call, len, valid)
+    }
+
     fn data_close(&mut self, fd: i32) -> DevResult<()> {
         let owned = self.data_fds.remove(&fd).ok_or(Errno::EBADF)?;
         nix::unistd::close(owned.into_raw_fd()).map_err(Errno::from)

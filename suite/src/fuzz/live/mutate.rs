@@ -131,7 +131,10 @@ pub fn apply(
             if n > 0 && walker.rng().chance(1, 2) {
                 let at = walker.rng().below(n as u64) as usize;
                 let mut out = steps.to_vec();
-                let to = walker.rng().pick(&labels).clone();
+                // Another device than the step's.
+                let cur = out[at].device.clone().unwrap_or_else(|| labels[0].clone());
+                let others: Vec<&String> = labels.iter().filter(|l| **l != cur).collect();
+                let to = (*walker.rng().pick(&others)).clone();
                 out[at].device = (to != labels[0]).then_some(to);
                 out
             } else {

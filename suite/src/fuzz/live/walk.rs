@@ -16,7 +16,7 @@ use crate::engine::{DeviceFacts, Engine};
 use crate::errno::Errno;
 use crate::fuzz::rng::Rng;
 use crate::op::{
-    Access, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs, IrqData, IrqIndex, Mutation,
+    Access, BadBufferArgs, BadCall, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs, IrqData, IrqIndex, Mutation,
     Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source, StreamName, V1Field, V1FieldArgs,
     V1ResumeArgs, V1SaveArgs, WriteArgs,
 };
@@ -33,6 +33,7 @@ pub const V2_KINDS: &[&str] = &[
     "read",
     "write",
     "precopy_info",
+    "bad_buffer",
     "poll",
     "fd_flags",
     "close_fd",
@@ -440,6 +441,7 @@ impl Walker {
                 },
             ),
             ("precopy_info", if live_fd { 5 } else { 1 }),
+            ("bad_buffer", if live_fd { 3 } else { 1 }),
             ("poll", 1),
             ("fd_flags", 1),
             ("close_fd", 1),
@@ -473,6 +475,16 @@ impl Walker {
                 argsz: if self.rng.chance(1, 10) { Some(self.rng.below(40) as u32) } else { None },
                 flags: if self.rng.chance(1, 10) { self.rng.below(4) as u32 } else { 0 },
             }),
+            "bad_buffer" => {
+                let call = match self.rng.below(5) {
+                    0 => BadCall::PrecopyInfo,
+                    _ if state == Some(MigState::Resuming) => BadCall::Write,
+                    _ => BadCall::Read,
+                };
+                let len = *self.rng.pick(&[1u32, 24, 60, 96, 4096, 8192]);
+                let valid = *self.rng.pick(&[0u32, 0, 1, 8, 23, len / 2, len - 1]);
+                Op::BadBuffer(BadBufferArgs { fd: self.fd_ref(), call, len, valid })
+            }
             "poll" => Op::Poll { fd: self.fd_ref(), timeout_ms: 0 },
             "fd_flags" => Op::FdFlags { fd: self.fd_ref() },
             "close_fd" => Op::CloseFd { fd: FdRef::Current },
