@@ -86,11 +86,20 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
             let reached: HashSet<u64> = pcs.iter().map(|(p, _)| *p).collect();
             let view = symbolize::driver_coverage(&args.source, &image, &blocks, &reached, text.as_deref(), &wanted);
             let (cv, total) = view.totals();
+            // When each block was first reached: the time of its PC's first sighting.
+            let first: std::collections::HashMap<u64, f64> = pcs.iter().copied().collect();
+            let mut times: Vec<f64> = blocks.iter().filter_map(|b| first.get(&b.pc).copied()).collect();
+            times.sort_by(f64::total_cmp);
+            let mut by = String::new();
+            for t in args.at.iter().copied() {
+                by.push_str(&format!("  {t:.0} s: {}", times.iter().filter(|x| **x <= t).count()));
+            }
             println!(
-                "  {} {}: {cv} of {total} KCOV blocks reached ({:.1} %)",
+                "  {} {}: {cv} of {total} KCOV blocks reached ({:.1} %), the last after {:.1} s; by time:{by}",
                 args.source,
                 if wanted.is_empty() { "all functions" } else { "migration functions" },
-                100.0 * cv as f64 / total.max(1) as f64
+                100.0 * cv as f64 / total.max(1) as f64,
+                times.last().copied().unwrap_or(0.0)
             );
             for func in &view.functions {
                 println!("    {:<28} {:>3}/{:<3}", func.name, func.covered, func.blocks);
