@@ -33,6 +33,7 @@ pub const V2_KINDS: &[&str] = &[
     "read",
     "write",
     "precopy_info",
+    "precopy_info_v2",
     "bad_buffer",
     "poll",
     "fd_flags",
@@ -251,6 +252,7 @@ impl Walker {
             .filter(|k| !k.starts_with("dma_log") || facts0.dma_logging)
             .filter(|k| *k != "dma_log_report" || !facts0.report_stub)
             .filter(|k| *k != "precopy_info" || facts0.flags.has_pre_copy())
+            .filter(|k| *k != "precopy_info_v2" || facts0.precopy_info_v2)
             .collect();
         // Labels A, B, ... in slot order, as Engine::slot_map assigns them for a walk that
         // lists every label (peers of the first device's type come first).
@@ -442,6 +444,7 @@ impl Walker {
             ),
             ("precopy_info", if live_fd { 5 } else { 1 }),
             ("bad_buffer", if live_fd { 3 } else { 1 }),
+            ("precopy_info_v2", 1),
             ("poll", 1),
             ("fd_flags", 1),
             ("close_fd", 1),
@@ -474,6 +477,15 @@ impl Walker {
                 fd: self.fd_ref(),
                 argsz: if self.rng.chance(1, 10) { Some(self.rng.below(40) as u32) } else { None },
                 flags: if self.rng.chance(1, 10) { self.rng.below(4) as u32 } else { 0 },
+            }),
+            // The PRECOPY_INFOv2 opt-in (what QEMU does before migrating): afterwards
+            // PRECOPY_INFO's flags are an output.
+            "precopy_info_v2" => Op::Feature(crate::op::FeatureArgs {
+                feature: crate::uapi::FEATURE_MIG_PRECOPY_INFO_V2 as u16,
+                ops: vec![crate::op::FeatureOp::Set],
+                extra_flags: 0,
+                argsz: None,
+                payload: 0,
             }),
             "bad_buffer" => {
                 let call = match self.rng.below(5) {
@@ -535,7 +547,7 @@ impl Walker {
             "wait" => Op::Wait { ms: self.rng.range(1, 10) as u16 },
             "debugfs_state" => Op::DebugfsState,
             "feature" => Op::Feature(crate::op::FeatureArgs {
-                feature: *self.rng.pick(&[0u16, 1, 2, 3, 6, 7, 8, 9, 10, 11]),
+                feature: *self.rng.pick(&[0u16, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12]),
                 ops: match self.rng.below(5) {
                     0 => vec![crate::op::FeatureOp::Get],
                     1 => vec![crate::op::FeatureOp::Set],
