@@ -231,6 +231,10 @@ pub struct Step {
     pub setup: bool,
     pub loc: Option<Loc>,
     pub note: Option<String>,
+    /// Fault injection: the step's `fail_nth`-th injectable kernel call (a slab or page
+    /// allocation, ...) fails (`/proc/thread-self/fail-nth`). A step whose fault fired is
+    /// not judged and the oracle forgets the device state; kernel reports still count.
+    pub fail_nth: Option<u32>,
 }
 
 impl Step {
@@ -244,6 +248,7 @@ impl Step {
             setup: false,
             loc: None,
             note: None,
+            fail_nth: None,
         }
     }
 

@@ -201,7 +201,7 @@ impl<'de> DeserializeSeed<'de> for OpSeed {
 }
 
 /// Step-level keys besides the operation.
-const STEP_KEYS: &[&str] = &["expect", "clauses", "device", "as", "setup", "note"];
+const STEP_KEYS: &[&str] = &["expect", "clauses", "device", "as", "setup", "note", "fail_nth"];
 
 /// A parsed step before validation.
 #[derive(Debug)]
@@ -213,6 +213,7 @@ pub struct StepYaml {
     pub name_fd: Option<String>,
     pub setup: bool,
     pub note: Option<String>,
+    pub fail_nth: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for StepYaml {
@@ -233,6 +234,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                     name_fd: None,
                     setup: false,
                     note: None,
+                    fail_nth: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StepYaml, A::Error> {
@@ -245,6 +247,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                     name_fd: None,
                     setup: false,
                     note: None,
+                    fail_nth: None,
                 };
                 while let Some(k) = m.next_key::<String>()? {
                     match k.as_str() {
@@ -254,6 +257,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                         "as" => step.name_fd = Some(m.next_value()?),
                         "setup" => step.setup = m.next_value()?,
                         "note" => step.note = Some(m.next_value()?),
+                        "fail_nth" => step.fail_nth = Some(m.next_value()?),
                         name if Op::NAMES.contains(&name) => {
                             if op.is_some() {
                                 return Err(de::Error::custom(format!(
@@ -719,6 +723,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             setup: sy.setup,
             loc: Some(loc),
             note: sy.note,
+            fail_nth: sy.fail_nth,
         });
     }
     if steps.is_empty() {

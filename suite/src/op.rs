@@ -254,6 +254,21 @@ pub struct BadBufferArgs {
     pub valid: u32,
 }
 
+/// SET MIG_DEVICE_STATE to `state` while a second thread reads data fd `fd` (QEMU's
+/// migration thread reading the stream while the main loop changes the state): the reader
+/// starts first, the SET follows after `delay_us` microseconds. The uAPI does not say what the
+/// read sees, so the step is not judged; the oracle forgets the device state and its data
+/// fds (the next GET tells it again). A kernel report in the step is still a finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Arbitrary)]
+#[serde(deny_unknown_fields)]
+pub struct RaceArgs {
+    pub state: StateArg,
+    #[serde(default)]
+    pub fd: FdRef,
+    #[serde(default)]
+    pub delay_us: u16,
+}
+
 /// `VFIO_MIG_GET_PRECOPY_INFO` on a data fd, with any argsz and flags.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, Arbitrary)]
 #[serde(default, deny_unknown_fields)]
@@ -556,6 +571,8 @@ pub enum Op {
     PrecopyInfo(PrecopyArgs),
     /// A read, write or PRECOPY_INFO with a buffer that is not (entirely) mapped.
     BadBuffer(BadBufferArgs),
+    /// A SET from this thread while another thread reads the data fd.
+    RaceSetRead(RaceArgs),
     /// poll() for POLLIN (saving) or POLLOUT (resuming) with a timeout in ms.
     Poll {
         #[serde(default)]
@@ -617,6 +634,7 @@ impl Op {
             Op::Write(_) => "write",
             Op::PrecopyInfo(_) => "precopy_info",
             Op::BadBuffer(_) => "bad_buffer",
+            Op::RaceSetRead(_) => "race_set_read",
             Op::Poll { .. } => "poll",
             Op::FdFlags { .. } => "fd_flags",
             Op::CloseFd { .. } => "close_fd",
@@ -653,6 +671,7 @@ impl Op {
         "write",
         "precopy_info",
         "bad_buffer",
+        "race_set_read",
         "poll",
         "fd_flags",
         "close_fd",
@@ -708,7 +727,7 @@ mod tests {
         for op in ops {
             assert!(Op::NAMES.contains(&op.name()), "{} missing", op.name());
         }
-        assert_eq!(Op::NAMES.len(), 31);
+        assert_eq!(Op::NAMES.len(), 32);
     }
 
     #[test]

@@ -251,6 +251,30 @@ impl Engine {
                 (obs, v)
             }
             Op::BadBuffer(a) => self.bad_buffer(si, a)?,
+            Op::RaceSetRead(a) => {
+                let fd = self.fd(si, &a.fd)?;
+                let slot = &mut self.slots[si];
+                let r = slot
+                    .dev
+                    .race_set_read(fd, a.state.raw(), u32::from(a.delay_us), READ_BUF)
+                    .map_err(|e| format!("race_set_read: {e}"))?;
+                let mut obs = obs_of(&r.set);
+                obs.bytes = Some(r.read_bytes);
+                obs.error_at = r.read_error.map(|_| r.read_bytes);
+                if let Some(e) = r.read_error {
+                    obs.notes.push(format!("the racing read failed with {e} after {} bytes", r.read_bytes));
+                }
+                let new_fd = r.set.as_ref().copied().unwrap_or(-1);
+                obs.data_fd = Some(new_fd);
+                if new_fd >= 0 {
+                    slot.fds.adopt(new_fd, step.name_fd.as_deref());
+                }
+                obs.state = Self::get_state(slot.dev.as_mut());
+                // What a read racing a SET sees is not specified: the model forgets the
+                // state and the data fds and learns them again from the next GET.
+                slot.model.forget();
+                (obs, Vec::new())
+            }
             Op::PrecopyInfo(a) => {
                 let fd = self.fd(si, &a.fd)?;
                 let argsz = a.argsz.unwrap_or(uapi::PRECOPY_INFO_SIZE);

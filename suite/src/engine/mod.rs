@@ -43,6 +43,9 @@ pub struct DeviceFacts {
     pub flags: MigFlags,
     pub dma_logging: bool,
     pub precopy_info_v2: bool,
+    /// Whether the backend can inject kernel faults (`/proc/thread-self/fail-nth`).
+    #[serde(default)]
+    pub fault_injection: bool,
     /// The v1 migration region, if any.
     pub migration_region: Option<RegionInfo>,
     /// State at start (v2).
@@ -488,6 +491,7 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
         flags: MigFlags(0),
         dma_logging: false,
         precopy_info_v2: false,
+        fault_injection: dev.inject_fault(0).is_ok(),
         migration_region: None,
         initial_state: None,
         why_not: None,
@@ -750,12 +754,36 @@ impl Engine {
             self.hash_reads = step.expect.iter().any(|e| {
                 matches!(e.kind, crate::check::ExpectKind::Equals(_) | crate::check::ExpectKind::Differs(_))
             });
+            // Armed outside the hook's window: the procfs writes are not the step's coverage.
+            let armed = match step.fail_nth {
+                Some(n) if n > 0 => self.slots[si].dev.inject_fault(n).map_err(|e| e.to_string()),
+                _ => Err(String::new()),
+            };
             if let Some(h) = &mut self.step_hook {
                 h(i, StepPoint::Before);
             }
-            let outcome = self.exec_step(si, step);
+            let mut outcome = self.exec_step(si, step);
             if let Some(h) = &mut self.step_hook {
                 h(i, StepPoint::After);
+            }
+            if let Some(n) = step.fail_nth {
+                let fired = match armed {
+                    Ok(()) => self.slots[si].dev.fault_injected().unwrap_or(false),
+                    Err(_) => false,
+                };
+                if let Ok((obs, violations, notes)) = &mut outcome {
+                    match (&armed, fired) {
+                        (Ok(()), true) => {
+                            // Any error is allowed once an allocation failed: not judged, and
+                            // the model learns the state again.
+                            violations.clear();
+                            self.slots[si].model.forget();
+                            obs.notes.push(format!("fault injected (fail_nth {n})"));
+                        }
+                        (Ok(()), false) => obs.notes.push(format!("fail_nth {n}: no fault injected")),
+                        (Err(e), _) => notes.push(format!("step {}: fail_nth {n} not armed: {e}", i + 1)),
+                    }
+                }
             }
             let micros = t0.elapsed().as_micros() as u64;
             let label = step.device.as_deref().unwrap_or(&labels[0]);

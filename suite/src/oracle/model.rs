@@ -923,6 +923,16 @@ impl Model {
         self.logging = false;
     }
 
+    /// Forgets what an unjudged step may have changed (a SET racing a read, a step whose
+    /// injected fault fired): the state is learned again from the next GET or SET, the data
+    /// fds open so far are no longer judged, the resume log is dropped.
+    pub fn forget(&mut self) {
+        self.state = None;
+        self.resume = None;
+        self.reopened = false;
+        self.fds.clear();
+    }
+
     /// Records that the suite closed a data fd.
     pub fn on_close_fd(&mut self, fd: i32) {
         self.fds.remove(&fd);

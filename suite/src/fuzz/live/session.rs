@@ -395,6 +395,7 @@ impl Session {
                 op: s.op.clone(),
                 name: s.name_fd.clone(),
                 device: s.device.clone().filter(|d| *d != self.device_label),
+                fail_nth: s.fail_nth,
             })
             .collect()
     }
@@ -603,8 +604,8 @@ impl Session {
     }
 }
 
-fn sorted(v: &[String]) -> Vec<String> {
-    let mut v = v.to_vec();
+fn sorted(v: &[crate::clauses::ClauseId]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|c| c.to_string()).collect();
     v.sort();
     v
 }
@@ -615,6 +616,7 @@ fn interrupted(run: &CheckRun) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clauses::id::*;
     use crate::device::sim::{Defect, SimConfig};
     use crate::engine::EngineOptions;
 
@@ -678,11 +680,11 @@ mod tests {
             }
         }
         let f = &s.findings[found.expect("the defect is found")];
-        assert_eq!(f.key, vec!["V2-STATE-007".to_string()]);
+        assert_eq!(f.key, vec![V2_STATE_007.to_string()]);
         assert!(f.sequence.steps.len() <= 4, "not shrunk: {}", f.record.reproducer);
         let check = crate::fixture::load_str("r.yaml", f.record.reproducer.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{}", f.record.reproducer));
         let run = e.run(&check);
-        assert!(run.findings.iter().any(|x| x.violation.clauses == vec!["V2-STATE-007".to_string()]));
+        assert!(run.findings.iter().any(|x| x.violation.clauses == vec![V2_STATE_007]));
     }
 }

@@ -35,6 +35,8 @@ pub const V2_KINDS: &[&str] = &[
     "precopy_info",
     "precopy_info_v2",
     "bad_buffer",
+    "race_set_read",
+    "fail_nth",
     "poll",
     "fd_flags",
     "close_fd",
@@ -120,6 +122,7 @@ impl Expect {
         let ok = Observation::ok();
         match op {
             Op::SetState(t) => self.set(*t),
+            Op::RaceSetRead(a) => self.set(a.state),
             Op::Reset => {
                 self.model.judge_reset(&ok);
                 self.v1 = crate::oracle::v1::RUNNING;
@@ -253,6 +256,7 @@ impl Walker {
             .filter(|k| *k != "dma_log_report" || !facts0.report_stub)
             .filter(|k| *k != "precopy_info" || facts0.flags.has_pre_copy())
             .filter(|k| *k != "precopy_info_v2" || facts0.precopy_info_v2)
+            .filter(|k| *k != "fail_nth" || facts0.fault_injection)
             .collect();
         // Labels A, B, ... in slot order, as Engine::slot_map assigns them for a walk that
         // lists every label (peers of the first device's type come first).
@@ -445,6 +449,7 @@ impl Walker {
             ("precopy_info", if live_fd { 5 } else { 1 }),
             ("bad_buffer", if live_fd { 3 } else { 1 }),
             ("precopy_info_v2", 1),
+            ("race_set_read", if live_fd { 2 } else { 0 }),
             ("poll", 1),
             ("fd_flags", 1),
             ("close_fd", 1),
@@ -486,6 +491,11 @@ impl Walker {
                 extra_flags: 0,
                 argsz: None,
                 payload: 0,
+            }),
+            "race_set_read" => Op::RaceSetRead(crate::op::RaceArgs {
+                state: self.target(state, flags, Some(covered)),
+                fd: self.fd_ref(),
+                delay_us: *self.rng.pick(&[0u16, 0, 10, 100, 1000]),
             }),
             "bad_buffer" => {
                 let call = match self.rng.below(5) {
@@ -574,7 +584,12 @@ impl Walker {
                 save_as: None,
             }),
         };
-        draft.push(&self.devs, Step::new(op).oracle());
+        let mut step = Step::new(op).oracle();
+        // Fault injection of a few of the step's first allocations (out-of-memory paths).
+        if have("fail_nth") && self.rng.chance(1, 8) {
+            step.fail_nth = Some(*self.rng.pick(&[1u32, 1, 2, 3, 4, 6, 8, 12]));
+        }
+        draft.push(&self.devs, step);
     }
 
     /// The device under test two times in three, else a peer.
