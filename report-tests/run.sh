@@ -2,7 +2,7 @@
 # The HTML report in a real browser: builds reports from simulator runs and from a run on the
 # kernel's mtty driver, renders them in headless Chromium (Debian's `chromium`, driven by
 # playwright-core; no browser is downloaded) and checks the DOM: arc matrices, colours, links,
-# clause details, the runs x clauses matrix, fuzz coverage. Screenshots land in
+# clause details, the runs x clauses matrix, fuzz coverage, kernel coverage. Screenshots land in
 # target/report-tests/*.png.
 #
 #   report-tests/run.sh [MTTY.jsonl]
@@ -66,7 +66,11 @@ cp "$mtty" "$rec/mtty.jsonl"
 
 allow1 "$bin" report "$rec/sim.jsonl" "$rec/defect.jsonl" "$rec/p2p.jsonl" "$rec/mtty.jsonl" --html "$out/all"
 allow1 "$bin" report "$rec/mtty.jsonl" --html "$out/mtty"
+# Kernel coverage: a guided and a blind session of fuzz --coverage kcov on mtty-2 (7.2 test
+# kernel in vm/), symbolized by kcov-report against its vmlinux (docs/fuzzing.md).
+allow1 "$bin" report report-tests/records/kcov-mtty-guided.jsonl report-tests/records/kcov-mtty-blind.jsonl \
+	--html "$out/kcov"
 
 cd report-tests
-REPORT_ALL=$out/all REPORT_MTTY=$out/mtty ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
+REPORT_ALL=$out/all REPORT_MTTY=$out/mtty REPORT_KCOV=$out/kcov ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
 echo "report-tests: screenshots in $out: $(cd "$out" && ls ./*.png | tr '\n' ' ')"
