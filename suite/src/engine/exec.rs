@@ -254,10 +254,15 @@ impl Engine {
             Op::RaceSetRead(a) => {
                 let fd = self.fd(si, &a.fd)?;
                 let slot = &mut self.slots[si];
-                let r = slot
-                    .dev
-                    .race_set_read(fd, a.state.raw(), u32::from(a.delay_us), READ_BUF)
-                    .map_err(|e| format!("race_set_read: {e}"))?;
+                let r = match slot.dev.race_set_read(fd, a.state.raw(), u32::from(a.delay_us), READ_BUF) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // No second thread (clone() failed): nothing ran on the device.
+                        let mut obs = Observation::err(e);
+                        obs.notes.push(format!("race_set_read: no reader thread: {e}"));
+                        return Ok((obs, Vec::new(), notes));
+                    }
+                };
                 let mut obs = obs_of(&r.set);
                 obs.bytes = Some(r.read_bytes);
                 obs.error_at = r.read_error.map(|_| r.read_bytes);

@@ -767,21 +767,26 @@ impl Engine {
                 h(i, StepPoint::After);
             }
             if let Some(n) = step.fail_nth {
-                let fired = match armed {
-                    Ok(()) => self.slots[si].dev.fault_injected().unwrap_or(false),
-                    Err(_) => false,
+                let fired = match &armed {
+                    Ok(()) => Some(self.slots[si].dev.fault_injected().map_err(|e| e.to_string())),
+                    Err(_) => None,
                 };
                 if let Ok((obs, violations, notes)) = &mut outcome {
                     match (&armed, fired) {
-                        (Ok(()), true) => {
-                            // Any error is allowed once an allocation failed: not judged, and
-                            // the model learns the state again.
+                        (Ok(()), Some(Ok(false))) => obs.notes.push(format!("fail_nth {n}: no fault injected")),
+                        (Ok(()), Some(fired)) => {
+                            // Any error is allowed once an allocation failed (or when it is
+                            // not known whether one did): not judged, and the model learns
+                            // the state again.
                             violations.clear();
                             self.slots[si].model.forget();
-                            obs.notes.push(format!("fault injected (fail_nth {n})"));
+                            obs.notes.push(match fired {
+                                Ok(_) => format!("fault injected (fail_nth {n})"),
+                                Err(e) => format!("fail_nth {n}: unknown whether a fault was injected: {e}"),
+                            });
                         }
-                        (Ok(()), false) => obs.notes.push(format!("fail_nth {n}: no fault injected")),
                         (Err(e), _) => notes.push(format!("step {}: fail_nth {n} not armed: {e}", i + 1)),
+                        (Ok(()), None) => {}
                     }
                 }
             }

@@ -60,9 +60,10 @@ pub struct KernelDevice {
     /// vfio-pci-core zaps BAR mappings while memory decode is off (an access then raises
     /// SIGBUS), so mmap accesses to BARs check the command register first.
     check_memory_enable: bool,
-    /// `/proc/thread-self/fail-nth` of the thread that armed a fault, held open so that
-    /// reading it back allocates nothing (opening a file is itself a fault point).
-    fail_nth: Option<(std::thread::ThreadId, u32, std::fs::File)>,
+    /// `/proc/thread-self/fail-nth` of the thread that armed a fault: the handle that arms
+    /// and disarms it, and one opened before arming to read it back (opening a file is itself
+    /// a fault point; the file cannot seek, so each arming reads from a fresh handle).
+    fail_nth: Option<(std::thread::ThreadId, u32, std::fs::File, Option<std::fs::File>)>,
 }
 
 fn uname_r() -> Option<String> {
@@ -353,7 +354,8 @@ impl Device for KernelDevice {
         let chunk = chunk.max(1);
         let started = std::sync::Barrier::new(2);
         std::thread::scope(|s| {
-            let h = s.spawn(|| {
+            // Spawning may fail (EAGAIN, or an injected fault in clone()): the step's error.
+            let h = std::thread::Builder::new().spawn_scoped(s, || {
                 let mut buf = vec![0u8; chunk];
                 started.wait();
                 let mut read = (0u64, None);
@@ -369,6 +371,7 @@ impl Device for KernelDevice {
                 }
                 read
             });
+            let h = h.map_err(|e| Errno::from_io(&e))?;
             started.wait();
             if delay_us > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(delay_us)));
@@ -390,26 +393,24 @@ impl Device for KernelDevice {
         // fork or from another thread.
         let me = std::thread::current().id();
         let pid = std::process::id();
-        if !self.fail_nth.as_ref().is_some_and(|(t, p, _)| *t == me && *p == pid) {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(FAIL_NTH)
-                .map_err(|e| Errno::from_io(&e))?;
-            self.fail_nth = Some((me, pid, f));
+        if !self.fail_nth.as_ref().is_some_and(|(t, p, _, _)| *t == me && *p == pid) {
+            let f = std::fs::OpenOptions::new().write(true).open(FAIL_NTH).map_err(|e| Errno::from_io(&e))?;
+            self.fail_nth = Some((me, pid, f, None));
         }
-        let (_, _, f) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
+        let reader = std::fs::File::open(FAIL_NTH).map_err(|e| Errno::from_io(&e))?;
+        let (_, _, f, r) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
+        *r = Some(reader);
         f.write_all(nth.to_string().as_bytes()).map_err(|e| Errno::from_io(&e))
     }
 
     fn fault_injected(&mut self) -> DevResult<bool> {
-        use std::io::{Read, Seek, Write};
-        let (_, _, f) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
+        use std::io::{Read, Write};
+        let (_, _, f, r) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
         let mut text = String::new();
-        f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Errno::from_io(&e))?;
-        f.read_to_string(&mut text).map_err(|e| Errno::from_io(&e))?;
-        // Disarm whatever is left, so that no later call of this thread fails.
+        let read = r.take().ok_or(Errno::EBADF).and_then(|mut r| r.read_to_string(&mut text).map_err(|e| Errno::from_io(&e)));
+        // Disarm whatever the reading says, so that no later call of this thread fails.
         f.write_all(b"0").map_err(|e| Errno::from_io(&e))?;
+        read?;
         let left: u32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
         Ok(left == 0)
     }
