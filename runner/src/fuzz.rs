@@ -296,7 +296,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
 /// The KCOV source: the functions of `--kcov-filter` (link-time ranges, or names resolved
 /// through /proc/kallsyms), else functions and modules named vfio*, mdev* and after the
 /// device's driver.
-fn kcov_source(filter: Option<&str>, path: Option<&Path>, driver: Option<&str>) -> Result<KcovSource, String> {
+fn kcov_source(
+    filter: Option<&str>,
+    path: Option<&Path>,
+    driver: Option<&str>,
+) -> Result<KcovSource, String> {
     vmc::fuzz::kcov::available().map_err(|e| e.to_string())?;
     let (spec, base) = match filter {
         Some(text) => vmc::fuzz::coverage::parse_filter_file(text),
@@ -314,7 +318,7 @@ fn kcov_source(filter: Option<&str>, path: Option<&Path>, driver: Option<&str>) 
         String::new()
     } else {
         let k = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
-        if !k.lines().any(|l| l.split_whitespace().next().is_some_and(|a| a.trim_start_matches('0') != "")) {
+        if !k.lines().any(|l| l.split_whitespace().next().is_some_and(|a| !a.trim_start_matches('0').is_empty())) {
             return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
         }
         k

@@ -32,7 +32,12 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
     if let Some(p) = &args.filter_out {
         let text = symbolize::filter_file(&args.vmlinux, &funcs).map_err(|e| e.to_string())?;
         std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
-        println!("{}: {} functions of {}", p.display(), text.lines().filter(|l| !l.starts_with('#')).count(), sources.join(", "));
+        println!(
+            "{}: {} functions of {}",
+            p.display(),
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            sources.join(", ")
+        );
     }
     if args.runs.is_empty() {
         return Ok(());
@@ -46,7 +51,8 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
     } else {
         Vec::new()
     };
-    let blocks = symbolize::blocks(&args.vmlinux, &funcs, &args.source, &wanted).map_err(|e| e.to_string())?;
+    let blocks =
+        symbolize::blocks(&args.vmlinux, &funcs, &args.source, &wanted).map_err(|e| e.to_string())?;
     let text = args.ksrc.as_ref().and_then(|d| std::fs::read_to_string(d.join(&args.source)).ok());
     let image = format!("{}", args.vmlinux.display());
     for path in &args.runs {
@@ -72,19 +78,17 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                 c.mutants,
                 c.corpus
             );
-            let count = |by: f64, set: &[&Function]| pcs.iter().filter(|(p, t)| *t <= by && in_any(set, *p)).count();
+            let count =
+                |by: f64, set: &[&Function]| pcs.iter().filter(|(p, t)| *t <= by && in_any(set, *p)).count();
             let mut at = String::new();
             for t in args.at.iter().copied().chain(std::iter::once(f64::INFINITY)) {
                 let label = if t.is_finite() { format!("{t:.0} s") } else { "end".to_string() };
-                at.push_str(&format!(
-                    "  {label}: {} driver, {} core",
-                    count(t, &driver),
-                    count(t, &core)
-                ));
+                at.push_str(&format!("  {label}: {} driver, {} core", count(t, &driver), count(t, &core)));
             }
             println!("  distinct PCs: {} ({}); by time:{at}", pcs.len(), c.filter);
             let reached: HashSet<u64> = pcs.iter().map(|(p, _)| *p).collect();
-            let view = symbolize::driver_coverage(&args.source, &image, &blocks, &reached, text.as_deref(), &wanted);
+            let view =
+                symbolize::driver_coverage(&args.source, &image, &blocks, &reached, text.as_deref(), &wanted);
             let (cv, total) = view.totals();
             // When each block was first reached: the time of its PC's first sighting.
             let first: std::collections::HashMap<u64, f64> = pcs.iter().copied().collect();

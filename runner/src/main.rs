@@ -3,8 +3,8 @@
 mod cli;
 mod commands;
 mod fuzz;
-mod kcov;
 mod isolate;
+mod kcov;
 mod open;
 mod progress;
 mod run;

@@ -58,7 +58,8 @@ fn judge(d: Defect, checks: &[Check]) -> Verdict {
             run.findings.iter().flat_map(|f| f.violation.clauses.iter().map(ToString::to_string)).collect();
         clauses.sort();
         clauses.dedup();
-        let named: Vec<&String> = clauses.iter().filter(|cl| d.clauses().iter().any(|x| x.as_str() == cl.as_str())).collect();
+        let named: Vec<&String> =
+            clauses.iter().filter(|cl| d.clauses().iter().any(|x| x.as_str() == cl.as_str())).collect();
         let on_named = match o {
             Outcome::Fail | Outcome::NonStrict => !named.is_empty(),
             Outcome::Info => named.iter().any(|cl| informational(cl)),

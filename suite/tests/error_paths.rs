@@ -50,13 +50,19 @@ fn without_the_race_the_same_successful_set_is_a_finding() {
     );
     let r = run(&check);
     assert!(r.findings.is_empty(), "the simulator refuses STOP_COPY -> PRE_COPY");
-    assert!(r.trace[2].obs.errno.is_some(), "SET PRE_COPY from STOP_COPY fails: {}", r.trace[2].obs.summary());
+    assert!(
+        r.trace[2].obs.errno.is_some(),
+        "SET PRE_COPY from STOP_COPY fails: {}",
+        r.trace[2].obs.summary()
+    );
 }
 
 #[test]
 fn fail_nth_loads_from_yaml_and_on_a_simulator_the_step_runs_unarmed_and_judged() {
     // Arrange
-    let check = fixture("  - set_state: STOP\n    fail_nth: 3\n    expect: oracle\n  - set_state: 9\n    fail_nth: 1\n    expect: oracle\n");
+    let check = fixture(
+        "  - set_state: STOP\n    fail_nth: 3\n    expect: oracle\n  - set_state: 9\n    fail_nth: 1\n    expect: oracle\n",
+    );
     assert_eq!(check.steps[0].fail_nth, Some(3));
     // Act
     let r = run(&check);

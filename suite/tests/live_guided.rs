@@ -76,7 +76,12 @@ impl CoverageSource for PathCoverage {
 fn session(guided: bool, seed: u64, runs: u64) -> usize {
     let cfg = SimConfig { flags: MigFlags::STOP_COPY, ..SimConfig::v2() };
     let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
-    let opts = LiveOptions { seed, guided, kinds: Some(vec!["set_state".into(), "get_state".into()]), ..LiveOptions::default() };
+    let opts = LiveOptions {
+        seed,
+        guided,
+        kinds: Some(vec!["set_state".into(), "get_state".into()]),
+        ..LiveOptions::default()
+    };
     let mut s = Session::new(&mut engine, opts);
     let deepest = Rc::new(Cell::new(0));
     s.set_coverage(&mut engine, Box::new(PathCoverage { deepest: Rc::clone(&deepest) }));

@@ -153,7 +153,13 @@ pub trait Device: Send {
     /// `call` on data fd `fd` with a `len`-byte user buffer of which only the first `valid`
     /// bytes are mapped. Devices without user memory (the simulators) answer as the kernel
     /// does for a buffer it cannot use at all: EFAULT.
-    fn data_bad_buffer(&mut self, fd: i32, call: crate::op::BadCall, len: usize, valid: usize) -> DevResult<usize> {
+    fn data_bad_buffer(
+        &mut self,
+        fd: i32,
+        call: crate::op::BadCall,
+        len: usize,
+        valid: usize,
+    ) -> DevResult<usize> {
         let _ = (fd, call, len, valid);
         Err(crate::errno::Errno::EFAULT)
     }

@@ -10,7 +10,11 @@ use crate::oracle::Violation;
 use crate::oracle::model::{Observation, Piece, StreamEnd};
 
 impl Engine {
-    pub(super) fn bad_buffer(&mut self, si: usize, a: &BadBufferArgs) -> Result<(Observation, Vec<Violation>), String> {
+    pub(super) fn bad_buffer(
+        &mut self,
+        si: usize,
+        a: &BadBufferArgs,
+    ) -> Result<(Observation, Vec<Violation>), String> {
         let fd = self.fd(si, &a.fd)?;
         let (len, valid) = (a.len as usize, (a.valid as usize).min(a.len as usize));
         let slot = &mut self.slots[si];
@@ -31,7 +35,9 @@ impl Engine {
                 if n > 0 {
                     *slot.fds.pos.entry(fd).or_default() += n;
                 }
-                let piece = Piece::Invalid("bytes written from a buffer the kernel could not read entirely".to_string());
+                let piece = Piece::Invalid(
+                    "bytes written from a buffer the kernel could not read entirely".to_string(),
+                );
                 slot.model.judge_write(fd, Some(piece), &obs)
             }
             _ => Vec::new(),

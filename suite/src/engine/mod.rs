@@ -2,8 +2,8 @@
 //! every result (explicit expectations and/or the spec oracle), stops at the first broken
 //! MUST and always restores the devices afterwards.
 
-pub mod capture;
 mod badbuf;
+pub mod capture;
 mod exec;
 mod expect;
 
@@ -773,7 +773,9 @@ impl Engine {
                 };
                 if let Ok((obs, violations, notes)) = &mut outcome {
                     match (&armed, fired) {
-                        (Ok(()), Some(Ok(false))) => obs.notes.push(format!("fail_nth {n}: no fault injected")),
+                        (Ok(()), Some(Ok(false))) => {
+                            obs.notes.push(format!("fail_nth {n}: no fault injected"));
+                        }
                         (Ok(()), Some(fired)) => {
                             // Any error is allowed once an allocation failed (or when it is
                             // not known whether one did): not judged, and the model learns

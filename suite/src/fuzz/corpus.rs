@@ -128,7 +128,9 @@ impl Corpus {
                 .iter()
                 .map(|&i| (i, self.entries[i].pcs.iter().filter(|p| !covered.contains(p)).count()))
                 .filter(|(_, n)| *n > 0)
-                .max_by(|a, b| a.1.cmp(&b.1).then(self.entries[b.0].steps.len().cmp(&self.entries[a.0].steps.len())));
+                .max_by(|a, b| {
+                    a.1.cmp(&b.1).then(self.entries[b.0].steps.len().cmp(&self.entries[a.0].steps.len()))
+                });
             let Some((i, _)) = best else { break };
             covered.extend(self.entries[i].pcs.iter().copied());
             chosen.push(i);
@@ -189,7 +191,10 @@ pub fn load(dir: &Path) -> (Vec<(String, Vec<Step>)>, Vec<String>) {
         match crate::fixture::read_bounded(&p) {
             Err(e) => errors.push(format!("{name}: {e}")),
             Ok(bytes) => match crate::fixture::load_str(&name, &bytes) {
-                Ok(check) => ok.push((p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name), check.steps)),
+                Ok(check) => ok.push((
+                    p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name),
+                    check.steps,
+                )),
                 Err(e) => errors.push(e.to_string()),
             },
         }

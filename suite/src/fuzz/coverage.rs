@@ -91,7 +91,11 @@ pub enum FilterSpec {
 impl PcFilter {
     /// Everything passes.
     pub fn all() -> PcFilter {
-        PcFilter { ranges: vec![(0, u64::MAX)], names: vec!["*".into()], description: "every kernel PC".into() }
+        PcFilter {
+            ranges: vec![(0, u64::MAX)],
+            names: vec!["*".into()],
+            description: "every kernel PC".into(),
+        }
     }
 
     /// A filter of link-time ranges.
@@ -132,7 +136,9 @@ impl PcFilter {
         let keep = |name: &str, module: Option<&str>| match spec {
             FilterSpec::Ranges(_) => false,
             FilterSpec::Names(n) => n.contains(name) || n.contains(super::symbolize::base_name(name)),
-            FilterSpec::Prefixes(p) => p.iter().any(|p| name.starts_with(p.as_str()) || module.is_some_and(|m| m.starts_with(p.as_str()))),
+            FilterSpec::Prefixes(p) => p
+                .iter()
+                .any(|p| name.starts_with(p.as_str()) || module.is_some_and(|m| m.starts_with(p.as_str()))),
         };
         let mut ranges = Vec::new();
         let mut names = Vec::new();
@@ -145,8 +151,12 @@ impl PcFilter {
             names.push((*name).to_string());
         }
         let description = match spec {
-            FilterSpec::Names(n) => format!("{} named functions ({} found in kallsyms)", n.len(), names.len()),
-            FilterSpec::Prefixes(p) => format!("functions and modules named {}* ({} functions)", p.join("*, "), names.len()),
+            FilterSpec::Names(n) => {
+                format!("{} named functions ({} found in kallsyms)", n.len(), names.len())
+            }
+            FilterSpec::Prefixes(p) => {
+                format!("functions and modules named {}* ({} functions)", p.join("*, "), names.len())
+            }
             FilterSpec::Ranges(_) => String::new(),
         };
         PcFilter { ranges, names, description }
@@ -440,7 +450,11 @@ impl CoverageSource for KcovSource {
         for i in 0..begun.min(MAX_STEPS) {
             let start = t.step(i, S_START).map_or(0, |w| w.load(Ordering::Relaxed)) as usize;
             let ended = t.step(i, S_FLAGS).is_some_and(|w| w.load(Ordering::Acquire) & ENDED != 0);
-            let end = if ended { t.step(i, S_END).map_or(0, |w| w.load(Ordering::Relaxed)) as usize } else { total };
+            let end = if ended {
+                t.step(i, S_END).map_or(0, |w| w.load(Ordering::Relaxed)) as usize
+            } else {
+                total
+            };
             let raw = st.kcov.entries(start, end);
             out.raw += raw.len();
             let mut pcs: Vec<u64> = raw.into_iter().filter(|pc| self.filter.keeps(*pc)).collect();
@@ -555,7 +569,9 @@ ffffffffc0003000 t other_mod_fn\t[other]
 
     #[test]
     fn a_filter_file_names_functions_and_the_text_base() {
-        let (spec, base) = parse_filter_file("# from vmlinux\n# text 0xffffffff82000000\nmtty_set_state samples/vfio-mdev/mtty.c\n\nvfio_mig_get_next_state\n");
+        let (spec, base) = parse_filter_file(
+            "# from vmlinux\n# text 0xffffffff82000000\nmtty_set_state samples/vfio-mdev/mtty.c\n\nvfio_mig_get_next_state\n",
+        );
         assert_eq!(base, 0xffff_ffff_8200_0000);
         let FilterSpec::Names(n) = spec else { panic!("names") };
         assert_eq!(n.into_iter().collect::<Vec<_>>(), vec!["mtty_set_state", "vfio_mig_get_next_state"]);

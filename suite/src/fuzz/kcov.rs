@@ -108,13 +108,21 @@ impl Kcov {
         // SAFETY: a fresh shared mapping of the KCOV file, as large as the buffer just sized;
         // the kernel requires exactly this size, offset 0, read/write, shared.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
         };
         if p == libc::MAP_FAILED {
             let errno = Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
             return Err(KcovError::Mmap { bytes, errno });
         }
-        let area = NonNull::new(p.cast::<AtomicU64>()).ok_or(KcovError::Mmap { bytes, errno: Errno::ENOMEM })?;
+        let area =
+            NonNull::new(p.cast::<AtomicU64>()).ok_or(KcovError::Mmap { bytes, errno: Errno::ENOMEM })?;
         Ok(Kcov { fd, area, words })
     }
 

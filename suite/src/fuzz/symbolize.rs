@@ -49,7 +49,8 @@ pub enum SymbolizeError {
 }
 
 fn run(tool: &'static str, args: &[String]) -> Result<String, SymbolizeError> {
-    let out = Command::new(tool).args(args).output().map_err(|source| SymbolizeError::Spawn { tool, source })?;
+    let out =
+        Command::new(tool).args(args).output().map_err(|source| SymbolizeError::Spawn { tool, source })?;
     if !out.status.success() {
         return Err(SymbolizeError::Failed {
             tool,
@@ -97,7 +98,13 @@ pub fn parse_readelf(text: &str) -> Vec<DwarfFunction> {
     let mut cur_off: Option<u64> = None;
     let mut cu = String::new();
     let value = |l: &str| l.rsplit(": ").next().unwrap_or("").trim().to_string();
-    let hex = |v: &str| u64::from_str_radix(v.trim().trim_start_matches('<').trim_end_matches('>').trim_start_matches("0x"), 16).ok();
+    let hex = |v: &str| {
+        u64::from_str_radix(
+            v.trim().trim_start_matches('<').trim_end_matches('>').trim_start_matches("0x"),
+            16,
+        )
+        .ok()
+    };
     for line in text.lines() {
         let l = line.trim_start();
         if l.starts_with('<') && l.contains("Abbrev Number") {
@@ -138,7 +145,8 @@ pub fn parse_readelf(text: &str) -> Vec<DwarfFunction> {
 /// function is the text symbol at its entry address (or a `.cold` part of it), ending at the
 /// next symbol.
 pub fn join_nm(nm: &str, dwarf: &[DwarfFunction], sources: &[&str]) -> Vec<Function> {
-    let wanted: Vec<&DwarfFunction> = dwarf.iter().filter(|d| sources.iter().any(|s| d.file.ends_with(s))).collect();
+    let wanted: Vec<&DwarfFunction> =
+        dwarf.iter().filter(|d| sources.iter().any(|s| d.file.ends_with(s))).collect();
     let mut syms: Vec<(u64, bool, &str)> = nm
         .lines()
         .filter_map(|l| {
@@ -274,7 +282,12 @@ pub struct Block {
 }
 
 /// The KCOV blocks of `funcs` that belong (innermost frame in `file`) to `wanted` functions.
-pub fn blocks(image: &Path, funcs: &[Function], file: &str, wanted: &[&str]) -> Result<Vec<Block>, SymbolizeError> {
+pub fn blocks(
+    image: &Path,
+    funcs: &[Function],
+    file: &str,
+    wanted: &[&str],
+) -> Result<Vec<Block>, SymbolizeError> {
     let mut calls = Vec::new();
     for f in funcs.iter().filter(|f| f.file.ends_with(file)) {
         let text = run(
@@ -338,7 +351,10 @@ pub fn driver_coverage(
                     line: *line,
                     blocks: *b,
                     covered: *c,
-                    text: src.get((*line as usize).wrapping_sub(1)).map(|s| (*s).to_string()).unwrap_or_default(),
+                    text: src
+                        .get((*line as usize).wrapping_sub(1))
+                        .map(|s| (*s).to_string())
+                        .unwrap_or_default(),
                 })
                 .collect();
             FunctionCoverage {
@@ -419,7 +435,10 @@ ffffffff81a00056:\tret
 ";
         assert_eq!(
             parse_kcov_calls(d),
-            vec![(0xffff_ffff_81a0_0049, 0xffff_ffff_81a0_0044), (0xffff_ffff_81a0_0056, 0xffff_ffff_81a0_0051)]
+            vec![
+                (0xffff_ffff_81a0_0049, 0xffff_ffff_81a0_0044),
+                (0xffff_ffff_81a0_0056, 0xffff_ffff_81a0_0051)
+            ]
         );
     }
 
@@ -441,11 +460,14 @@ mtty_set_state
         assert_eq!(f.len(), 2);
         assert_eq!(f[&0xffff_ffff_81a0_0044][0].function, "mtty_data_size");
         assert_eq!(f[&0xffff_ffff_81a0_0044][1].line, 1230);
-        assert_eq!(f[&0xffff_ffff_81a0_0051][1], Frame {
-            function: "mtty_set_state".into(),
-            file: "/build/src/samples/vfio-mdev/mtty.c".into(),
-            line: 1240
-        });
+        assert_eq!(
+            f[&0xffff_ffff_81a0_0051][1],
+            Frame {
+                function: "mtty_set_state".into(),
+                file: "/build/src/samples/vfio-mdev/mtty.c".into(),
+                line: 1240
+            }
+        );
     }
 
     #[test]
@@ -456,7 +478,8 @@ mtty_set_state
             Block { pc: 3, function: "mtty_load_state".into(), line: 1 },
         ];
         let reached: HashSet<u64> = [2, 3].into_iter().collect();
-        let d = driver_coverage("mtty.c", "vmlinux", &blocks, &reached, Some("a\nb\nc\n"), &["mtty_set_state"]);
+        let d =
+            driver_coverage("mtty.c", "vmlinux", &blocks, &reached, Some("a\nb\nc\n"), &["mtty_set_state"]);
         assert_eq!(d.totals(), (2, 3));
         assert_eq!(d.functions[0].name, "mtty_set_state");
         assert_eq!(d.functions[0].lines[0].text, "c");

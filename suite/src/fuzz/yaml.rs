@@ -202,7 +202,12 @@ pub fn resume_reproducer(case: &super::stream::Case) -> String {
     use crate::state::{MigState, StateArg};
     let hex: String = case.bytes.iter().map(|b| format!("{b:02x}")).collect();
     let sizes: Vec<u32> = case.segments.iter().map(|s| *s as u32).collect();
-    let set = |s: MigState| YamlStep { op: Op::SetState(StateArg::Named(s)), name: None, device: None, fail_nth: None };
+    let set = |s: MigState| YamlStep {
+        op: Op::SetState(StateArg::Named(s)),
+        name: None,
+        device: None,
+        fail_nth: None,
+    };
     let steps = vec![
         set(MigState::Stop),
         YamlStep {

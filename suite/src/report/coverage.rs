@@ -103,9 +103,13 @@ impl DriverCoverage {
     }
 }
 
+/// One session's curve for [`plot_svg`]: its label, whether it was guided, and (seconds,
+/// distinct PCs) at each new PC.
+pub type Series = (String, bool, Vec<(f64, usize)>);
+
 /// The plot of distinct PCs over time: one polyline per session (`label`, guided, curve), as
 /// an inline SVG (no script, no external asset).
-pub fn plot_svg(series: &[(String, bool, Vec<(f64, usize)>)]) -> String {
+pub fn plot_svg(series: &[Series]) -> String {
     const W: f64 = 640.0;
     const H: f64 = 240.0;
     const PAD: f64 = 40.0;
@@ -243,9 +247,14 @@ pub fn comparison_html(sessions: &[(String, &CoverageRecord)]) -> String {
     if sessions.is_empty() {
         return String::new();
     }
-    let series: Vec<(String, bool, Vec<(f64, usize)>)> =
-        sessions.iter().map(|(l, c)| (format!("{l} ({})", if c.guided { "guided" } else { "blind" }), c.guided, c.curve())).collect();
-    format!("<div class=\"kcov-compare\">\n<p>Distinct driver PCs over time.</p>\n{}</div>\n", plot_svg(&series))
+    let series: Vec<Series> = sessions
+        .iter()
+        .map(|(l, c)| (format!("{l} ({})", if c.guided { "guided" } else { "blind" }), c.guided, c.curve()))
+        .collect();
+    format!(
+        "<div class=\"kcov-compare\">\n<p>Distinct driver PCs over time.</p>\n{}</div>\n",
+        plot_svg(&series)
+    )
 }
 
 #[cfg(test)]
@@ -256,7 +265,11 @@ mod tests {
         CoverageRecord {
             source: "kcov".into(),
             guided,
-            pcs: times.iter().enumerate().map(|(i, t)| (format!("0x{:x}", 0xffff_ffff_8100_0000u64 + i as u64), *t)).collect(),
+            pcs: times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("0x{:x}", 0xffff_ffff_8100_0000u64 + i as u64), *t))
+                .collect(),
             ..CoverageRecord::default()
         }
     }

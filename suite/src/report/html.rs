@@ -1125,7 +1125,9 @@ fn index_page(runs: &[(String, Run)]) -> Page {
             .iter()
             .enumerate()
             .flat_map(|(i, (_, r))| {
-                r.fuzz.iter().filter_map(move |f| f.coverage.as_ref().map(|c| (format!("R{} {}", i + 1, f.device), c)))
+                r.fuzz
+                    .iter()
+                    .filter_map(move |f| f.coverage.as_ref().map(|c| (format!("R{} {}", i + 1, f.device), c)))
             })
             .collect();
         b.push_str(&super::coverage::comparison_html(&cov));

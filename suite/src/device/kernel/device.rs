@@ -338,7 +338,13 @@ impl Device for KernelDevice {
         fdops::flags(self.data(fd)?)
     }
 
-    fn data_bad_buffer(&mut self, fd: i32, call: crate::op::BadCall, len: usize, valid: usize) -> DevResult<usize> {
+    fn data_bad_buffer(
+        &mut self,
+        fd: i32,
+        call: crate::op::BadCall,
+        len: usize,
+        valid: usize,
+    ) -> DevResult<usize> {
         fdops::bad_buffer(self.data(fd)?, call, len, valid)
     }
 
@@ -347,7 +353,13 @@ impl Device for KernelDevice {
         nix::unistd::close(owned.into_raw_fd()).map_err(Errno::from)
     }
 
-    fn race_set_read(&mut self, fd: i32, state: u32, delay_us: u32, chunk: usize) -> DevResult<crate::device::RaceResult> {
+    fn race_set_read(
+        &mut self,
+        fd: i32,
+        state: u32,
+        delay_us: u32,
+        chunk: usize,
+    ) -> DevResult<crate::device::RaceResult> {
         // The reader gets its own descriptor of the same open file, so the two threads share
         // nothing of this backend.
         let reader = self.data(fd)?.try_clone_to_owned().map_err(|e| Errno::from_io(&e))?;
@@ -407,7 +419,10 @@ impl Device for KernelDevice {
         use std::io::{Read, Write};
         let (_, _, f, r) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
         let mut text = String::new();
-        let read = r.take().ok_or(Errno::EBADF).and_then(|mut r| r.read_to_string(&mut text).map_err(|e| Errno::from_io(&e)));
+        let read = r
+            .take()
+            .ok_or(Errno::EBADF)
+            .and_then(|mut r| r.read_to_string(&mut text).map_err(|e| Errno::from_io(&e)));
         // Disarm whatever the reading says, so that no later call of this thread fails.
         f.write_all(b"0").map_err(|e| Errno::from_io(&e))?;
         read?;

@@ -45,30 +45,14 @@ pub(super) fn flags(fd: BorrowedFd<'_>) -> Result<FdFlags, Errno> {
     Ok(FdFlags { cloexec: fd_flags & libc::FD_CLOEXEC != 0, access_mode: (fl & libc::O_ACCMODE) as u32 })
 }
 
-#[cfg(test)]
-mod tests {
-    use std::os::fd::AsFd;
-
-    use super::*;
-
-    #[test]
-    fn pipes_behave_like_data_fds() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-        assert_eq!(write(w.as_fd(), b"abc"), Ok(3));
-        assert_eq!(poll(r.as_fd(), 0).map(|e| e & libc::POLLIN), Ok(libc::POLLIN));
-        let mut buf = [0u8; 8];
-        assert_eq!(read(r.as_fd(), &mut buf), Ok(3));
-        assert_eq!(poll(r.as_fd(), 0), Ok(0));
-        assert_eq!(pread(r.as_fd(), &mut buf, 0), Err(Errno::ESPIPE));
-        assert_eq!(pwrite(w.as_fd(), b"x", 0), Err(Errno::ESPIPE));
-        assert_eq!(flags(r.as_fd()), Ok(FdFlags { cloexec: true, access_mode: 0 }));
-        assert_eq!(flags(w.as_fd()), Ok(FdFlags { cloexec: true, access_mode: 1 }));
-    }
-}
-
 /// `call` on `fd` with a `len`-byte buffer of which only the first `valid` bytes are mapped:
 /// the buffer ends `valid` bytes into an anonymous mapping followed by an inaccessible page.
-pub(super) fn bad_buffer(fd: BorrowedFd<'_>, call: crate::op::BadCall, len: usize, valid: usize) -> Result<usize, Errno> {
+pub(super) fn bad_buffer(
+    fd: BorrowedFd<'_>,
+    call: crate::op::BadCall,
+    len: usize,
+    valid: usize,
+) -> Result<usize, Errno> {
     const PAGE: usize = 4096;
     let valid = valid.min(len);
     let mapped = valid.div_ceil(PAGE) * PAGE;
@@ -76,7 +60,14 @@ pub(super) fn bad_buffer(fd: BorrowedFd<'_>, call: crate::op::BadCall, len: usiz
     let last = || Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     // SAFETY: a fresh private anonymous mapping, owned here and unmapped before returning.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), total, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         return Err(last());
@@ -98,7 +89,8 @@ pub(super) fn bad_buffer(fd: BorrowedFd<'_>, call: crate::op::BadCall, len: usiz
             crate::op::BadCall::Write => unsafe { libc::write(fd.as_raw_fd(), buf.cast(), len) },
             // SAFETY: the ioctl reads and writes its argument through copy_{from,to}_user.
             crate::op::BadCall::PrecopyInfo => unsafe {
-                libc::ioctl(fd.as_raw_fd(), crate::device::VFIO_MIG_GET_PRECOPY_INFO as libc::c_ulong, buf) as isize
+                libc::ioctl(fd.as_raw_fd(), crate::device::VFIO_MIG_GET_PRECOPY_INFO as libc::c_ulong, buf)
+                    as isize
             },
         };
         if n < 0 { Err(last()) } else { Ok(n as usize) }
@@ -108,4 +100,25 @@ pub(super) fn bad_buffer(fd: BorrowedFd<'_>, call: crate::op::BadCall, len: usiz
         libc::munmap(p, total);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn pipes_behave_like_data_fds() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        assert_eq!(write(w.as_fd(), b"abc"), Ok(3));
+        assert_eq!(poll(r.as_fd(), 0).map(|e| e & libc::POLLIN), Ok(libc::POLLIN));
+        let mut buf = [0u8; 8];
+        assert_eq!(read(r.as_fd(), &mut buf), Ok(3));
+        assert_eq!(poll(r.as_fd(), 0), Ok(0));
+        assert_eq!(pread(r.as_fd(), &mut buf, 0), Err(Errno::ESPIPE));
+        assert_eq!(pwrite(w.as_fd(), b"x", 0), Err(Errno::ESPIPE));
+        assert_eq!(flags(r.as_fd()), Ok(FdFlags { cloexec: true, access_mode: 0 }));
+        assert_eq!(flags(w.as_fd()), Ok(FdFlags { cloexec: true, access_mode: 1 }));
+    }
 }

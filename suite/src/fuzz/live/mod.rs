@@ -36,6 +36,13 @@ pub struct LiveOptions {
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions { seed: 1, kinds: None, allow_disruptive: false, max_walk: 48, shrink_budget: 150, guided: true }
+        LiveOptions {
+            seed: 1,
+            kinds: None,
+            allow_disruptive: false,
+            max_walk: 48,
+            shrink_budget: 150,
+            guided: true,
+        }
     }
 }

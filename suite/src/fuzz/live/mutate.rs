@@ -105,8 +105,12 @@ pub fn apply(
             out
         }
         Operator::Stream => {
-            let writes: Vec<usize> =
-                steps.iter().enumerate().filter(|(_, s)| matches!(s.op, Op::Write(_) | Op::V1Resume(_))).map(|(i, _)| i).collect();
+            let writes: Vec<usize> = steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.op, Op::Write(_) | Op::V1Resume(_)))
+                .map(|(i, _)| i)
+                .collect();
             if writes.is_empty() {
                 return apply(walker, Operator::Insert, steps, other, covered);
             }

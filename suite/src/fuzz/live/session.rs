@@ -156,7 +156,11 @@ impl Session {
             findings: Vec::new(),
             api: facts.api,
             flags: facts.flags,
-            facts: Facts { flags: facts.flags, dma_logging: facts.dma_logging, device_type: slot.dev.info().model.clone() },
+            facts: Facts {
+                flags: facts.flags,
+                dma_logging: facts.dma_logging,
+                device_type: slot.dev.info().model.clone(),
+            },
             device_label: slot.label.clone(),
             model: slot.dev.info().model.clone(),
             coverage: None,
@@ -250,24 +254,36 @@ impl Session {
     /// Runs one walk and shrinks what it finds.
     pub fn walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>) -> WalkOutcome {
         let (check, origin) = self.next_check();
-        self.run_walk(engine, exec, check, &origin)
+        self.run_walk(engine, exec, &check, &origin)
     }
 
     /// Runs a seed (a sequence from `--corpus DIR`) as a walk: it joins the corpus when it
     /// reaches new PCs, and what it shows is a finding like any walk's.
-    pub fn seed(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, name: &str, steps: Vec<Step>) -> WalkOutcome {
+    pub fn seed(
+        &mut self,
+        engine: &mut Engine,
+        exec: &mut Exec<'_>,
+        name: &str,
+        steps: Vec<Step>,
+    ) -> WalkOutcome {
         let steps: Vec<Step> = steps.into_iter().map(|s| Step { loc: None, ..s }).collect();
         let check = self.walker.check(steps);
-        self.run_walk(engine, exec, check, name)
+        self.run_walk(engine, exec, &check, name)
     }
 
-    fn run_walk(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: Check, origin: &str) -> WalkOutcome {
+    fn run_walk(
+        &mut self,
+        engine: &mut Engine,
+        exec: &mut Exec<'_>,
+        check: &Check,
+        origin: &str,
+    ) -> WalkOutcome {
         self.last_new = 0;
-        let run = self.execute(engine, exec, &check, origin);
+        let run = self.execute(engine, exec, check, origin);
         self.yields.record(self.last_mutant, self.last_new);
         self.last_mutant = false;
         self.walks += 1;
-        self.account(&check, &run);
+        self.account(check, &run);
         // Kernel reports first: they explain a crashed or stuck check process, and the device
         // may be unusable afterwards.
         let kernel = !self.pending.is_empty();
@@ -298,10 +314,10 @@ impl Session {
                     let same =
                         |r: &CheckRun| (r.error.as_deref() == Some(problem.as_str())).then_some(usize::MAX);
                     let last = check.steps.len().saturating_sub(1);
-                    let s = self.shrink(engine, exec, &check, &same, last);
+                    let s = self.shrink(engine, exec, check, &same, last);
                     (s.steps, s.runs)
                 };
-                self.findings.push(self.finding(&check, key, expected, problem, &steps, runs, Vec::new()));
+                self.findings.push(self.finding(check, key, expected, problem, &steps, runs, Vec::new()));
                 new.push(self.findings.len() - 1);
             }
         }
@@ -317,9 +333,10 @@ impl Session {
                 self.findings[i].sightings += 1;
                 continue;
             }
-            let same =
-                |r: &CheckRun| r.findings.iter().find(|f| sorted(&f.violation.clauses) == key).map(|f| f.step);
-            let s = self.shrink(engine, exec, &check, &same, step);
+            let same = |r: &CheckRun| {
+                r.findings.iter().find(|f| sorted(&f.violation.clauses) == key).map(|f| f.step)
+            };
+            let s = self.shrink(engine, exec, check, &same, step);
             let (expected, actual) = s
                 .run
                 .findings
@@ -328,7 +345,7 @@ impl Session {
                 .or_else(|| run.findings.iter().find(|f| sorted(&f.violation.clauses) == key))
                 .map(|f| (f.violation.expected.clone(), f.violation.actual.clone()))
                 .unwrap_or_default();
-            let mut finding = self.finding(&check, key, expected, actual, &s.steps, s.runs, Vec::new());
+            let mut finding = self.finding(check, key, expected, actual, &s.steps, s.runs, Vec::new());
             finding.shrunk_from = step + 1;
             self.findings.push(finding);
             new.push(self.findings.len() - 1);
@@ -365,7 +382,11 @@ impl Session {
             let actual = format!(
                 "{} {at}{}",
                 splat.title,
-                if frames.is_empty() { String::new() } else { format!("; call trace: {}", frames.join(" < ")) }
+                if frames.is_empty() {
+                    String::new()
+                } else {
+                    format!("; call trace: {}", frames.join(" < "))
+                }
             );
             let mut lines = vec!["kernel log:".to_string()];
             lines.extend(splat.lines.iter().take(40).map(|l| format!("  {l}")));
@@ -400,7 +421,13 @@ impl Session {
             .collect()
     }
 
-    fn sequence(&self, comments: Vec<String>, id_prefix: &str, title: String, steps: &[Step]) -> YamlSequence {
+    fn sequence(
+        &self,
+        comments: Vec<String>,
+        id_prefix: &str,
+        title: String,
+        steps: &[Step],
+    ) -> YamlSequence {
         let yaml_steps = self.yaml_steps(steps);
         let mut devices: Vec<String> = vec![self.device_label.clone()];
         for s in &yaml_steps {
@@ -458,7 +485,8 @@ impl Session {
             ),
         ];
         comments.extend(extra);
-        let seq = self.sequence(comments, &format!("fuzz.live.{slug}"), format!("fuzz finding: {what}"), steps);
+        let seq =
+            self.sequence(comments, &format!("fuzz.live.{slug}"), format!("fuzz finding: {what}"), steps);
         LiveFinding {
             record: FuzzFinding {
                 clauses: key.clone(),
@@ -554,9 +582,16 @@ impl Session {
                         e.gain,
                         e.origin
                     ),
-                    "replay: vfio-mig-conform DEVICE --sequence FILE; reused by fuzz --corpus DIR".to_string(),
+                    "replay: vfio-mig-conform DEVICE --sequence FILE; reused by fuzz --corpus DIR"
+                        .to_string(),
                 ];
-                self.sequence(comments, "fuzz.corpus.entry", "live fuzzing corpus entry".to_string(), &e.steps).render()
+                self.sequence(
+                    comments,
+                    "fuzz.corpus.entry",
+                    "live fuzzing corpus entry".to_string(),
+                    &e.steps,
+                )
+                .render()
             })
             .collect()
     }
@@ -574,7 +609,11 @@ impl Session {
             corpus: self.corpus.len(),
             raw_pcs: self.raw_pcs,
             truncated_runs: self.truncated,
-            pcs: self.first_seen.iter().map(|(pc, t)| (format!("{pc:#x}"), (*t * 1000.0).round() / 1000.0)).collect(),
+            pcs: self
+                .first_seen
+                .iter()
+                .map(|(pc, t)| (format!("{pc:#x}"), (*t * 1000.0).round() / 1000.0))
+                .collect(),
             driver: None,
         })
     }

@@ -100,16 +100,16 @@ mod tests {
         // A problem shows when the walk holds waits of 3 and 7 ms, in that order.
         let steps: Vec<Step> = (1..=12).map(wait).collect();
         let shows = |s: &[Step]| {
-            let ms: Vec<u16> = s.iter().filter_map(|s| if let Op::Wait { ms } = s.op { Some(ms) } else { None }).collect();
+            let ms: Vec<u16> =
+                s.iter().filter_map(|s| if let Op::Wait { ms } = s.op { Some(ms) } else { None }).collect();
             ms.iter().position(|m| *m == 3).is_some_and(|a| ms[a..].contains(&7))
         };
-        let mut run = |s: &[Step]| CheckRun {
-            error: shows(s).then(|| "boom".to_string()),
-            ..CheckRun::default()
-        };
+        let mut run =
+            |s: &[Step]| CheckRun { error: shows(s).then(|| "boom".to_string()), ..CheckRun::default() };
         let same = |r: &CheckRun| r.error.as_ref().map(|_| usize::MAX);
         let out = shrink(&steps, 11, &same, 100, &mut run, &|_| false);
-        let ms: Vec<u16> = out.steps.iter().map(|s| if let Op::Wait { ms } = s.op { ms } else { 0 }).collect();
+        let ms: Vec<u16> =
+            out.steps.iter().map(|s| if let Op::Wait { ms } = s.op { ms } else { 0 }).collect();
         assert_eq!(ms, vec![3, 7]);
         assert!(out.runs <= 40, "{} runs", out.runs);
     }

@@ -16,9 +16,9 @@ use crate::engine::{DeviceFacts, Engine};
 use crate::errno::Errno;
 use crate::fuzz::rng::Rng;
 use crate::op::{
-    Access, BadBufferArgs, BadCall, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs, IrqData, IrqIndex, Mutation,
-    Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source, StreamName, V1Field, V1FieldArgs,
-    V1ResumeArgs, V1SaveArgs, WriteArgs,
+    Access, BadBufferArgs, BadCall, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs,
+    IrqData, IrqIndex, Mutation, Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source,
+    StreamName, V1Field, V1FieldArgs, V1ResumeArgs, V1SaveArgs, WriteArgs,
 };
 use crate::oracle::fsm::{SetPrediction, predict_set};
 use crate::oracle::model::{Facts, Model, Observation};
@@ -104,7 +104,12 @@ impl Expect {
             dma_logging: dev.facts.dma_logging,
             device_type: dev.device_type.clone(),
         };
-        Expect { model: Model::new(facts, Some(MigState::Running)), v1: crate::oracle::v1::RUNNING, current: None, next_fd: 1000 }
+        Expect {
+            model: Model::new(facts, Some(MigState::Running)),
+            v1: crate::oracle::v1::RUNNING,
+            current: None,
+            next_fd: 1000,
+        }
     }
 
     fn state(&self) -> Option<MigState> {
@@ -113,7 +118,8 @@ impl Expect {
 
     /// Whether `current` is the data fd of a live session.
     fn live_fd(&self) -> bool {
-        self.current.is_some_and(|fd| self.model.saving_fd() == Some(fd) || self.model.resuming_fd() == Some(fd))
+        self.current
+            .is_some_and(|fd| self.model.saving_fd() == Some(fd) || self.model.resuming_fd() == Some(fd))
     }
 
     /// Follows `op` as a conforming device would answer it. Leaving RESUMING depends on the
@@ -172,8 +178,12 @@ impl Expect {
                     };
                     Observation { state: Some(req), data_fd: Some(fd), ..Observation::ok() }
                 }
-                SetPrediction::Noop => Observation { state: Some(cur.raw()), data_fd: Some(-1), ..Observation::ok() },
-                SetPrediction::Refuse(_) => Observation { state: Some(cur.raw()), ..Observation::err(Errno::EINVAL) },
+                SetPrediction::Noop => {
+                    Observation { state: Some(cur.raw()), data_fd: Some(-1), ..Observation::ok() }
+                }
+                SetPrediction::Refuse(_) => {
+                    Observation { state: Some(cur.raw()), ..Observation::err(Errno::EINVAL) }
+                }
             },
         };
         self.model.judge_set(req, &obs);
@@ -416,7 +426,12 @@ impl Walker {
         }
     }
 
-    fn v2_step(&mut self, kinds: &[&'static str], draft: &mut Draft, covered: &BTreeSet<(MigState, MigState)>) {
+    fn v2_step(
+        &mut self,
+        kinds: &[&'static str],
+        draft: &mut Draft,
+        covered: &BTreeSet<(MigState, MigState)>,
+    ) {
         let have = |k: &str| kinds.contains(&k);
         // Whole saves and restores now and then, on the device under test or a peer: streams
         // move between devices (a peer of another type makes them foreign).
@@ -438,14 +453,7 @@ impl Walker {
             ("get_flags", 1),
             ("data_size", 3),
             ("read", if live_fd { 16 } else { 3 }),
-            (
-                "write",
-                if state == Some(MigState::Resuming) && draft.have_capture() {
-                    10
-                } else {
-                    1
-                },
-            ),
+            ("write", if state == Some(MigState::Resuming) && draft.have_capture() { 10 } else { 1 }),
             ("precopy_info", if live_fd { 5 } else { 1 }),
             ("bad_buffer", if live_fd { 3 } else { 1 }),
             ("precopy_info_v2", 1),
@@ -519,13 +527,11 @@ impl Walker {
                 }
                 Op::Reopen
             }
-            "dma_log_start" => {
-                Op::DmaLogStart(DmaStartArgs {
-                    page_size: *self.rng.pick(&[4096u64, 4096, 8192, 1 << 21, 4095, 0]),
-                    ranges: Vec::new(),
-                    count: Some(self.rng.range(1, 4) as u32),
-                })
-            }
+            "dma_log_start" => Op::DmaLogStart(DmaStartArgs {
+                page_size: *self.rng.pick(&[4096u64, 4096, 8192, 1 << 21, 4095, 0]),
+                ranges: Vec::new(),
+                count: Some(self.rng.range(1, 4) as u32),
+            }),
             "dma_log_stop" => Op::DmaLogStop,
             "dma_log_report" => Op::DmaLogReport(DmaReportArgs {
                 iova: *self.rng.pick(&[0u64, 0, 4096, 3]),
@@ -927,4 +933,3 @@ pub fn clean(steps: &[Step]) -> Vec<Step> {
     }
     out
 }
-
