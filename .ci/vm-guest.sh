@@ -65,7 +65,9 @@ kill -INT $pid
 wait $pid
 expect "SIGINT mid-run exits 5" 5 $?
 $T report $R/interrupted.jsonl >$R/interrupted.txt 2>&1
-expect "the interrupted run's record reads back" 0 $?
+expect "report on the interrupted run's record exits 5 (the run did not finish)" 5 $?
+grep -q "interrupted" $R/interrupted.txt ||
+	{ echo "FAIL: report does not say the run was interrupted: $(head -5 $R/interrupted.txt)"; fails=$((fails + 1)); }
 grep -q '"type":"end"' $R/interrupted.jsonl && grep -q '"interrupted":"interrupted by SIGINT"' $R/interrupted.jsonl ||
 	{ echo "FAIL: the interrupted record has no footer"; fails=$((fails + 1)); }
 $T "$VMC_DEV0" fsm.get.in. --json $R/after-interrupt.jsonl -q >/dev/null 2>&1

@@ -4,6 +4,9 @@
 //                sim:v2 with flags stop_copy,p2p, and the real mtty run
 //   REPORT_MTTY  a report of the mtty run alone
 //   REPORT_KCOV  a report of a guided and a blind kernel-coverage fuzz session on mtty
+//   REPORT_ODD   a report of five runs that are not whole or plain: sim:v2 (+ fuzz summary), a
+//                partial run (a filter), the defect run killed before its end line, the sim:v2
+//                run marked interrupted, a fuzz session whose finding breaks V2-STATE-007
 //   ARTIFACTS    where the screenshots go
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +19,7 @@ import { chromium } from 'playwright-core';
 const ALL = path.resolve(process.env.REPORT_ALL ?? '');
 const MTTY = path.resolve(process.env.REPORT_MTTY ?? '');
 const KCOV = path.resolve(process.env.REPORT_KCOV ?? '');
+const ODD = path.resolve(process.env.REPORT_ODD ?? '');
 const ARTIFACTS = path.resolve(process.env.ARTIFACTS ?? '.');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
@@ -24,7 +28,7 @@ let profile;
 const problems = []; // page errors, console errors, network requests: must stay empty
 
 before(async () => {
-  for (const dir of [ALL, MTTY, KCOV]) {
+  for (const dir of [ALL, MTTY, KCOV, ODD]) {
     assert.ok(fs.existsSync(path.join(dir, 'index.html')), `no report in ${dir} (run report-tests/run.sh)`);
   }
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vmc-chromium-'));
@@ -116,6 +120,11 @@ test('clicking an arc cell opens the check: failure block, expected path, reprod
     assert.ok(text.includes(want), `missing "${want}" in\n${text}`);
   }
   assert.ok(await section.locator('table.trace tr.hit').isVisible(), 'the failing step is highlighted in the trace');
+  // The trace numbers steps as the failure block does (both from 1).
+  const step = text.match(/Step (\d+)/);
+  assert.ok(step, `no "Step N" in\n${text}`);
+  assert.equal((await section.locator('table.trace tr.hit td').first().innerText()).trim(), step[1],
+    'the highlighted trace row carries the failure block\'s step number');
   // "hide PASS" keeps the failures.
   await page.locator('#hide-pass').check();
   assert.ok(await section.isVisible());
@@ -245,7 +254,7 @@ test('kernel coverage: guided and blind in one plot, the driver\'s functions wit
 
 test('every link of the reports resolves to an existing page and anchor', async () => {
   let checked = 0;
-  for (const dir of [ALL, MTTY, KCOV]) {
+  for (const dir of [ALL, MTTY, KCOV, ODD]) {
     const files = fs.readdirSync(dir).filter((f) => f.endsWith('.html'));
     const ids = new Map();
     const links = [];
@@ -270,6 +279,156 @@ test('every link of the reports resolves to an existing page and anchor', async 
     }
   }
   assert.ok(checked > 5000, `only ${checked} links`);
+  assert.deepEqual(problems, []);
+});
+
+// No horizontal scrollbar on the page: the widest table scrolls inside its own box.
+async function assertNoOverflow(page, what) {
+  const [scroll, client] = await page.evaluate(() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]);
+  assert.ok(scroll <= client, `${what}: the page is ${scroll} px wide in a ${client} px window`);
+}
+
+test('four runs (and five) fit a 1400 px window: no horizontal overflow of the page', async () => {
+  for (const [dir, file] of [[ALL, 'index.html'], [ODD, 'index.html'], [ALL, 'diff.html'], [ALL, 'run-4.html']]) {
+    const page = await open(dir, file);
+    assert.equal(page.viewportSize().width, 1400);
+    await assertNoOverflow(page, `${path.basename(dir)}/${file}`);
+    if (file === 'index.html') {
+      // Opened verdicts (expected vs actual of every run) must not widen the page either.
+      await page.locator('tr[id="clause-V2-STATE-007"] th').first().click();
+      assert.ok(await page.locator('tr[id="clause-V2-STATE-007"] details[open]').count() > 0);
+      await assertNoOverflow(page, `${path.basename(dir)}/${file} with a clause open`);
+    }
+    await page.close();
+  }
+});
+
+test('runs are named by their device spec, the defect included, in the Runs table and the headers', async () => {
+  const page = await open(ALL, 'index.html');
+  // The record holds the spec in its canonical form (every key spelled out).
+  const specs = await page.locator('table.runs td.spec').allInnerTexts();
+  assert.equal(specs.length, 4);
+  assert.ok(specs.slice(0, 3).every((s) => s.startsWith('sim:v2')), specs.join(' | '));
+  assert.ok(!specs[0].includes('defect='), specs[0]);
+  const spec = specs[1];
+  assert.match(spec, /defect=stop_copy_to_pre_copy_accepted\b/);
+  assert.match(spec, /defect=eof_at_precopy_temporary_end\b/);
+  assert.match(specs[2], /flags=stop_copy,p2p(&|$)/);
+  assert.equal(new Set(specs).size, 4, 'four runs, four names');
+  for (const table of ['table.mx', 'table.clauses']) {
+    const heads = page.locator(`${table} thead th.run`);
+    assert.ok((await heads.nth(1).innerText()).includes(spec), table);
+    assert.notEqual(await heads.nth(0).innerText(), await heads.nth(1).innerText(), `${table}: two sim runs look different`);
+  }
+  await page.close();
+});
+
+test('a run killed before its end line or interrupted carries a warning, never a plain PASS', async () => {
+  const page = await open(ODD, 'index.html');
+  const rows = page.locator('table.runs tr[data-run]');
+  assert.equal(await rows.count(), 5);
+  const warned = [];
+  for (let i = 0; i < 5; i++) warned.push(await rows.nth(i).locator('.badge.unfinished').count());
+  assert.deepEqual(warned, [0, 0, 1, 1, 0], 'R3 (no end line) and R4 (interrupted) are flagged');
+  assert.match(await rows.nth(2).innerText(), /no end line/);
+  assert.match(await rows.nth(3).innerText(), /interrupted by SIGINT/);
+  assert.ok(await rows.nth(3).locator('.badge.unfinished').isVisible());
+  assert.equal(await page.locator('table.mx thead th.run').nth(3).locator('.badge.unfinished').count(), 1);
+  await page.close();
+  for (const [file, warn] of [['run-1.html', 0], ['run-3.html', 1], ['run-4.html', 1]]) {
+    const run = await open(ODD, file);
+    assert.equal(await run.locator('p.warning.unfinished').count(), warn, file);
+    await run.close();
+  }
+});
+
+test('a fuzz finding counts in the clause verdicts', async () => {
+  const page = await open(ODD, 'index.html');
+  const spec = await page.locator('table.runs td.spec').nth(4).innerText();
+  assert.match(spec, /^sim:v2\?.*defect=stop_copy_to_pre_copy_accepted\b/);
+  const cell = page.locator('tr[id="clause-V2-STATE-007"] td.verdict').nth(4);
+  assert.equal(await cell.getAttribute('data-outcome'), 'FAIL', 'the fuzzer broke V2-STATE-007 in R5');
+  assert.equal(await page.locator('table.mx tr[data-clause="V2-STATE-007"] td.mx').nth(4).getAttribute('data-outcome'), 'FAIL');
+  await cell.locator('summary').click();
+  await cell.locator('a.chip').first().click();
+  await page.waitForURL(/run-5\.html#check-fuzz\.live\./);
+  assert.ok(await page.locator('section.check.o-fail').first().isVisible());
+  await page.close();
+});
+
+test('a partial run: clauses it did not run are "not run", not differences', async () => {
+  const page = await open(ODD, 'index.html');
+  const rows = await page.locator('table.mx tbody tr[data-clause]').evaluateAll((rs) => rs.map((r) => ({
+    cls: r.className,
+    outs: [...r.querySelectorAll('td.mx')].map((td) => td.dataset.outcome),
+  })));
+  const notRun = rows.filter((r) => r.outs[1] === '');
+  assert.ok(notRun.length > 0, 'the partial run R2 leaves clauses not run');
+  for (const r of rows) {
+    const observed = new Set(r.outs.filter((o) => o !== ''));
+    assert.equal(r.cls, observed.size > 1 ? 'differs' : 'same', JSON.stringify(r));
+  }
+  assert.ok(rows.filter((r) => r.cls === 'same').length > rows.length / 2, 'most clauses agree');
+  await page.close();
+});
+
+test('the clause tables filter by level, outcome and family', async () => {
+  const page = await open(ALL, 'index.html');
+  const rows = page.locator('table.clauses tbody tr[data-clause]');
+  const total = await rows.count();
+  const visible = () => rows.evaluateAll((rs) => rs.filter((r) => r.offsetParent !== null).map((r) => r.dataset));
+  await page.locator('#filter-outcome').selectOption('FAIL');
+  let v = await visible();
+  assert.ok(v.length > 0 && v.length < total, `${v.length} of ${total}`);
+  assert.ok(v.every((d) => d.outcomes.includes(' FAIL ')));
+  assert.ok(v.some((d) => d.clause === 'V2-STATE-007'));
+  assert.match(await page.locator('#filter-count').innerText(), new RegExp(`^${v.length} clauses match$`));
+  const mx = await page.locator('table.mx tbody tr[data-clause]').evaluateAll((rs) => rs.filter((r) => r.offsetParent !== null).length);
+  assert.equal(mx, v.length, 'the runs x clauses matrix follows the same filter');
+  await page.locator('#filter-outcome').selectOption('');
+  await page.locator('#filter-family').selectOption('V2-STATE');
+  v = await visible();
+  assert.ok(v.length > 0 && v.every((d) => d.clause.startsWith('V2-STATE-')));
+  await page.locator('#filter-family').selectOption('');
+  await page.locator('#filter-level').selectOption('MUST');
+  v = await visible();
+  assert.ok(v.length > 0 && v.length < total && v.every((d) => d.level === 'MUST'));
+  await page.locator('#filter-level').selectOption('');
+  assert.equal((await visible()).length, total);
+  await page.close();
+});
+
+test('the diff page compares two chosen runs check by check, like report A B --diff', async () => {
+  const index = await open(ALL, 'index.html');
+  await index.locator('p.diff-link a').click();
+  await index.waitForURL(/diff\.html$/);
+  await index.close();
+  const page = await open(ALL, 'diff.html');
+  const rows = page.locator('#diff tbody tr');
+  const shown = () => rows.evaluateAll((rs) => rs.filter((r) => r.offsetParent !== null).map((r) => r.dataset.check));
+  const summary = () => page.locator('#diff-summary').innerText();
+  // R1 (sim:v2) vs R2 (the defects): the defect's arc differs, and only differences show.
+  let m = (await summary()).match(/^(\d+) checks compared, (\d+) differ \(R1 vs R2\)$/);
+  assert.ok(m, await summary());
+  const differ = Number(m[2]);
+  assert.ok(differ > 0);
+  let s = await shown();
+  assert.equal(s.length, differ);
+  assert.ok(s.includes('fsm.arc.stop_copy.pre_copy'), s.join(' '));
+  // A run against itself: nothing differs.
+  await page.locator('#diff-b').selectOption('0');
+  assert.match(await summary(), / 0 differ \(R1 vs R1\)$/);
+  assert.equal((await shown()).length, 0);
+  // The same prefix filter as --filter.
+  await page.locator('#diff-b').selectOption('1');
+  await page.locator('#diff-filter').fill('fsm.arc.stop_copy');
+  s = await shown();
+  assert.ok(s.length > 0 && s.length < differ && s.every((c) => c.startsWith('fsm.arc.stop_copy')), s.join(' '));
+  await page.locator('#diff-filter').fill('');
+  await page.locator('#diff-all').check();
+  assert.equal((await shown()).length, await rows.count(), 'show agreeing checks shows every row');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'diff.png') });
+  await page.close();
   assert.deepEqual(problems, []);
 });
 

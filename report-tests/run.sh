@@ -2,7 +2,8 @@
 # The HTML report in a real browser: builds reports from simulator runs and from a run on the
 # kernel's mtty driver, renders them in headless Chromium (Debian's `chromium`, driven by
 # playwright-core; no browser is downloaded) and checks the DOM: arc matrices, colours, links,
-# clause details, the runs x clauses matrix, fuzz coverage, kernel coverage. Screenshots land in
+# clause details, the runs x clauses matrix, fuzz coverage, kernel coverage, the filters, the
+# diff page, runs that did not finish, and no horizontal overflow at 1400 px. Screenshots land in
 # target/report-tests/*.png.
 #
 #   report-tests/run.sh [MTTY.jsonl]
@@ -39,6 +40,8 @@ if [ -z "$bin" ]; then
 	cargo build --release -q -p vfio-mig-conform
 	bin=$root/target/release/vfio-mig-conform
 fi
+# Relative to the repository (the fuzz run below works in another directory).
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
 
 # Exit 1 (a violation) is what the defect run is for; anything else is a failure.
 allow1() { "$@" || [ $? = 1 ]; }
@@ -71,6 +74,21 @@ allow1 "$bin" report "$rec/mtty.jsonl" --html "$out/mtty"
 allow1 "$bin" report report-tests/records/kcov-mtty-guided.jsonl report-tests/records/kcov-mtty-blind.jsonl \
 	--html "$out/kcov"
 
+# Runs that are not whole (issue 15 item 10): a partial run (a filter), a run killed before
+# its end line, an interrupted run, and a fuzz session whose finding breaks V2-STATE-007. The
+# fuzzer writes its reproducer under ./target: run it inside the records directory.
+"$bin" sim:v2 fsm.arc.running --json "$rec/partial.jsonl" -q >/dev/null
+grep -v '^{"type":"end"' "$rec/defect.jsonl" >"$rec/killed.jsonl"
+sed 's/^{"type":"end",/{"type":"end","interrupted":"interrupted by SIGINT (test record)",/' "$rec/sim.jsonl" >"$rec/interrupted.jsonl"
+grep -q '"interrupted"' "$rec/interrupted.jsonl" || { echo "report-tests: no end line to mark interrupted" >&2; exit 1; }
+(cd "$rec" && allow1 "$bin" fuzz 'sim:v2?defect=stop_copy_to_pre_copy_accepted' --duration 2s --seed 42 \
+	--json "$rec/fuzz.jsonl" -q >/dev/null 2>&1)
+# An unfinished run makes `report` exit 5; 1 is the violations; anything else is a failure.
+rc=0
+"$bin" report "$rec/sim.jsonl" "$rec/partial.jsonl" "$rec/killed.jsonl" "$rec/interrupted.jsonl" \
+	"$rec/fuzz.jsonl" --html "$out/odd" >/dev/null || rc=$?
+case $rc in 0 | 1 | 5) ;; *) echo "report-tests: report of the odd runs exited $rc" >&2; exit 1 ;; esac
+
 cd report-tests
-REPORT_ALL=$out/all REPORT_MTTY=$out/mtty REPORT_KCOV=$out/kcov ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
+REPORT_ALL=$out/all REPORT_MTTY=$out/mtty REPORT_KCOV=$out/kcov REPORT_ODD=$out/odd ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
 echo "report-tests: screenshots in $out: $(cd "$out" && ls ./*.png | tr '\n' ' ')"

@@ -1,5 +1,7 @@
 //! Embeds `fixtures/**/*.yaml` and `profiles/*.yaml` into the library so the binary is
-//! self-contained (it runs the built-in suite from anywhere, e.g. inside the test VM).
+//! self-contained (it runs the built-in suite from anywhere, e.g. inside the test VM, or from
+//! `cargo install`). `fixtures/recorded/` (recordings of real VMMs, replayed with
+//! `--sequence` by .ci/vm-qemu.sh) is not part of the built-in suite.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "recorded") {
+                continue;
+            }
             collect(&p, out);
         } else if p.extension().is_some_and(|x| x == "yaml") {
             out.push(p);
@@ -80,7 +85,10 @@ fn clause_ids(crate_dir: &Path, out_dir: &Path) {
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     clause_ids(&crate_dir, &PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()));
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    // suite/fixtures and suite/profiles are symlinks to the repository's fixtures/ and
+    // profiles/ (cargo package copies what they point to, so the published crate holds the
+    // files themselves): the build reads them from inside the crate either way.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = root.canonicalize().unwrap_or(root);
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded.rs");
     let code = format!(

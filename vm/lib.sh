@@ -17,10 +17,13 @@ VMC_FLAVOUR=amd64
 
 # Modules (by module name) that must be loaded in the guest, in any order;
 # their dependencies are resolved from .modinfo at prepare time.
-VMC_ROOT_MODULES=(vfio vfio_iommu_type1 mdev mtty mdpy 9pnet_virtio 9p)
+# vfio_pci and the e1000e/igb NIC drivers: an emulated PCI device (run.sh --device e1000e) to
+# bind to vfio-pci (.ci/vm-bind.sh; vfio's no-IOMMU mode on this kernel).
+VMC_ROOT_MODULES=(vfio vfio_iommu_type1 vfio_pci mdev mtty mdpy 9pnet_virtio 9p e1000e igb)
 # In-image module directories (relative to lib/modules/<abi>/kernel) searched
 # for those modules and their dependencies.
-VMC_MODULE_DIRS=(drivers/vfio virt/lib fs/9p fs/netfs net/9p)
+VMC_MODULE_DIRS=(drivers/vfio virt/lib fs/9p fs/netfs net/9p drivers/net/ethernet/intel drivers/ptp drivers/pps
+	drivers/dca drivers/i2c/algos)
 
 vmc_prog=${0##*/}
 

@@ -8,7 +8,7 @@ set -euo pipefail
 
 # Bump when the layout/recipe of a prepared kernel directory changes: a
 # kernel directory prepared by another recipe is rebuilt.
-RECIPE=5
+RECIPE=6
 
 usage() {
 	cat <<EOF

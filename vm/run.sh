@@ -28,6 +28,13 @@ the command's.
   --qemu-arg ARG    an extra QEMU argument (repeatable)
   --bin PATH        copy a host executable (and its ldd libraries) to the
                     guest's /bin/ (repeatable)
+  --deb FILE.deb    install a Debian package in the guest (dpkg-deb -x into the
+                    root, plus the ldd libraries of its usr/bin executables), e.g.
+                    the one .ci/package.sh builds (repeatable)
+  --qemu-in-guest   put QEMU 10.0.2 (vm/guest-qemu.sh: qemu-system-x86 from
+                    bookworm-backports, unpacked in the cache), its libraries and
+                    its firmware (SeaBIOS bios-256k.bin, kvmvapic.bin) into the
+                    guest as /usr/bin/qemu-system-x86_64 (nested TCG)
   --mdev TYPE       create one mdev instance of TYPE, in order (repeatable),
                     e.g. mtty-1, mtty-2, mdpy-vga, mdpy-xga, mdpy-hd
   --share DIR       host directory shown read-only at /repo (default: repo root)
@@ -45,7 +52,7 @@ the command's.
 EOF
 }
 
-BINS=() MDEVS=() ENVS=() DEVICES=() QARGS=()
+BINS=() DEBS=() MDEVS=() ENVS=() DEVICES=() QARGS=() GUEST_QEMU=0
 SHARE=$VMC_REPO RESULTS="" TIMEOUT=600 MEM=512 SMP=2 APPEND="" CONSOLE=0 KEEP=0 VERBOSE=0
 KERNEL=${VMC_KERNEL:-6.12} MACHINE=pc IOMMU=0
 need() { [ $# -ge 2 ] || { usage >&2; vmc_die "option $1 needs an argument"; }; }
@@ -57,6 +64,8 @@ while [ $# -gt 0 ]; do
 	--device) need "$@"; DEVICES+=("$2"); shift ;;
 	--qemu-arg) need "$@"; QARGS+=("$2"); shift ;;
 	--bin) need "$@"; BINS+=("$2"); shift ;;
+	--deb) need "$@"; DEBS+=("$2"); shift ;;
+	--qemu-in-guest) GUEST_QEMU=1 ;;
 	--mdev) need "$@"; MDEVS+=("$2"); shift ;;
 	--share) need "$@"; SHARE=$2; shift ;;
 	--no-share) SHARE="" ;;
@@ -176,23 +185,51 @@ copy_file() {
 	cp -L "$1" "$ROOT$1" || vmc_die "cannot copy $1 into the guest"
 }
 
-for b in "${BINS[@]}"; do
-	if ! [ -f "$b" ] || ! [ -x "$b" ]; then vmc_die "--bin: not an executable file: $b"; fi
-	cp -L "$b" "$ROOT/bin/${b##*/}"
-	if ! out=$(LC_ALL=C ldd "$b" 2>&1); then
+# copy_libs EXE: copy the libraries ldd lists for EXE to their host paths in the guest.
+copy_libs() {
+	local out l
+	if ! out=$(LC_ALL=C ldd "$1" 2>&1); then
 		case $out in
-		*"not a dynamic executable"* | *"statically linked"*) continue ;;
-		*) vmc_die "ldd $b failed: $out" ;;
+		*"not a dynamic executable"* | *"statically linked"*) return 0 ;;
+		*) vmc_die "ldd $1 failed: $out" ;;
 		esac
 	fi
 	while read -r l; do
 		case $l in
-		*"=> not found"*) vmc_die "--bin $b: missing library: ${l%% *}" ;;
+		*"=> not found"*) vmc_die "$1: missing library: ${l%% *}" ;;
 		*"=> /"*) l=${l#*=> }; copy_file "${l%% (*}" ;;
 		/*) copy_file "${l%% (*}" ;;
 		esac
 	done <<<"$out"
+}
+
+for b in "${BINS[@]}"; do
+	if ! [ -f "$b" ] || ! [ -x "$b" ]; then vmc_die "--bin: not an executable file: $b"; fi
+	cp -L "$b" "$ROOT/bin/${b##*/}"
+	copy_libs "$b"
 done
+
+# Packages are unpacked as dpkg would place them (no maintainer scripts run).
+for d in "${DEBS[@]}"; do
+	[ -f "$d" ] || vmc_die "--deb: not a file: $d"
+	dpkg-deb -x "$d" "$ROOT" || vmc_die "--deb: dpkg-deb -x $d failed"
+	printf '%s\n' "$(dpkg-deb -f "$d" Package) $(dpkg-deb -f "$d" Version)" >>"$ROOT/vmc/debs"
+done
+if [ ${#DEBS[@]} -gt 0 ]; then
+	for b in "$ROOT"/usr/bin/* "$ROOT"/usr/sbin/*; do
+		[ -f "$b" ] && [ -x "$b" ] && copy_libs "$b"
+	done
+fi
+# Nested QEMU 10.0.2 (vm/guest-qemu.sh, unpacked from bookworm-backports): the binary and its
+# libraries (as --bin does) and the firmware at their Debian paths, where QEMU looks for them.
+if [ "$GUEST_QEMU" = 1 ]; then
+	QD=$("$VMC_SCRIPT_DIR/guest-qemu.sh" --quiet --print-dir) || vmc_die "vm/guest-qemu.sh failed"
+	mkdir -p "$ROOT/usr/bin" "$ROOT/usr/share/qemu" "$ROOT/usr/share/seabios"
+	cp "$QD/usr/bin/qemu-system-x86_64" "$ROOT/usr/bin/"
+	cp "$QD/usr/share/seabios/bios-256k.bin" "$ROOT/usr/share/seabios/"
+	cp "$QD/usr/share/qemu/kvmvapic.bin" "$ROOT/usr/share/qemu/"
+	copy_libs "$QD/usr/bin/qemu-system-x86_64"
+fi
 
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) \
 	>"$RUN/overlay.cpio" || vmc_die "cpio of the run overlay failed"

@@ -201,7 +201,10 @@ if [ "$FORCE" = 1 ] || ! [ -f "$B/BUILT" ]; then
 	(cd "$S" && cp --parents -r drivers/vfio samples/vfio-mdev include/uapi/linux/vfio.h include/linux/vfio.h \
 		tools/testing/kunit "$B/src/")
 	mkdir -p "$B/include/linux"
-	(cd "$S" && scripts/headers_install.sh include/uapi/linux/vfio.h "$B/include/linux/vfio.h") ||
+	# headers_install.sh runs scripts/unifdef from the current directory: the build tree's,
+	# which only `make headers` (or this target) builds.
+	make -C "$S" O="$O" -s scripts_unifdef >>"$W/build.log" 2>&1 || vmc_die "make scripts_unifdef failed"
+	(cd "$O" && "$S/scripts/headers_install.sh" "$S/include/uapi/linux/vfio.h" "$B/include/linux/vfio.h") ||
 		vmc_die "headers_install.sh of uapi/linux/vfio.h failed"
 	cp "$W/build.log" "$B/build.log"
 	{

@@ -51,12 +51,18 @@ fn run(bin: &Path, args: &[String]) -> Result<(f64, usize), String> {
             text.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
         ));
     }
-    let n = text
+    Ok((secs, checks_of(&text)))
+}
+
+/// The number of checks of the runner's summary line (`vfio-mig-conform: 1 check in ...`,
+/// `237 checks in ...`); 0 when there is none (`--list`).
+fn checks_of(stdout: &str) -> usize {
+    stdout
         .lines()
-        .find_map(|l| l.strip_prefix("vfio-mig-conform: ").and_then(|r| r.split(" checks in ").next()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    Ok((secs, n))
+        .filter_map(|l| l.strip_prefix("vfio-mig-conform: "))
+        .find_map(|r| r.split_once(" check in ").or_else(|| r.split_once(" checks in ")))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn args_of(device: &str, extra: &[&str], fork: bool) -> Vec<String> {
@@ -198,4 +204,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     table(&rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checks_of;
+
+    #[test]
+    fn the_summary_line_gives_the_number_of_checks_in_singular_and_plural() {
+        assert_eq!(checks_of("x\nvfio-mig-conform: 1 check in 0.01s: pass:1\n"), 1);
+        assert_eq!(checks_of("vfio-mig-conform: 237 checks in 0.13s: pass:200\n"), 237);
+        assert_eq!(checks_of("fsm.arc.running.stop: test\n"), 0);
+    }
 }

@@ -23,14 +23,7 @@ use crate::stats::{Summary, dur, rate, size, table};
 const CHUNK: usize = 1 << 20;
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t.as_str(), 1),
-    };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("`{s}` is not a size like 16m or 4g"))
+    vmc::units::parse_size(s).ok_or_else(|| format!("`{s}` is not a size like 16m or 4g"))
 }
 
 fn engine(state: u64) -> Result<Engine, String> {

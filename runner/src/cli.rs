@@ -17,21 +17,41 @@ pub mod exit {
     pub const DEVICE: u8 = 3;
     /// The device has no migration support (kselftest SKIP).
     pub const SKIP: u8 = 4;
-    /// Interrupted by SIGINT/SIGTERM, or standard output was closed; the device was restored
+    /// Interrupted by SIGINT/SIGTERM, or standard output or error was closed; the device was restored
     /// and results flushed.
     pub const INTERRUPTED: u8 = 5;
-    /// The device could not be returned to RUNNING: it needs attention.
+    /// The device could not be returned to RUNNING, or a second SIGINT/SIGTERM ended the
+    /// process before it was: it needs attention.
     pub const WEDGED: u8 = 6;
 }
 
 const AFTER_HELP: &str = "\
-DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1),
-an mdev UUID, or a simulated device: sim:v2[?flags=stop_copy,p2p,pre_copy&size=N&dma=on&defect=NAME]
-or sim:v1[?...]. `vfio-mig-conform sim --list-defects` lists the defects.
+DEVICE is /dev/vfio/N (group), /dev/vfio/devices/vfioX (cdev), a PCI address (0000:3b:00.1;
+also from $VMC_BDF, like the kernel selftests' $VFIO_SELFTESTS_BDF; with --bind it is bound to
+vfio-pci for the run), an mdev UUID, or a simulated device:
+  sim:v2[?KEY=VALUE&...]  the v2 FSM; keys: flags=stop_copy,p2p,pre_copy (migration flags),
+                          size=N (state bytes, k/m/g suffixes), dma=on|off (DMA logging),
+                          report=stub|real (stub: DMA_LOGGING_REPORT fails with EOPNOTSUPP),
+                          type=NAME (device type; streams of another type are foreign),
+                          seed=N (the state's contents), defect=NAME[,NAME...]
+  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, defect=
+  sim:plain               a VFIO device without migration support (exit 4)
+`vfio-mig-conform sim --list-defects` lists the defects.
 
-Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or nothing selected,
-3 device cannot be opened, 4 device has no migration support (skip), 5 interrupted,
-6 device could not be restored to RUNNING.";
+Exit codes: 0 conformant, 1 violation (FAIL, TIMEOUT or ERROR, or XPASS with --strict-profile),
+2 usage error, bad input or nothing selected, 3 device cannot be opened, 4 device has no
+migration support (skip), 5 interrupted (SIGINT/SIGTERM, or standard output or error closed;
+the device restored), 6 device could not be restored to RUNNING.";
+
+const REPORT_AFTER_HELP: &str = "\
+Every format counts the same results: the checks of each record and the findings of its fuzz
+sessions (a new finding is a FAIL, a known one an XFAIL); an XPASS fails when the run had
+--strict-profile.
+
+Exit codes (the worst over the records): 0 conformant, 1 a violation (FAIL, TIMEOUT, ERROR,
+XPASS under --strict-profile, or a new fuzz finding), 2 unreadable record or usage error,
+5 a run was interrupted or did not finish (no end line), 6 a run could not restore its device.
+With --diff: 0 the verdicts agree, 1 some differ.";
 
 /// Conformance suite and fuzz harness for Linux VFIO live-migration drivers.
 #[derive(Parser, Debug)]
@@ -40,6 +60,8 @@ Exit codes: 0 conformant, 1 violation (FAIL/TIMEOUT/ERROR), 2 usage error or not
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
+    // `--timeout -1` is a bad value for --timeout, not an option `-1` (and not the FILTER).
+    allow_negative_numbers = true,
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -66,11 +88,14 @@ pub enum Format {
 }
 
 /// Running the suite against a device.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
     /// The device to test (see below).
-    #[arg(env = "VFIO_MIG_CONFORM_DEVICE", required = true)]
+    #[arg(env = "VFIO_MIG_CONFORM_DEVICE", required_unless_present = "vmc_bdf")]
     pub device: Option<String>,
+    /// $VMC_BDF: the PCI address to test when DEVICE is not given.
+    #[arg(long = "vmc-bdf", env = "VMC_BDF", hide = true, value_name = "BDF")]
+    pub vmc_bdf: Option<String>,
     /// Run only checks whose name contains FILTER (or equals it with --exact).
     pub filter: Option<String>,
     /// A second (third, ...) device for multi-device checks (P2P orderings, cross-device
@@ -116,7 +141,7 @@ pub struct RunArgs {
     /// Also write KTAP here.
     #[arg(long, value_name = "PATH")]
     pub ktap: Option<PathBuf>,
-    /// Per-operation watchdog in seconds (1 to 86400).
+    /// Per-operation watchdog in seconds (1 to 86400), a whole read or write loop included.
     #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
     pub timeout: u64,
     /// Run checks in this process instead of one child process per check (no watchdog).
@@ -131,9 +156,46 @@ pub struct RunArgs {
     /// Less output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Colour: auto, always, never.
-    #[arg(long, value_name = "WHEN", default_value = "auto")]
-    pub color: String,
+    /// Colour of the pretty output.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+    /// Bind PCI devices (DEVICE and --peer addresses) that are not on vfio-pci to it for the
+    /// run, through driver_override, and put the original driver back afterwards (also after
+    /// Ctrl-C; after a crash the next run or `vfio-mig-conform restore` does).
+    #[arg(long)]
+    pub bind: bool,
+    /// With --bind: bind a device the host is using (an interface that is up, a mounted disk).
+    #[arg(long, requires = "bind")]
+    pub force: bool,
+    /// IOMMU back end: vfio_type1_iommu, vfio_type1v2_iommu, iommufd_compat_type1,
+    /// iommufd_compat_type1v2, iommufd, vfio_noiommu (type1, type1v2, noiommu for short), or
+    /// `all`: one run per back end available (output files get a .BACKEND suffix). Default:
+    /// type1v2 for a group, iommufd for a cdev, vfio_noiommu for a noiommu-N group.
+    #[arg(long, value_name = "NAME", value_parser = iommu_backend)]
+    pub iommu_backend: Option<String>,
+}
+
+/// `--iommu-backend`: a back end name (the kernel VFIO selftests' names) or `all`.
+fn iommu_backend(s: &str) -> Result<String, String> {
+    if s == "all" {
+        return Ok(s.to_string());
+    }
+    match vmc::device::kernel::IommuBackend::parse(s) {
+        Some(b) => Ok(b.name().to_string()),
+        None => Err(format!(
+            "`{s}` is not an IOMMU back end: vfio_type1_iommu, vfio_type1v2_iommu, iommufd_compat_type1, iommufd_compat_type1v2, iommufd, vfio_noiommu or all"
+        )),
+    }
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorWhen {
+    /// When standard output is a terminal.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// Output format of `clauses`.
@@ -162,6 +224,7 @@ pub enum Command {
         list_defects: bool,
     },
     /// Rebuild reports from run records.
+    #[command(after_help = REPORT_AFTER_HELP)]
     Report {
         /// Run records (--json files).
         #[arg(required = true)]
@@ -173,7 +236,7 @@ pub enum Command {
         #[arg(long)]
         diff: bool,
         /// With --diff: only checks whose name starts with this.
-        #[arg(long, value_name = "PREFIX")]
+        #[arg(long, value_name = "PREFIX", requires = "diff")]
         filter: Option<String>,
         /// Write a static HTML report (index.html and one page per run) into DIR instead:
         /// arc matrix, clause table, runs x clauses matrix, fuzz coverage.
@@ -198,6 +261,9 @@ pub enum Command {
     /// session of the given records prints the distinct driver PCs over time and the share of
     /// the driver's KCOV blocks reached, with the unreached lines.
     KcovReport(KcovReportArgs),
+    /// Record what a VMM does to its VFIO devices (run under ptrace) as a replayable YAML
+    /// sequence: `record -o FILE.yaml -- qemu-system-x86_64 ...`.
+    Record(crate::record::RecordArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -205,6 +271,16 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Put devices that `--bind` bound back on their original driver (the state files under
+    /// $VMC_STATE_DIR, default /run/vfio-mig-conform/bound): after a run that was killed.
+    #[command(visible_alias = "unbind")]
+    Restore {
+        /// PCI addresses (default: every device with a state file).
+        devices: Vec<String>,
+        /// Seconds to wait for a run that still holds a device to end.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 /// `vfio-mig-conform kcov-report`.
@@ -242,21 +318,25 @@ pub struct KcovReportArgs {
 
 /// `vfio-mig-conform fuzz DEVICE`.
 #[derive(Args, Debug)]
-#[command(after_help = "\
+#[command(
+    allow_negative_numbers = true,
+    after_help = "\
 Every walk runs as a check in a child process under the watchdog, and the devices are restored
 after each. A finding whose clauses are all declared deviations of the profile (given, or matched
 to the device as the main run does) is \"known\"; the others are new.
 
 Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be opened,
-4 no migration support, 5 interrupted, 6 device could not be restored.")]
+4 no migration support, 5 interrupted, 6 device could not be restored."
+)]
 pub struct FuzzArgs {
     /// The device to fuzz (as for a run).
     pub device: String,
-    /// How long to fuzz: 60s, 5m, 1h, 500ms (a plain number is seconds).
+    /// How long to fuzz: 60s, 5m, 1h, 500ms (a plain number is seconds). It bounds the
+    /// session's wall time: the walk in flight is cut when it runs out.
     #[arg(long, value_name = "TIME", default_value = "60s")]
     pub duration: String,
     /// Seed of the random walks (default: from the clock; printed so a session can be repeated).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = seed)]
     pub seed: Option<u64>,
     /// Only these operation kinds, comma separated (set_state, read, write, ...).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -287,12 +367,17 @@ pub struct FuzzArgs {
     #[arg(long)]
     pub until_covered: bool,
     /// Longest walk, in operations.
-    #[arg(long, value_name = "N", default_value_t = 48)]
+    #[arg(long, value_name = "N", default_value_t = 48, value_parser = walk_length)]
     pub max_walk: usize,
-    /// Per-operation watchdog in seconds (1 to 86400).
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = watchdog_seconds)]
+    /// Per-operation watchdog in seconds (1 to 86400), a whole read or write loop included.
+    #[arg(long, value_name = "SECS", default_value_t = crate::run::DEFAULT_TIMEOUT, value_parser = watchdog_seconds)]
     pub timeout: u64,
-    /// Run walks in this process (no watchdog, no crash containment).
+    /// Bound on any one migration stream read (bytes; k/m/g suffixes); the replay command of
+    /// each reproducer carries it.
+    #[arg(long, value_name = "BYTES", default_value = "256m")]
+    pub max_stream: String,
+    /// Run walks in this process (no watchdog, no crash containment; --duration is checked
+    /// between operations).
     #[arg(long)]
     pub no_fork: bool,
     /// No progress line and a shorter summary.
@@ -331,9 +416,24 @@ pub enum ReportFormat {
 /// `--timeout`: a watchdog of 1 s to a day (0 would fire at once; beyond a day a deadline is
 /// no watchdog at all, and near u64::MAX it overflows the clock).
 fn watchdog_seconds(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
-        Ok(n) => Err(format!("{n} s: the watchdog takes 1 to 86400 seconds")),
-        Err(e) => Err(format!("`{s}` is not a number of seconds: {e}")),
+    ranged(s, 1, 86_400, " s", "the watchdog takes 1 to 86400 seconds")
+}
+
+/// `--max-walk`: 4 operations (a walk needs room for a save or restore) to 10000.
+fn walk_length(s: &str) -> Result<usize, String> {
+    ranged(s, 4, 10_000, " operations", "a walk takes 4 to 10000 operations").map(|n| n as usize)
+}
+
+/// `--seed`: any 64-bit number.
+fn seed(s: &str) -> Result<u64, String> {
+    ranged(s, 0, u64::MAX, "", "a seed is 0 to 18446744073709551615")
+}
+
+/// An integer from `lo` to `hi`; the message says which when it is not (`-1`, `1e3`, `lots`).
+fn ranged(s: &str, lo: u64, hi: u64, unit: &str, range: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= i128::from(lo) && n <= i128::from(hi) => Ok(n as u64),
+        Ok(n) => Err(format!("{n}{unit}: {range}")),
+        Err(_) => Err(format!("`{s}` is not a whole number: {range}")),
     }
 }

@@ -1,7 +1,5 @@
 //! The small subcommands: `clauses`, `sim`, `completions`, `man`.
 
-use std::collections::BTreeMap;
-
 use vmc::clauses::catalog;
 use vmc::device::MigrationApi;
 use vmc::device::sim::Defect;
@@ -57,50 +55,101 @@ The user guide docs/guide.md; the clause catalog docs/clauses.md."
 pub fn clauses(format: ClauseFormat, coverage: bool) -> u8 {
     let cat = catalog();
     if coverage {
-        let mut observers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut checks = vmc::checks::generated();
-        checks.extend(vmc::embedded::fixtures().unwrap_or_default());
-        for c in checks {
-            for cl in &c.clauses {
-                observers.entry(cl.to_string()).or_default().push(c.id.clone());
+        let observers = vmc::checks::observers();
+        let observed = cat.all().iter().filter(|c| observers.contains_key(&c.id)).count();
+        let reasoned =
+            cat.all().iter().filter(|c| !observers.contains_key(&c.id) && c.unobservable.is_some()).count();
+        let n = cat.all().len();
+        let summary = format!(
+            "{observed} of {n} clauses observed by at least one check, {reasoned} that no check can observe (each says why), {} not observed yet",
+            n - observed - reasoned
+        );
+        // What the CHECKS column says for a clause no check observes.
+        let none = |c: &vmc::clauses::Clause| match &c.unobservable {
+            Some(why) => format!("no check can observe it: {why}"),
+            None => "not observed by any check yet".to_string(),
+        };
+        match format {
+            ClauseFormat::Json => {
+                let v: Vec<serde_json::Value> = cat
+                    .all()
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default(), "unobservable": c.unobservable}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }
-        }
-        let mut observed = 0;
-        for c in cat.all() {
-            let obs = observers.get(&c.id);
-            if obs.is_some() {
-                observed += 1;
-            }
-            match (format, obs) {
-                (ClauseFormat::Json, _) => {}
-                (_, Some(list)) => {
-                    println!("{:<20} {:<8} {} checks, e.g. {}", c.id, c.level, list.len(), list[0]);
+            ClauseFormat::Md => {
+                println!("| clause | level | checks | for example |\n|---|---|---|---|");
+                for c in cat.all() {
+                    match observers.get(&c.id) {
+                        Some(list) => println!("| {} | {} | {} | `{}` |", c.id, c.level, list.len(), list[0]),
+                        None => println!("| {} | {} | 0 | {} |", c.id, c.level, none(c).replace('|', "\\|")),
+                    }
                 }
-                (_, None) => println!("{:<20} {:<8} not observed by any check yet", c.id, c.level),
+                println!("\n{summary}");
             }
-        }
-        if format == ClauseFormat::Json {
-            let v: Vec<serde_json::Value> = cat
-                .all()
-                .iter()
-                .map(|c| serde_json::json!({"id": c.id, "level": c.level, "checks": observers.get(&c.id).cloned().unwrap_or_default()}))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        } else {
-            println!("{observed} of {} clauses observed by at least one check", cat.all().len());
+            ClauseFormat::Text => {
+                let rows: Vec<Vec<String>> = cat
+                    .all()
+                    .iter()
+                    .map(|c| {
+                        let (n, example) = match observers.get(&c.id) {
+                            Some(list) => (list.len().to_string(), list[0].clone()),
+                            None => ("0".to_string(), format!("({})", none(c))),
+                        };
+                        vec![c.id.clone(), c.level.to_string(), n, example]
+                    })
+                    .collect();
+                print!("{}", columns(&["CLAUSE", "LEVEL", "CHECKS", "FOR EXAMPLE"], &rows));
+                println!("{summary}");
+            }
         }
         return exit::OK;
     }
     match format {
-        ClauseFormat::Md => print!("{}", cat.to_markdown()),
+        ClauseFormat::Md => print!("{}", cat.to_markdown(&vmc::checks::observers())),
         ClauseFormat::Json => println!("{}", serde_json::to_string_pretty(cat.all()).unwrap_or_default()),
         ClauseFormat::Text => {
-            for c in cat.all() {
-                println!("{:<20} {:<8} {:<16} {}", c.id, c.level, c.feature.as_str(), c.statement);
-            }
+            let rows: Vec<Vec<String>> = cat
+                .all()
+                .iter()
+                .map(|c| {
+                    let feature = if c.feature.as_str() == "none" { "-" } else { c.feature.as_str() };
+                    vec![c.id.clone(), c.level.to_string(), feature.to_string(), c.statement.clone()]
+                })
+                .collect();
+            print!("{}", columns(&["CLAUSE", "LEVEL", "FEATURE", "STATEMENT"], &rows));
+            println!("{}", plural(cat.all().len(), "clause", "clauses"));
         }
     }
     exit::OK
+}
+
+/// A table with a header row, every column as wide as its widest cell (the last one not
+/// padded), two spaces between columns.
+fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == width.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = width[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.iter().map(String::as_str)));
+    }
+    out
 }
 
 /// `vfio-mig-conform sim --list-defects`.
@@ -118,63 +167,134 @@ pub fn sim(list_defects: bool) -> u8 {
     exit::OK
 }
 
-/// `vfio-mig-conform report RUN.jsonl... --format F`: rebuild a report from run records.
+/// The exit code a run record stands for, by the rules of the run itself: 6 when a device
+/// could not be restored, 5 when the run did not finish (interrupted, or no end line), 1 when
+/// a check fails (FAIL, TIMEOUT, ERROR, or XPASS when the run had `--strict-profile`) or a
+/// fuzz session found something new, 0 otherwise.
+pub fn record_exit(run: &vmc::report::record::Run) -> u8 {
+    use vmc::report::record::Totals;
+    if run.footer.as_ref().is_some_and(|f| f.exit_code == i32::from(exit::WEDGED)) {
+        exit::WEDGED
+    } else if run.unfinished().is_some() {
+        exit::INTERRUPTED
+    } else if Totals::from_results(&run.results()).failed(run.header.strict_profile) {
+        exit::VIOLATION
+    } else {
+        exit::OK
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --format F`: rebuild a report from run records. The
+/// exit code is the worst of [`record_exit`] over the records.
 pub fn report(runs: &[std::path::PathBuf], format: crate::cli::ReportFormat) -> Result<u8, String> {
     use crate::cli::ReportFormat;
     use vmc::report::record::{Run, Totals};
-    let mut worst = exit::OK;
+    let mut loaded = Vec::new();
     for path in runs {
-        let run = Run::read(path)?;
-        let totals = Totals::from_results(&run.checks);
-        if totals.fail + totals.timeout + totals.error > 0 {
-            worst = exit::VIOLATION;
-        }
+        loaded.push((path, Run::read(path)?));
+    }
+    let mut worst = exit::OK;
+    for (path, run) in &loaded {
+        worst = worst.max(record_exit(run));
+        let results = run.results();
+        let strict_profile = run.header.strict_profile;
         match format {
-            ReportFormat::Ktap => print!("{}", vmc::report::ktap::render(&run.checks, false, 10)),
-            ReportFormat::Junit => {
-                print!("{}", vmc::report::junit::render(&run.checks, &path.display().to_string()));
-            }
-            ReportFormat::Json => {
-                println!("{}", serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?);
-            }
-            ReportFormat::Pretty => {
-                let dev = run.header.devices.first().map(|d| d.info.spec.clone()).unwrap_or_default();
-                println!("{}: {dev}: {} checks: {}", path.display(), totals.total(), totals.line());
-                if run.footer.is_none() {
+            ReportFormat::Ktap => {
+                print!(
+                    "{}",
+                    vmc::report::ktap::render(&results, false, run.header.timeout_secs, strict_profile)
+                );
+                if let Some(why) = run.unfinished() {
                     println!(
-                        "  (the run did not finish: {} checks were recorded before it stopped)",
-                        run.checks.len()
+                        "# {}: {}",
+                        why.replace('#', ""),
+                        plural(run.checks.len(), "check recorded", "checks recorded")
                     );
                 }
-                for c in run.checks.iter().filter(|c| c.outcome != vmc::outcome::Outcome::Pass) {
-                    println!("{:<12} {}", c.outcome.as_str(), c.id);
-                    if c.outcome.is_failure()
-                        || !c.findings.is_empty()
-                        || c.outcome == vmc::outcome::Outcome::Xpass
-                    {
-                        for line in c.failure_block().lines() {
-                            println!("    {line}");
-                        }
-                    }
-                }
             }
+            ReportFormat::Junit => {
+                print!(
+                    "{}",
+                    vmc::report::junit::render(&results, &path.display().to_string(), strict_profile)
+                );
+            }
+            ReportFormat::Json => {
+                println!("{}", serde_json::to_string_pretty(run).map_err(|e| e.to_string())?);
+            }
+            ReportFormat::Pretty => pretty(path, run, &results, &Totals::from_results(&results)),
         }
     }
     Ok(worst)
 }
 
-/// `vfio-mig-conform report RUN.jsonl... --html DIR`: the static HTML report. Exit 1 when a
-/// run has a FAIL, TIMEOUT or ERROR (as the other report formats), 0 otherwise.
+/// The pretty form of one record: the totals, whether it finished, the fuzz sessions, then
+/// every result that is not a plain PASS (failures with their blocks).
+fn pretty(
+    path: &std::path::Path,
+    run: &vmc::report::record::Run,
+    results: &[vmc::report::record::CheckResult],
+    totals: &vmc::report::record::Totals,
+) {
+    use vmc::outcome::Outcome;
+    let dev = run.header.devices.first().map(|d| d.info.spec.clone()).unwrap_or_default();
+    let findings: usize = run.fuzz.iter().map(|f| f.findings.len()).sum();
+    let fuzz = if run.fuzz.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", plural(findings, "fuzz finding", "fuzz findings"))
+    };
+    println!(
+        "{}: {dev}: {}{fuzz}: {}",
+        path.display(),
+        plural(run.checks.len(), "check", "checks"),
+        totals.line()
+    );
+    if let Some(why) = run.unfinished() {
+        println!(
+            "  INTERRUPTED: {why}; {} before it stopped",
+            plural(run.checks.len(), "check was recorded", "checks were recorded")
+        );
+    }
+    for f in &run.fuzz {
+        let known = f.findings.iter().filter(|x| x.known.is_some()).count();
+        println!(
+            "  fuzz session on {} (seed {}): {:.1} s, {}, (cur,new) pairs {} of {}; {} ({known} known, {} new)",
+            f.device,
+            f.seed,
+            f.duration_ms as f64 / 1000.0,
+            plural(f.ops as usize, "operation", "operations"),
+            f.arcs_covered.len(),
+            f.arcs_possible,
+            plural(f.findings.len(), "finding", "findings"),
+            f.findings.len() - known
+        );
+    }
+    let strict_profile = run.header.strict_profile;
+    for c in results.iter().filter(|c| c.outcome != Outcome::Pass) {
+        let fails =
+            if c.outcome == Outcome::Xpass && strict_profile { " (fails: --strict-profile)" } else { "" };
+        println!("{:<12} {}{fails}", c.outcome.as_str(), c.id);
+        if c.outcome.is_failure() || !c.findings.is_empty() || c.outcome == Outcome::Xpass {
+            for line in c.failure_block().lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}
+
+/// `vfio-mig-conform report RUN.jsonl... --html DIR`: the static HTML report. The exit code
+/// is the worst of [`record_exit`] over the records, as for the other report formats.
 pub fn report_html(runs: &[std::path::PathBuf], dir: &std::path::Path) -> Result<u8, String> {
-    use vmc::report::record::{Run, Totals};
+    use vmc::report::record::Run;
     let mut loaded = Vec::new();
     let mut worst = exit::OK;
     for path in runs {
         let run = Run::read(path)?;
-        let t = Totals::from_results(&run.checks);
-        if t.fail + t.timeout + t.error > 0 {
-            worst = exit::VIOLATION;
-        }
+        worst = worst.max(record_exit(&run));
         loaded.push((path.display().to_string(), run));
     }
     let pages = vmc::report::html::render(&loaded);
@@ -200,17 +320,7 @@ pub fn diff(runs: &[std::path::PathBuf], filter: Option<&str>) -> Result<u8, Str
     };
     let (ra, rb) = (Run::read(a)?, Run::read(b)?);
     // XFAIL/XPASS come from a profile: compare what the device did.
-    let raw = |c: &vmc::report::record::CheckResult| match c.outcome {
-        vmc::outcome::Outcome::Xfail => {
-            if c.findings.iter().any(|f| f.level.is_mandatory()) {
-                "FAIL"
-            } else {
-                "NON-STRICT/INFO"
-            }
-        }
-        vmc::outcome::Outcome::Xpass => "PASS",
-        o => o.as_str(),
-    };
+    let raw = vmc::report::record::CheckResult::raw_verdict;
     let keep = |id: &str| filter.is_none_or(|f| id.starts_with(f));
     let mut compared = 0;
     let mut differ = 0;

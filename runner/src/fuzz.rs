@@ -44,11 +44,21 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let duration = parse_duration(&args.duration).ok_or_else(|| {
         Exit::new(exit::USAGE, format!("--duration `{}` is not a time like 60s, 5m or 500ms", args.duration))
     })?;
+    let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
+        Exit::new(
+            exit::USAGE,
+            format!("--max-stream `{}` is not a size above 0 like 256m or 65536", args.max_stream),
+        )
+    })?;
     // Inputs are validated before any device is opened.
     let explicit = match args.profile.as_deref() {
         None => None,
         Some("none") => Some(None),
-        Some(p) => Some(Some(crate::suite::explicit_profile(p)?)),
+        Some(p) => {
+            let p = crate::suite::explicit_profile(p)?;
+            crate::suite::names_known_checks(&p, &[])?;
+            Some(Some(p))
+        }
     };
     let all_kinds: Vec<String> =
         args.ops.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -85,10 +95,10 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         _locks.push(crate::open::lock(spec)?);
         devices.push(crate::open::open(spec, args.device_name.as_deref())?);
     }
-    let mut engine = Engine::new(devices, EngineOptions { max_stream: 256 << 20 });
+    let mut engine = Engine::new(devices, EngineOptions { max_stream });
     let facts = engine.slots[0].facts.clone();
     if facts.api == MigrationApi::None {
-        eprintln!(
+        errln!(
             "vfio-mig-conform fuzz: SKIP: {}: no migration support ({})",
             args.device,
             facts.why_not.as_deref().unwrap_or("no v2 migration feature and no v1 migration region")
@@ -100,8 +110,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         if !bad.is_empty() {
             return Err(Exit::new(
                 exit::USAGE,
-                format!("--ops {}: not operations of a {:?} device", bad.join(", "), facts.api)
-                    .to_lowercase(),
+                format!("--ops {}: not operations of a {} device", bad.join(", "), facts.api),
             ));
         }
     }
@@ -112,11 +121,14 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         seed,
         kinds: (!all_kinds.is_empty()).then_some(all_kinds),
         allow_disruptive: args.allow_disruptive,
-        max_walk: args.max_walk.max(4),
+        max_walk: args.max_walk,
         guided: !args.blind,
         ..LiveOptions::default()
     };
-    let header = crate::run::run_header(&engine, profile.as_ref(), false);
+    let header = vmc::report::record::RunHeader {
+        timeout_secs: args.timeout,
+        ..crate::run::run_header(&engine, profile.as_ref(), false)
+    };
     let mut record = match &args.json {
         Some(path) => Some(crate::run::start_record(path, &header)?),
         None => None,
@@ -125,8 +137,6 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     // A panic inside a walk becomes a finding (the check process reports its message): do not
     // also print it.
     std::panic::set_hook(Box::new(|_| {}));
-    let iso =
-        crate::isolate::Isolation { fork: !args.no_fork, timeout: Duration::from_secs(args.timeout.max(1)) };
     let mut session = Session::new(&mut engine, opts);
     let model = session.model().map(str::to_string);
     let coverage_note = if args.coverage == "kcov" {
@@ -149,8 +159,8 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     };
     if !args.quiet {
         let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
-        eprintln!(
-            "vfio-mig-conform fuzz: {} ({:?}, flags {}{prof}), seed {seed}, {} s; operations: {}",
+        errln!(
+            "vfio-mig-conform fuzz: {} ({}, flags {}{prof}), seed {seed}, {} s; operations: {}",
             args.device,
             facts.api,
             facts.flags,
@@ -159,12 +169,38 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         );
     }
     if !coverage_note.is_empty() {
-        eprintln!("vfio-mig-conform fuzz: {coverage_note}");
+        errln!("vfio-mig-conform fuzz: {coverage_note}");
     }
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let started = Instant::now();
+    // --duration bounds the session's wall time: the check process in flight is killed at the
+    // deadline (whatever operation it is in), and nothing runs after it (shrinking included).
+    let until = started + duration;
+    let iso = crate::isolate::Isolation {
+        fork: !args.no_fork,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        until: Some(until),
+    };
+    if args.no_fork {
+        // In-process walks cannot be killed: the engine stops them at the next step instead.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        engine.interrupt = Some(std::sync::Arc::clone(&flag));
+        std::thread::spawn(move || {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let mut last_progress = Instant::now();
-    let mut exec = |e: &mut Engine, c: &vmc::check::Check| crate::isolate::run_check(e, c, iso);
+    let mut exec = |e: &mut Engine, c: &vmc::check::Check| {
+        if Instant::now() >= until {
+            return vmc::engine::CheckRun {
+                error: Some(crate::isolate::TIME_UP.to_string()),
+                ..Default::default()
+            };
+        }
+        crate::isolate::run_check(e, c, iso)
+    };
+    let replay = replay_command(args, max_stream);
     let mut wedged = None;
     let mut stopped_for = None;
     let mut unknown_count = 0usize;
@@ -173,10 +209,10 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         Some(dir) => {
             let (seeds, errors) = vmc::fuzz::corpus::load(dir);
             for e in &errors {
-                eprintln!("vfio-mig-conform fuzz: corpus: skipped {e}");
+                errln!("vfio-mig-conform fuzz: corpus: skipped {e}");
             }
             if !args.quiet && !seeds.is_empty() {
-                eprintln!("vfio-mig-conform fuzz: corpus: {} sequences from {}", seeds.len(), dir.display());
+                errln!("vfio-mig-conform fuzz: corpus: {} sequences from {}", seeds.len(), dir.display());
             }
             seeds
         }
@@ -209,21 +245,27 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
             });
             f.record.known = known.clone();
             let file = args.out.join(format!("{}.yaml", f.sequence.id));
-            match write_finding(&args.out, &file, &f.record.reproducer) {
-                Ok(()) => f.record.reproducer_file = Some(file.display().to_string()),
-                Err(e) => eprintln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
+            let command =
+                format!("{replay} --sequence {}", crate::run::shell_quote(&file.display().to_string()));
+            let text = format!("# replay: {command}\n{}", f.record.reproducer);
+            match write_finding(&args.out, &file, &text) {
+                Ok(()) => {
+                    f.record.reproducer_file = Some(file.display().to_string());
+                    f.record.replay = Some(command);
+                }
+                Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
             }
             if tty {
-                eprint!("\r\x1b[K");
+                err!("\r\x1b[K");
             }
             let tag = if known.is_some() { "known" } else { "NEW" };
-            eprintln!(
-                "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({} steps{})",
+            errln!(
+                "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({}{})",
                 f.key.join(", "),
                 f.record.after_secs,
                 f.record.expected,
                 f.record.actual,
-                f.sequence.steps.len(),
+                count(f.sequence.steps.len(), "step", "steps"),
                 f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
             );
             if known.is_some() {
@@ -241,7 +283,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         if tty && last_progress.elapsed() >= Duration::from_millis(250) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64();
-            eprint!(
+            err!(
                 "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  PCs {}  findings {} ({} known)",
                 duration.as_secs_f64(),
                 session.ops,
@@ -258,7 +300,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         }
     }
     if tty {
-        eprint!("\r\x1b[K");
+        err!("\r\x1b[K");
         let _ = std::io::stderr().flush();
     }
     let interrupted = crate::isolate::interrupted();
@@ -266,15 +308,15 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     print_summary(&session, &summary, args, seed);
     if let (Some(dir), true) = (&args.corpus, summary.coverage.is_some()) {
         match vmc::fuzz::corpus::save(dir, &session.corpus_texts()) {
-            Ok(files) => println!("  corpus: {} sequences saved in {}", files.len(), dir.display()),
-            Err(e) => eprintln!("vfio-mig-conform fuzz: corpus not saved: {e}"),
+            Ok(files) => outln!("  corpus: {} sequences saved in {}", files.len(), dir.display()),
+            Err(e) => errln!("vfio-mig-conform fuzz: corpus not saved: {e}"),
         }
     }
     let code = if let Some(w) = &wedged {
-        eprintln!("vfio-mig-conform fuzz: stopped: {w}");
+        errln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
     } else if let Some(why) = &interrupted {
-        eprintln!("vfio-mig-conform fuzz: {why}: the device was restored");
+        errln!("vfio-mig-conform fuzz: {why}: the device was restored");
         exit::INTERRUPTED
     } else if unknown_count > 0 {
         exit::VIOLATION
@@ -333,9 +375,38 @@ fn kcov_source(
     KcovSource::new(vmc::fuzz::coverage::DEFAULT_WORDS, f, base).map_err(|e| e.to_string())
 }
 
+/// `1 step`, `3 steps`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn write_finding(dir: &Path, file: &Path, text: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(file, text)
+}
+
+/// The command that replays a reproducer of this session (without its `--sequence FILE`):
+/// the devices as given, and the bounds the session ran under, so a replay judges the same
+/// bytes and is cut at the same time.
+fn replay_command(args: &FuzzArgs, max_stream: u64) -> String {
+    use crate::run::shell_quote;
+    let mut cmd = vec!["vfio-mig-conform".to_string(), shell_quote(&args.device)];
+    for p in &args.peers {
+        cmd.push(format!("--peer {}", shell_quote(p)));
+    }
+    if let Some(n) = &args.device_name {
+        cmd.push(format!("--device-name {}", shell_quote(n)));
+    }
+    if let Some(p) = &args.profile {
+        cmd.push(format!("--profile {}", shell_quote(p)));
+    }
+    if max_stream != vmc::units::parse_size(crate::run::DEFAULT_MAX_STREAM).unwrap_or(0) {
+        cmd.push(format!("--max-stream {}", shell_quote(&args.max_stream)));
+    }
+    if args.timeout != crate::run::DEFAULT_TIMEOUT {
+        cmd.push(format!("--timeout {}", args.timeout));
+    }
+    cmd.join(" ")
 }
 
 fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: &FuzzArgs, seed: u64) {
@@ -348,11 +419,11 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         };
     }
     say!(
-        "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {} walks, {} operations ({:.0} ops/s)",
+        "vfio-mig-conform fuzz: {} (seed {seed}): {:.1} s, {}, {} ({:.0} ops/s)",
         args.device,
         s.duration_ms as f64 / 1000.0,
-        session.walks,
-        s.ops,
+        count(session.walks as usize, "walk", "walks"),
+        count(s.ops as usize, "operation", "operations"),
         s.ops_per_sec
     );
     if s.arcs_possible > 0 {
@@ -398,12 +469,12 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         let r = &f.record;
         let tag = if r.known.is_some() { "known" } else { "NEW" };
         say!(
-            "    [{tag}] {}: {} steps (shrunk from {} in {} runs), seen {} times, first after {:.1} s",
+            "    [{tag}] {}: {} (shrunk from {} in {}), seen {}, first after {:.1} s",
             f.key.join(", "),
-            f.sequence.steps.len(),
+            count(f.sequence.steps.len(), "step", "steps"),
             f.shrunk_from,
-            f.shrink_runs,
-            f.sightings,
+            count(f.shrink_runs, "run", "runs"),
+            count(f.sightings as usize, "time", "times"),
             r.after_secs
         );
         say!("      expected {}", r.expected);
@@ -411,8 +482,9 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         if let Some(k) = &r.known {
             say!("      declared: {k}");
         }
-        if let Some(p) = &r.reproducer_file {
-            say!("      reproducer: {p} (replay: vfio-mig-conform DEVICE --sequence {p})");
+        if let (Some(p), Some(command)) = (&r.reproducer_file, &r.replay) {
+            say!("      reproducer: {p}");
+            say!("      replay: {command}");
         }
     }
 }
@@ -431,7 +503,7 @@ pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
         Some(n) => match Target::by_name(n) {
             Some(t) => t,
             None => {
-                eprintln!(
+                errln!(
                     "vfio-mig-conform fuzz-to-yaml: unknown target `{n}` (fsm_v2, v1_region, resume_stream)"
                 );
                 return exit::USAGE;
@@ -441,17 +513,17 @@ pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
     let bytes = match vmc::fixture::read_bounded(file) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            errln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
             return exit::USAGE;
         }
     };
     match vmc::fuzz::to_yaml(t, &bytes) {
         Ok(y) => {
-            print!("{y}");
+            out!("{y}");
             exit::OK
         }
         Err(e) => {
-            eprintln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
+            errln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());
             exit::USAGE
         }
     }
@@ -469,5 +541,12 @@ mod tests {
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("lots"), None);
         assert_eq!(parse_duration("5 weeks"), None);
+    }
+
+    #[test]
+    fn counts_in_the_summary_agree_in_number() {
+        assert_eq!(count(1, "step", "steps"), "1 step");
+        assert_eq!(count(0, "walk", "walks"), "0 walks");
+        assert_eq!(count(3, "time", "times"), "3 times");
     }
 }

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -28,19 +28,100 @@ const RESTORE_PATIENCE: Duration = Duration::from_secs(10);
 /// Set by SIGINT/SIGTERM.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Which signal interrupted the run.
-pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+pub static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    SIGNAL.store(sig, Ordering::SeqCst);
-    INTERRUPTED.store(true, Ordering::SeqCst);
+/// How many SIGINT/SIGTERM arrived: the second ends the process at once.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// The process running a check or a restore (0: none), killed by a second signal.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Writes a fixed message to stderr from a signal handler (write(2) is async-signal-safe).
+fn signal_safe_message(text: &str) {
+    // SAFETY: write(2) on fd 2 with a pointer and length of a live &str; a closed or invalid
+    // stderr makes it fail with EBADF/EPIPE, which is ignored.
+    let _ = unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
 }
 
-/// Stops the run as a signal would: the reader of standard output went away (`| head`).
-/// SIGPIPE itself stays ignored during a run, so the write fails with EPIPE instead of
-/// killing the runner between a trial and its device's restore.
-pub fn stdout_closed() {
-    SIGNAL.store(libc::SIGPIPE, Ordering::SeqCst);
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+        // A closed output that stopped the run first keeps its reason.
+        if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            SIGNAL.store(sig, Ordering::SeqCst);
+        }
+        signal_safe_message(if sig == libc::SIGTERM {
+            "\nvfio-mig-conform: SIGTERM: stopping once the device is restored (send it again to exit at once)\n"
+        } else {
+            "\nvfio-mig-conform: SIGINT: stopping once the device is restored (Ctrl-C again to exit at once)\n"
+        });
+        return;
+    }
+    // The second signal: the user will not wait for the restore (a device stuck in a call
+    // with --no-fork, a restore that hangs). End the check or restore process, say what that
+    // leaves behind, and leave (exit 6: the device could not be restored).
+    let child = CHILD.load(Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: kill(2) is async-signal-safe; `child` is the pid of our own live (or
+        // not yet reaped) child process, never 0 or negative (no process group is hit).
+        let _ = unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+    signal_safe_message(
+        "\nvfio-mig-conform: second signal: exiting at once without restoring the device; it may be left in a \
+         non-RUNNING state (reset it, e.g. by running vfio-mig-conform on it again); the run record has no end line\n",
+    );
+    // SAFETY: _exit(2) is async-signal-safe and runs no destructors or atexit handlers; the
+    // kernel closes the device fds.
+    unsafe { libc::_exit(i32::from(WEDGED_EXIT)) }
+}
+
+/// Exit code of a second signal (`cli::exit::WEDGED`: the device could not be restored).
+const WEDGED_EXIT: u8 = crate::cli::exit::WEDGED;
+
+/// Remembers the process a second signal must kill (0 when there is none).
+fn watch_child(pid: Option<Pid>) {
+    CHILD.store(pid.map_or(0, Pid::as_raw), Ordering::SeqCst);
+}
+
+/// Sets up a check or restore process: it ignores SIGINT/SIGTERM (the parent decides what a
+/// signal means and kills the child when it must), and it dies with its parent, so a runner
+/// killed with SIGKILL leaves no process stuck on the device. `parent` is the runner's pid,
+/// taken before the fork (it may have died before the death signal was armed).
+fn child_setup(parent: Pid) {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: ignoring signals installs no handler code.
+        let _ = unsafe { sigaction(sig, &ignore) };
+    }
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if nix::unistd::getppid() != parent {
+        // SAFETY: the parent is gone already: leave without running anything of its.
+        unsafe { libc::_exit(1) }
+    }
+}
+
+/// Which standard stream lost its reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    Stdout,
+    Stderr,
+}
+
+/// What [`SIGNAL`] holds when standard error was closed (standard output uses SIGPIPE).
+const STDERR_CLOSED: i32 = -1;
+
+/// Stops the run as a signal would: the reader of standard output or standard error went
+/// away (`| head`, `2>&1 | head`). SIGPIPE itself stays ignored during a run, so the write
+/// fails with EPIPE instead of killing the runner between a trial and its device's restore.
+/// A signal that came first keeps its name.
+pub fn output_closed(which: Closed) {
+    let code = match which {
+        Closed::Stdout => libc::SIGPIPE,
+        Closed::Stderr => STDERR_CLOSED,
+    };
+    if !INTERRUPTED.load(Ordering::SeqCst) {
+        SIGNAL.store(code, Ordering::SeqCst);
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Whether a panic payload is a failed write to a closed pipe (libtest-mimic's printer
@@ -58,7 +139,8 @@ pub fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
 pub fn install_signal_handlers() {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores into atomics, which is async-signal-safe.
+        // SAFETY: the handler only uses atomics, write(2), kill(2) and _exit(2), which are
+        // async-signal-safe.
         let _ = unsafe { sigaction(sig, &action) };
     }
 }
@@ -69,6 +151,7 @@ pub fn interrupted() -> Option<String> {
         libc::SIGINT => "interrupted by SIGINT".to_string(),
         libc::SIGTERM => "interrupted by SIGTERM".to_string(),
         libc::SIGPIPE => "stopped: standard output was closed (broken pipe)".to_string(),
+        STDERR_CLOSED => "stopped: standard error was closed (broken pipe)".to_string(),
         s => format!("interrupted by signal {s}"),
     })
 }
@@ -78,8 +161,11 @@ pub fn interrupted() -> Option<String> {
 pub struct Isolation {
     /// One child process per check (the default); false runs checks in-process.
     pub fork: bool,
-    /// Longest any one device operation may take.
+    /// Longest any one device operation may take, a whole read or write loop included.
     pub timeout: Duration,
+    /// A deadline for the whole check (the end of a fuzzing session's `--duration`): the
+    /// check process is killed when it passes, whatever the operation in flight.
+    pub until: Option<Instant>,
 }
 
 /// A message from the child.
@@ -157,38 +243,61 @@ fn kill_and_reap(pid: Pid, patience: Duration) -> Option<WaitStatus> {
 /// Restores the devices from a child process, so that a reset stuck in the kernel cannot
 /// hang the runner. Simulated devices live in this process and are restored here too.
 pub fn restore_watched(engine: &mut Engine, timeout: Duration) -> Result<(), String> {
+    let parent = nix::unistd::getpid();
     // SAFETY: the runner is single-threaded here (libtest-mimic runs trials on the main thread
     // with one test thread); the child only restores and leaves with _exit.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            child_setup(parent);
             let code = i32::from(restore_all(engine).is_err());
             // SAFETY: leave without running destructors: the parent owns every resource.
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
-            let until = Instant::now() + timeout;
-            let status = loop {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Ok(WaitStatus::StillAlive) => {
-                        let _ = kill_and_reap(child, Duration::from_secs(1));
-                        return Err(format!(
-                            "VFIO_DEVICE_RESET did not return within {} s (an earlier operation is still stuck in the kernel)",
-                            timeout.as_secs()
-                        ));
-                    }
-                    Ok(s) => break s,
-                    Err(e) => return Err(format!("waiting for the restore process failed: {e}")),
-                }
-            };
-            match status {
+            watch_child(Some(child));
+            let status = wait_restore(child, timeout);
+            watch_child(None);
+            match status? {
                 WaitStatus::Exited(_, 0) => restore_all(engine),
-                other => Err(format!("the device could not be reset ({other:?})")),
+                WaitStatus::Exited(_, 1) => {
+                    Err("the device did not return to RUNNING after a reset".to_string())
+                }
+                other => Err(format!("the device could not be reset: the restore process {}", ended(&other))),
             }
         }
         Err(e) => restore_all(engine).map_err(|r| format!("{r} (fork failed: {e})")),
+    }
+}
+
+/// How a child process ended, in words.
+fn ended(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, sig, core) => {
+            format!("was killed by {}{}", sig.as_str(), if *core { " (core dumped)" } else { "" })
+        }
+        _ => "stopped without exiting".to_string(),
+    }
+}
+
+/// Waits for the restore process `child`, killing it after `timeout`.
+fn wait_restore(child: Pid, timeout: Duration) -> Result<WaitStatus, String> {
+    let until = Instant::now() + timeout;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(WaitStatus::StillAlive) => {
+                let _ = kill_and_reap(child, Duration::from_secs(1));
+                return Err(format!(
+                    "VFIO_DEVICE_RESET did not return within {} s (an earlier operation is still stuck in the kernel)",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(s) => return Ok(s),
+            Err(e) => return Err(format!("waiting for the restore process failed: {e}")),
+        }
     }
 }
 
@@ -241,16 +350,13 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
             return r;
         }
     };
+    let parent = nix::unistd::getpid();
     // SAFETY: single-threaded at this point (see restore_watched); the child runs the check
     // and leaves with _exit, never returning into libtest-mimic.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(rd);
-            let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-            for sig in [Signal::SIGINT, Signal::SIGTERM] {
-                // SAFETY: ignoring signals installs no handler code.
-                let _ = unsafe { sigaction(sig, &ignore) };
-            }
+            child_setup(parent);
             let mut out = std::fs::File::from(wr);
             if let Ok(mut progress_out) = out.try_clone() {
                 engine.progress = Some(Box::new(move |i, op| {
@@ -281,7 +387,10 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
         }
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
-            supervise(engine, child, rd, iso)
+            watch_child(Some(child));
+            let run = supervise(engine, child, rd, iso);
+            watch_child(None);
+            run
         }
         Err(e) => {
             let mut r = run_here(engine, check);
@@ -289,6 +398,15 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
             r
         }
     }
+}
+
+/// The start of the error of a check cut by [`Isolation::until`]; it begins with
+/// "interrupted" so the fuzzer stops its walk (and its shrinking) there.
+pub const TIME_UP: &str = "interrupted: the fuzzing time (--duration) ran out";
+
+/// Whether a step (as the check process reports it) is a deliberate `wait`.
+fn is_wait(op: &str) -> bool {
+    op.strip_prefix("wait").is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
 }
 
 /// Whether the pipe's read end has data (or EOF) within `wait`.
@@ -323,6 +441,12 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             let r = CheckRun { error: Some(format!("{why} during {}", where_(&step))), ..Default::default() };
             return fail(engine, r);
         }
+        if iso.until.is_some_and(|u| Instant::now() >= u) {
+            let _ = kill_and_reap(child, Duration::from_secs(2));
+            let r =
+                CheckRun { error: Some(format!("{TIME_UP} during {}", where_(&step))), ..Default::default() };
+            return fail(engine, r);
+        }
         // Lines already buffered (two steps can arrive in one read) are handled before the pipe is
         // polled again, and a deadline that passed while this process was descheduled only counts
         // once the pipe holds nothing newer.
@@ -341,7 +465,7 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
             }
             return fail(engine, r);
         }
-        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
         if !buffered && !pipe_ready(raw, wait) {
             continue;
         }
@@ -354,9 +478,8 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
                     return r;
                 }
                 let how = match status {
-                    Some(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig:?}"),
-                    Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-                    other => format!("ended ({other:?})"),
+                    Some(s) => ended(&s),
+                    None => "ended (its status could not be read)".to_string(),
                 };
                 let r = CheckRun {
                     error: Some(format!("the check process {how} during {}", where_(&step))),
@@ -369,7 +492,15 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
                     step = Some((i, op));
                     deadline = Instant::now() + iso.timeout;
                 }
-                Ok(Msg::Beat) => deadline = Instant::now() + iso.timeout,
+                // A heartbeat says a loop is still going, not that it will end: the watchdog
+                // bounds the whole operation (a read of a stream that never ends is cut here or
+                // by --max-stream, whichever comes first). Only a deliberate `wait` (longer
+                // than --timeout if it likes) restarts it.
+                Ok(Msg::Beat) => {
+                    if step.as_ref().is_some_and(|(_, op)| is_wait(op)) {
+                        deadline = Instant::now() + iso.timeout;
+                    }
+                }
                 Ok(Msg::Done(r)) => done = Some(*r),
                 Err(_) => {}
             },

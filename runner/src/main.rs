@@ -1,12 +1,18 @@
 //! `vfio-mig-conform`: the command-line front end. All logic lives in the `vmc` library.
 
+#[macro_use]
+mod say;
+
+mod bind;
 mod cli;
 mod commands;
+mod events;
 mod fuzz;
 mod isolate;
 mod kcov;
 mod open;
 mod progress;
+mod record;
 mod run;
 mod suite;
 
@@ -24,8 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    // A fuzzing session touches devices: like a run, it keeps SIGPIPE ignored.
-    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_))) {
+    // A fuzzing session and `restore` touch devices: like a run, they keep SIGPIPE ignored (a
+    // restore killed between unbind and bind would leave the device on no driver).
+    if cli.command.as_ref().is_some_and(|c| !matches!(c, Command::Fuzz(_) | Command::Restore { .. })) {
         default_sigpipe();
     }
     let code = match cli.command {
@@ -34,12 +41,13 @@ fn main() -> ExitCode {
         Some(Command::Fuzz(args)) => match fuzz::fuzz(&args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform fuzz: {}", e.message);
+                errln!("vfio-mig-conform fuzz: {}", e.message);
                 e.code
             }
         },
         Some(Command::FuzzToYaml { file, target }) => fuzz::to_yaml(&file, target.as_deref()),
         Some(Command::KcovReport(args)) => kcov::report(&args),
+        Some(Command::Record(args)) => record::record(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());
             exit::OK
@@ -47,14 +55,14 @@ fn main() -> ExitCode {
         Some(Command::Man) => match commands::man(&mut std::io::stdout()) {
             Ok(()) => exit::OK,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {e}");
+                errln!("vfio-mig-conform: {e}");
                 exit::USAGE
             }
         },
         Some(Command::Report { runs, html: Some(dir), .. }) => match commands::report_html(&runs, &dir) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
@@ -62,7 +70,7 @@ fn main() -> ExitCode {
             match commands::diff(&runs, filter.as_deref()) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("vfio-mig-conform report: {e}");
+                    errln!("vfio-mig-conform report: {e}");
                     exit::USAGE
                 }
             }
@@ -70,14 +78,15 @@ fn main() -> ExitCode {
         Some(Command::Report { runs, format, .. }) => match commands::report(&runs, format) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform report: {e}");
+                errln!("vfio-mig-conform report: {e}");
                 exit::USAGE
             }
         },
-        None => match run::run(&cli.run) {
+        Some(Command::Restore { devices, wait }) => bind::restore_command(&devices, wait),
+        None => match bind::run(&cli.run) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("vfio-mig-conform: {}", e.message);
+                errln!("vfio-mig-conform: {}", e.message);
                 e.code
             }
         },

@@ -6,18 +6,6 @@ use vmc::device::sim;
 use crate::cli::exit;
 use crate::run::Exit;
 
-/// Parses `4g`, `64k`, `1048576`.
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim().to_ascii_lowercase();
-    let (num, mult) = match v.chars().last()? {
-        'k' => (&v[..v.len() - 1], 1u64 << 10),
-        'm' => (&v[..v.len() - 1], 1 << 20),
-        'g' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v.as_str(), 1),
-    };
-    vmc::state::parse_u64(num)?.checked_mul(mult)
-}
-
 /// Opens one device: a simulated one, or a real VFIO device.
 pub fn open(spec: &str, device_name: Option<&str>) -> Result<Box<dyn Device>, Exit> {
     if spec.starts_with("sim:") {
@@ -27,13 +15,30 @@ pub fn open(spec: &str, device_name: Option<&str>) -> Result<Box<dyn Device>, Ex
     vmc::device::kernel::open(spec, device_name).map_err(|e| Exit::new(exit::DEVICE, e.to_string()))
 }
 
+/// [`open`] through the IOMMU back end named by `--iommu-backend` (a concrete one, never
+/// `all`, which `bind::run` expands into one run per back end).
+pub fn open_with(
+    spec: &str,
+    device_name: Option<&str>,
+    backend: Option<&str>,
+) -> Result<Box<dyn Device>, Exit> {
+    let Some(b) = backend.and_then(vmc::device::kernel::IommuBackend::parse) else {
+        return open(spec, device_name);
+    };
+    if spec.starts_with("sim:") {
+        return Err(Exit::new(exit::USAGE, format!("{spec}: --iommu-backend {b} is for kernel devices")));
+    }
+    vmc::device::kernel::open_with(spec, device_name, Some(b))
+        .map_err(|e| Exit::new(exit::DEVICE, e.to_string()))
+}
+
 /// Holds the per-device lock for the whole run.
 #[derive(Debug)]
 pub struct DeviceLock {
     _file: nix::fcntl::Flock<std::fs::File>,
 }
 
-fn lock_dir() -> std::path::PathBuf {
+pub(crate) fn lock_dir() -> std::path::PathBuf {
     let run = std::path::Path::new("/run/lock");
     if run.is_dir() {
         run.join("vfio-mig-conform")

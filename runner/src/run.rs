@@ -9,7 +9,7 @@ use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
 use vmc::check::Check;
 use vmc::device::{Device, MigrationApi};
 use vmc::engine::{Engine, EngineOptions};
-use vmc::outcome::{Outcome, classify};
+use vmc::outcome::{Outcome, Verdict, judge};
 use vmc::report::ktap::KtapWriter;
 use vmc::report::record::{CheckResult, DeviceRecord, Line, RecordWriter, RunFooter, RunHeader, Totals};
 
@@ -29,7 +29,7 @@ impl Exit {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-=,".contains(c)) {
         s.to_string()
     } else {
@@ -77,6 +77,7 @@ pub(crate) fn run_header(
     strict: bool,
 ) -> RunHeader {
     RunHeader {
+        record_version: vmc::report::record::RECORD_VERSION,
         tool: "vfio-mig-conform".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started: now_secs(),
@@ -92,6 +93,8 @@ pub(crate) fn run_header(
             .collect(),
         profile: profile.map(|p| format!("{} ({})", p.name, p.file)),
         strict,
+        strict_profile: false,
+        timeout_secs: DEFAULT_TIMEOUT,
         host_kernel: uname_r(),
     }
 }
@@ -122,19 +125,41 @@ fn libtest_args(args: &RunArgs) -> Arguments {
         list: args.list,
         quiet: args.quiet,
         test_threads: Some(1),
-        color: match args.color.as_str() {
-            "always" => Some(libtest_mimic::ColorSetting::Always),
-            "never" => Some(libtest_mimic::ColorSetting::Never),
-            _ => Some(libtest_mimic::ColorSetting::Auto),
-        },
+        color: Some(match args.color {
+            crate::cli::ColorWhen::Always => libtest_mimic::ColorSetting::Always,
+            crate::cli::ColorWhen::Never => libtest_mimic::ColorSetting::Never,
+            crate::cli::ColorWhen::Auto => libtest_mimic::ColorSetting::Auto,
+        }),
         format: Some(match args.format {
             Format::Terse => FormatSetting::Terse,
             Format::Json => FormatSetting::Json,
             _ => FormatSetting::Pretty,
         }),
-        logfile: matches!(args.format, Format::Ktap | Format::TapFlat).then(|| "/dev/null".to_string()),
+        // KTAP and JSON events are written by the runner itself (see `events.rs`).
+        logfile: (matches!(args.format, Format::Ktap | Format::TapFlat)
+            || (args.format == Format::Json && !args.list))
+            .then(|| "/dev/null".to_string()),
         ..Arguments::default()
     }
+}
+
+/// Why no check was selected, in the words of the command line.
+fn nothing_selected(args: &RunArgs, available: usize) -> String {
+    let mut why = Vec::new();
+    match (&args.filter, args.exact) {
+        (Some(f), true) => why.push(format!("no check is named `{f}`")),
+        (Some(f), false) => why.push(format!("no check name contains `{f}`")),
+        (None, _) => {}
+    }
+    if !args.skip.is_empty() {
+        let skips: Vec<String> = args.skip.iter().map(|s| format!("`{s}`")).collect();
+        why.push(format!("--skip {} left none", skips.join(", ")));
+    }
+    if why.is_empty() {
+        why.push("the run has no checks".to_string());
+    }
+    let checks = if available == 1 { "check" } else { "checks" };
+    format!("no checks selected: {}; `--list` shows the {available} {checks} available", why.join(" and "))
 }
 
 /// Everything the trials share.
@@ -142,6 +167,8 @@ struct Shared {
     engine: Engine,
     iso: crate::isolate::Isolation,
     strict: bool,
+    /// `--strict-profile`: an XPASS fails (the trial too, so libtest's summary agrees).
+    strict_profile: bool,
     profile: Option<vmc::profile::Profile>,
     record: Option<RecordWriter>,
     ktap_out: Option<KtapWriter<Box<dyn Write + Send>>>,
@@ -152,6 +179,8 @@ struct Shared {
     wedged: Option<String>,
     /// The progress line on stderr (only drawn when stderr is a terminal and stdout is not).
     progress: crate::progress::Progress,
+    /// `--format json`: the event lines.
+    events: Option<crate::events::JsonEvents>,
 }
 
 impl Shared {
@@ -163,12 +192,12 @@ impl Shared {
     }
 
     fn finish_check(&mut self, r: CheckResult) {
-        self.progress.finish(r.outcome.is_failure());
+        self.progress.finish(r.outcome.fails(self.strict_profile));
         if let Some(w) = &mut self.record
             && let Err(e) = w.write(&Line::Check(Box::new(r.clone())))
         {
             self.progress.clear();
-            eprintln!("vfio-mig-conform: cannot write the run record: {e}");
+            errln!("vfio-mig-conform: cannot write the run record: {e}");
         }
         for k in [&mut self.ktap_out, &mut self.ktap_file].into_iter().flatten() {
             let _ = k.result(&r);
@@ -180,7 +209,7 @@ impl Shared {
 /// Runs the suite.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let started = Instant::now();
-    let max_stream = open::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
+    let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
         Exit::new(
             exit::USAGE,
             format!("--max-stream `{}` is not a size above 0 like 4g or 65536", args.max_stream),
@@ -201,7 +230,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let mut _locks = Vec::new();
     for spec in std::iter::once(&device).chain(args.peers.iter()) {
         _locks.push(open::lock(spec)?);
-        devices.push(open::open(spec, args.device_name.as_deref())?);
+        devices.push(open::open_with(spec, args.device_name.as_deref(), args.iommu_backend.as_deref())?);
     }
     let engine = Engine::new(devices, EngineOptions { max_stream });
     let primary = &engine.slots[0].facts;
@@ -213,7 +242,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         if matches!(args.format, Format::Ktap | Format::TapFlat) {
             let _ = KtapWriter::skip_all(std::io::stdout(), &why);
         } else {
-            eprintln!("vfio-mig-conform: SKIP: {why}");
+            errln!("vfio-mig-conform: SKIP: {why}");
         }
         return Ok(exit::SKIP);
     }
@@ -225,14 +254,15 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             && !args.quiet
             && !matches!(args.format, Format::Ktap | Format::TapFlat | Format::Json)
         {
-            println!(
+            outln!(
                 "vfio-mig-conform: using profile `{}` ({}; --profile none to run without)",
-                p.name, p.file
+                p.name,
+                p.file
             );
         }
         let info = engine.slots[0].dev.info();
         if !p.drivers.is_empty() && !p.matches(info.driver.as_deref(), info.model.as_deref()) {
-            eprintln!(
+            errln!(
                 "vfio-mig-conform: warning: profile `{}` is for driver {} (models {}); this device is driver {}, model {}",
                 p.name,
                 p.drivers.join("/"),
@@ -242,7 +272,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             );
         }
         for m in p.claim_mismatches(&engine.slots[0].facts) {
-            eprintln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
+            errln!("vfio-mig-conform: warning: profile `{}` does not match the device: {m}", p.name);
         }
     }
     let largs = libtest_args(args);
@@ -250,18 +280,14 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let selected: Vec<&Check> =
         checks.iter().zip(&probe_trials).filter(|(_, t)| !largs.is_filtered_out(t)).map(|(c, _)| c).collect();
     if selected.is_empty() && !args.list {
-        return Err(Exit::new(
-            exit::USAGE,
-            format!(
-                "no checks selected (filter {:?}, --skip {:?}); `--list` shows the {} available",
-                args.filter,
-                args.skip,
-                checks.len()
-            ),
-        ));
+        return Err(Exit::new(exit::USAGE, nothing_selected(args, checks.len())));
     }
 
-    let header = run_header(&engine, profile.as_ref(), args.strict);
+    let header = RunHeader {
+        strict_profile: args.strict_profile,
+        timeout_secs: args.timeout,
+        ..run_header(&engine, profile.as_ref(), args.strict)
+    };
     let selected_ids: Vec<String> = selected.iter().map(|c| c.id.clone()).collect();
     let mut record = None;
     let mut ktap_out = None;
@@ -274,7 +300,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
             ktap_out = Some(
                 KtapWriter::start(out, &selected_ids, args.format == Format::TapFlat, args.timeout)
-                    .map_err(|e| Exit::new(exit::USAGE, format!("stdout: {e}")))?,
+                    .map_err(|e| Exit::new(exit::USAGE, format!("stdout: {e}")))?
+                    .strict_profile(args.strict_profile),
             );
         }
         if let Some(path) = &args.ktap {
@@ -283,7 +310,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let out: Box<dyn Write + Send> = Box::new(f);
             ktap_file = Some(
                 KtapWriter::start(out, &selected_ids, false, args.timeout)
-                    .map_err(|e| Exit::new(exit::USAGE, format!("{}: {e}", path.display())))?,
+                    .map_err(|e| Exit::new(exit::USAGE, format!("{}: {e}", path.display())))?
+                    .strict_profile(args.strict_profile),
             );
         }
     }
@@ -294,11 +322,13 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let iso = crate::isolate::Isolation {
         fork: !args.no_fork,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        until: None,
     };
     let shared = Arc::new(Mutex::new(Shared {
         engine,
         iso,
         strict,
+        strict_profile: args.strict_profile,
         profile,
         record,
         ktap_out,
@@ -307,6 +337,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         trace: args.trace,
         wedged: None,
         progress: crate::progress::Progress::auto(selected_ids.len(), args.quiet || args.list),
+        events: (args.format == Format::Json && !args.list)
+            .then(|| crate::events::JsonEvents::start(selected_ids.len(), checks.len() - selected_ids.len())),
     }));
 
     let trials: Vec<Trial> = checks
@@ -315,7 +347,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
             let shared = Arc::clone(&shared);
             let repro = reproduce(args, &check);
             let id = check.id.clone();
-            Trial::ignorable_test(id, move || run_trial(&shared, &check, repro))
+            Trial::ignorable_test(id, move || run_trial_with_events(&shared, &check, repro))
         })
         .collect();
     run_trials(&largs, trials);
@@ -329,16 +361,16 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let totals = Totals::from_results(&shared.results);
     let interrupted = crate::isolate::interrupted();
     let mut code = if let Some(w) = &shared.wedged {
-        eprintln!("vfio-mig-conform: stopped early: {w}");
+        errln!("vfio-mig-conform: stopped early: {w}");
         exit::WEDGED
     } else if let Some(why) = &interrupted {
-        eprintln!(
+        errln!(
             "vfio-mig-conform: {why}: the device was restored; {} finished check{} in the record",
             shared.results.len(),
             if shared.results.len() == 1 { " is" } else { "s are" }
         );
         exit::INTERRUPTED
-    } else if totals.fail + totals.timeout + totals.error > 0 || (args.strict_profile && totals.xpass > 0) {
+    } else if totals.failed(args.strict_profile) {
         exit::VIOLATION
     } else {
         exit::OK
@@ -346,14 +378,17 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     if let Some(k) = shared.ktap_out.take() {
         let _ = k.finish();
     }
+    if let Some(e) = &shared.events {
+        e.finish();
+    }
     if let Some(k) = shared.ktap_file.take() {
         let _ = k.finish();
     }
     if let (Some(path), Some(mut f)) = (&args.junit, junit_file) {
-        let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform");
+        let xml = vmc::report::junit::render(&shared.results, "vfio-mig-conform", args.strict_profile);
         if let Err(e) = f.write_all(xml.as_bytes()).and_then(|()| f.flush()) {
             // The record still gets its footer; the run's own verdict wins over this one.
-            eprintln!("vfio-mig-conform: cannot write {}: {e}", path.display());
+            errln!("vfio-mig-conform: cannot write {}: {e}", path.display());
             if code == exit::OK {
                 code = exit::USAGE;
             }
@@ -374,8 +409,9 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         let _ = write!(out, "{}", vmc::report::notable::render(&shared.results));
         let _ = writeln!(
             out,
-            "vfio-mig-conform: {} checks in {:.2}s: {}",
+            "vfio-mig-conform: {} check{} in {:.2}s: {}",
             totals.total(),
+            if totals.total() == 1 { "" } else { "s" },
             started.elapsed().as_secs_f64(),
             totals.line()
         );
@@ -399,14 +435,48 @@ fn run_trials(largs: &Arguments, trials: Vec<Trial>) {
     std::panic::set_hook(Box::new(move |info| hook(info)));
     if let Err(payload) = result {
         if crate::isolate::is_broken_pipe(&*payload) {
-            crate::isolate::stdout_closed();
+            crate::isolate::output_closed(crate::isolate::Closed::Stdout);
         } else {
             std::panic::resume_unwind(payload);
         }
     }
 }
 
-fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> Result<Completion, Failed> {
+/// Runs one trial and, with `--format json`, writes its events.
+fn run_trial_with_events(
+    shared: &Arc<Mutex<Shared>>,
+    check: &Check,
+    reproduce: String,
+) -> Result<Completion, Failed> {
+    let json = {
+        let s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = &s.events {
+            e.test_started(&check.id);
+        }
+        s.events.is_some()
+    };
+    let (result, text) = run_trial(shared, check, reproduce);
+    if json {
+        let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let how = match &result {
+            Ok(Completion::Completed) => crate::events::Event::Ok,
+            Ok(_) => crate::events::Event::Ignored(&text),
+            Err(_) => crate::events::Event::Failed(&text),
+        };
+        if let Some(e) = &mut s.events {
+            e.test_finished(&check.id, &how);
+        }
+    }
+    result
+}
+
+/// Runs one trial: its libtest result, and the text that goes with it (the failure block, or
+/// why it was ignored).
+fn run_trial(
+    shared: &Arc<Mutex<Shared>>,
+    check: &Check,
+    reproduce: String,
+) -> (Result<Completion, Failed>, String) {
     let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.progress.start(&check.id);
     if let Some(why) = crate::isolate::interrupted() {
@@ -414,12 +484,17 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
         let r = CheckResult::new(
             check,
             &vmc::engine::CheckRun::default(),
-            Outcome::Unsupported,
-            Some(format!("not run: {why}")),
+            Verdict {
+                outcome: Outcome::Unsupported,
+                reason: Some(format!("not run: {why}")),
+                deviation: None,
+            },
+            s.strict,
             reproduce,
         );
         s.ktap_only(&r);
-        return Ok(Completion::ignored_with(format!("not run: {why}")));
+        let why = format!("not run: {why}");
+        return (Ok(Completion::ignored_with(why.clone())), why);
     }
     let skip = if let Some(w) = &s.wedged {
         Some(format!("not run: {w}"))
@@ -441,58 +516,56 @@ fn run_trial(shared: &Arc<Mutex<Shared>>, check: &Check, reproduce: String) -> R
     {
         // The interrupted check did not finish: not recorded, only reported on stderr.
         s.progress.clear();
-        eprintln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
+        errln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
         if let Some(e) = &run.restore_error {
             s.wedged = Some(e.clone());
         }
         let r = CheckResult::new(
             check,
             &run,
-            Outcome::Unsupported,
-            Some("not finished: interrupted".to_string()),
+            Verdict {
+                outcome: Outcome::Unsupported,
+                reason: Some("not finished: interrupted".to_string()),
+                deviation: None,
+            },
+            s.strict,
             reproduce,
         );
         s.ktap_only(&r);
-        return Ok(Completion::ignored_with("interrupted"));
+        return (Ok(Completion::ignored_with("interrupted")), "interrupted".to_string());
     }
     if let Some(e) = &run.restore_error {
         s.wedged = Some(e.clone());
     }
-    let (mut outcome, mut reason) = classify(&run, s.strict);
-    let mut deviation = None;
-    if let Some(p) = &s.profile {
-        let broken: Vec<vmc::clauses::ClauseId> =
-            run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
-        let model = s.engine.slots[0].dev.info().model.clone();
-        let (o, d) = p.apply(&check.id, model.as_deref(), outcome, &broken);
-        if let Some(d) = d {
-            deviation = Some(format!("{}: {} [{}]", p.name, d.describe(), d.at));
-            reason = Some(if o == Outcome::Xpass {
-                format!("profile {} declares a deviation that did not happen: {}", p.name, d.describe())
-            } else {
-                format!("known deviation of {}: {}", p.name, d.describe())
-            });
-        }
-        outcome = o;
-    }
-    let mut result = CheckResult::new(check, &run, outcome, reason, reproduce);
-    result.deviation = deviation;
+    let model = s.engine.slots[0].dev.info().model.clone();
+    let verdict = judge(&run, &check.id, s.strict, s.profile.as_ref(), model.as_deref());
+    let outcome = verdict.outcome;
+    let result = CheckResult::new(check, &run, verdict, s.strict, reproduce);
     if s.trace {
         s.progress.clear();
         for t in &result.trace {
-            eprintln!("  [{}] step {} {}: {}", t.device, t.step + 1, t.op, t.obs.summary());
+            errln!("  [{}] step {} {}: {}", t.device, t.step, t.op, t.obs.summary());
         }
     }
     let block = result.failure_block();
     let reason = result.reason.clone();
+    let strict_profile = s.strict_profile;
     s.finish_check(result);
     match outcome {
+        Outcome::Xpass if strict_profile => {
+            let text = format!("{outcome} (fails under --strict-profile)\n{block}");
+            (Err(Failed::from(&text)), text)
+        }
         Outcome::Pass | Outcome::Xfail | Outcome::NonStrict | Outcome::Info | Outcome::Xpass => {
-            Ok(Completion::Completed)
+            (Ok(Completion::Completed), String::new())
         }
         Outcome::Unsupported => {
-            Ok(Completion::ignored_with(reason.unwrap_or_else(|| "unsupported".to_string())))
+            let why = reason.unwrap_or_else(|| "unsupported".to_string());
+            (Ok(Completion::ignored_with(why.clone())), why)
         }
-        Outcome::Fail | Outcome::Timeout | Outcome::Error => Err(Failed::from(format!("{outcome}\n{block}"))),
+        Outcome::Fail | Outcome::Timeout | Outcome::Error => {
+            let text = format!("{outcome}\n{block}");
+            (Err(Failed::from(&text)), text)
+        }
     }
 }

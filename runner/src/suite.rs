@@ -62,8 +62,32 @@ impl Inputs {
             Some("none") => Some(None),
             Some(p) => Some(Some(explicit_profile(p)?)),
         };
+        if let Some(Some(p)) = &profile {
+            names_known_checks(p, &fixtures)?;
+        }
         Ok(Inputs { fixtures, only_sequences: !args.sequence.is_empty(), profile })
     }
+}
+
+/// Refuses a profile whose deviation names a check that does not exist (a typo would make
+/// the deviation never apply): every pattern must match a generated check, a built-in
+/// fixture or one of `fixtures` (the run's `--fixtures`/`--sequence` checks).
+pub fn names_known_checks(p: &Profile, fixtures: &[Check]) -> Result<(), Exit> {
+    let builtin = vmc::embedded::fixtures().unwrap_or_default();
+    let generated = vmc::checks::generated();
+    let ids: Vec<&str> = generated.iter().chain(&builtin).chain(fixtures).map(|c| c.id.as_str()).collect();
+    let errors: Vec<String> = p
+        .deviations
+        .iter()
+        .flat_map(|d| d.unmatched(&ids))
+        .map(|(pattern, at)| {
+            format!(
+                "{at}: `{pattern}` matches no check (a deviation that names no existing check never applies; \
+                 `vfio-mig-conform DEVICE --list` lists the checks)"
+            )
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(Exit::new(exit::USAGE, errors.join("\n"))) }
 }
 
 pub fn explicit_profile(p: &str) -> Result<Profile, Exit> {

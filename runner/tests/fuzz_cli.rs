@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{bin, record_lines, run, text, tmp};
+use common::{bin, finish_within, record_lines, run, text, tmp};
 
 const DEFECTIVE: &str =
     "sim:v2?flags=stop_copy,p2p,pre_copy&dma=on&size=96&defect=stop_copy_to_pre_copy_accepted";
@@ -186,4 +186,79 @@ fn sigint_ends_the_session_with_exit_5_and_a_complete_record() {
     assert_eq!(end["type"], "end");
     assert_eq!(end["interrupted"], "interrupted by SIGINT");
     assert!(lines.iter().any(|l| l["type"] == "fuzz"));
+}
+
+#[test]
+fn duration_bounds_the_session_even_when_an_operation_hangs() {
+    // Arrange: every SET to STOP_COPY hangs; the watchdog (60 s) would fire long after the
+    // session's 2 s
+    let d = tmp("duration-hang");
+    let json = d.join("f.jsonl");
+    let started = std::time::Instant::now();
+    let child = bin()
+        .args(["fuzz", "sim:v2?defect=hang_on_set", "--duration", "2s", "--timeout", "60", "--seed", "5"])
+        .args(["--json", json.to_str().expect("p"), "--out", d.join("findings").to_str().expect("p")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Act
+    let out = finish_within(child, 40, "fuzz --duration 2s on a hanging device");
+    // Assert
+    let secs = started.elapsed().as_secs_f64();
+    assert!(secs < 8.0, "--duration 2s took {secs:.1} s");
+    assert_eq!(out.status.code(), Some(0), "a cut walk is no finding: {}", text(&out.stderr));
+    let lines = record_lines(&json);
+    assert_eq!(lines.last().map(|l| l["type"].clone()), Some("end".into()));
+}
+
+#[test]
+fn reproducers_name_the_device_and_the_bounds_and_replay_in_well_under_the_watchdog() {
+    // Arrange: a stale saving fd that stays readable is an endless stream
+    let d = tmp("repro-bounds");
+    let dir = d.join("findings");
+    let device = "sim:v2?defect=stale_saving_fd_readable";
+    // Act
+    let out = run(&["fuzz", device, "--duration", "4s", "--seed", "42", "--out", dir.to_str().expect("p")]);
+    // Assert
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("vfio-mig-conform DEVICE"), "the replay command names the device:\n{stdout}");
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("findings").map(|e| e.expect("entry").path()).collect();
+    assert!(!files.is_empty());
+    for file in files {
+        let seq = std::fs::read_to_string(&file).expect("reproducer");
+        let want =
+            format!("# replay: vfio-mig-conform '{device}' --max-stream 256m --sequence {}", file.display());
+        assert_eq!(seq.lines().next(), Some(want.as_str()), "{seq}");
+        assert!(stdout.contains(&want["# ".len()..]), "the summary prints the same command:\n{stdout}");
+        // Replaying it with the bounds of the session finishes at once and fails the same way.
+        let started = std::time::Instant::now();
+        let child = bin()
+            .args([device, "--max-stream", "256m", "--sequence", file.to_str().expect("p"), "-q"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let replay = finish_within(child, 60, &format!("replaying {}", file.display()));
+        // It fails the same way: the clause of the finding is reported again, with the exit
+        // code of its level (a MUST is exit 1; a SHOULD or QEMU-level clause is NON-STRICT).
+        let clause = seq
+            .lines()
+            .find_map(|l| l.strip_prefix("# live fuzzing finding: "))
+            .and_then(|c| c.split(',').next())
+            .expect("the reproducer names its clause")
+            .trim()
+            .to_string();
+        let mandatory = vmc::clauses::catalog().get(&clause).expect("a catalog clause").level.is_mandatory();
+        assert_eq!(
+            replay.status.code(),
+            Some(if mandatory { 1 } else { 0 }),
+            "{seq}\n{}",
+            text(&replay.stdout)
+        );
+        assert!(!text(&replay.stdout).contains("TIMEOUT"), "{seq}\n{}", text(&replay.stdout));
+        assert!(started.elapsed().as_secs() < 5, "{} took {:?}", file.display(), started.elapsed());
+    }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clauses::id::*;
 use crate::clauses::{ClauseId, Feature};
 use crate::errno::Errno;
 use crate::op::{Op, StreamName};
@@ -235,6 +234,10 @@ pub struct Step {
     /// allocation, ...) fails (`/proc/thread-self/fail-nth`). A step whose fault fired is
     /// not judged and the oracle forgets the device state; kernel reports still count.
     pub fail_nth: Option<u32>,
+    /// The step checks that the check can observe what it is about (a stimulus that does
+    /// raise interrupts, a feature that answers): if one of its expectations fails, the check
+    /// is UNSUPPORTED with this reason and the expectation's actual value, not FAIL or PASS.
+    pub precondition: Option<String>,
 }
 
 impl Step {
@@ -249,6 +252,7 @@ impl Step {
             loc: None,
             note: None,
             fail_nth: None,
+            precondition: None,
         }
     }
 
@@ -270,6 +274,12 @@ impl Step {
 
     pub fn expect(mut self, kind: ExpectKind, clauses: &[ClauseId]) -> Step {
         self.expect.push(Expectation { kind, clauses: clauses.to_vec() });
+        self
+    }
+
+    /// Makes the step a precondition of observation (see [`Step::precondition`]).
+    pub fn precondition(mut self, why: &str) -> Step {
+        self.precondition = Some(why.to_string());
         self
     }
 
@@ -340,9 +350,14 @@ impl Check {
         if self.requires.devices.is_empty() { vec!["A".to_string()] } else { self.requires.devices.clone() }
     }
 
-    /// Collects the clause list from the steps (explicit expectations) plus `extra`.
+    /// Collects the clause list from the steps (explicit expectations and, on v2, the
+    /// clauses the oracle can report on its judged SET steps) plus `extra`.
     pub fn collect_clauses(&mut self, extra: &[ClauseId]) {
         let mut all: Vec<ClauseId> = extra.to_vec();
+        if self.requires.api != Some(crate::device::MigrationApi::V1) {
+            let first = self.devices().into_iter().next().unwrap_or_default();
+            all.extend(crate::oracle::reach::set_clauses(self.requires.flags, &self.steps, &first));
+        }
         for s in &self.steps {
             for e in &s.expect {
                 all.extend(e.clauses.iter().copied());
@@ -353,10 +368,6 @@ impl Check {
         self.clauses = all;
     }
 }
-
-/// Clauses the FSM oracle can report on a SET.
-pub const ORACLE_SET_CLAUSES: &[ClauseId] =
-    &[V2_MIG_003, V2_STATE_002, V2_STATE_004, V2_STATE_005, V2_STATE_006, V2_STATE_007, V2_STATE_008];
 
 #[cfg(test)]
 mod tests {

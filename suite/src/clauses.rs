@@ -295,6 +295,10 @@ pub struct Clause {
     /// The kernels the clause applies to.
     #[serde(default)]
     pub kernels: Option<Kernels>,
+    /// Why no check can fail when a driver breaks the clause (not observable from userspace,
+    /// needs hardware, an obligation of the user, ...), for clauses no check reports.
+    #[serde(default)]
+    pub unobservable: Option<String>,
 }
 
 impl Clause {
@@ -354,6 +358,12 @@ impl Catalog {
                     errors.push(format!("{}: source without file or kernel version", c.id));
                 }
             }
+            if c.unobservable.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                errors.push(format!(
+                    "{}: unobservable is empty (say why no check can fail when a driver breaks the clause)",
+                    c.id
+                ));
+            }
             errors.extend(check_quote_level_kernels(c));
         }
         for c in &clauses {
@@ -379,8 +389,9 @@ impl Catalog {
         &self.clauses
     }
 
-    /// Renders the catalog as Markdown (docs/clauses.md).
-    pub fn to_markdown(&self) -> String {
+    /// Renders the catalog as Markdown (docs/clauses.md); `checks` gives, per clause id, the
+    /// checks that can fail when a driver breaks it.
+    pub fn to_markdown(&self, checks: &BTreeMap<String, Vec<String>>) -> String {
         let mut out = String::from(
             "# Clause catalog\n\n\
              Generated from `suite/clauses/*.yaml` by `vfio-mig-conform clauses --format md`; \
@@ -399,6 +410,18 @@ impl Catalog {
         out.push_str(&format!("{} clauses: ", self.clauses.len()));
         out.push_str(&counts.iter().map(|(l, n)| format!("{n} {l}")).collect::<Vec<_>>().join(", "));
         out.push_str(".\n");
+        let observed =
+            self.clauses.iter().filter(|c| checks.get(&c.id).is_some_and(|l| !l.is_empty())).count();
+        let reasoned = self
+            .clauses
+            .iter()
+            .filter(|c| checks.get(&c.id).is_none_or(Vec::is_empty) && c.unobservable.is_some())
+            .count();
+        out.push_str(&format!(
+            "\nCoverage: {observed} observed by at least one check that can fail when a driver breaks them, \
+             {reasoned} that no check can observe (each says why), {} not observed yet.\n",
+            self.clauses.len() - observed - reasoned
+        ));
         let mut section = String::new();
         for c in &self.clauses {
             let fam_section = format!("{} §{}", if c.family == Family::V1 { "v1" } else { "v2" }, c.section);
@@ -418,6 +441,16 @@ impl Catalog {
             }
             if let Some(note) = &c.level_note {
                 clause.push_str(&format!("<br>Level note: {}", esc(note)));
+            }
+            match (checks.get(&c.id), &c.unobservable) {
+                (Some(list), _) if !list.is_empty() => {
+                    let shown: Vec<String> = list.iter().take(6).map(|id| format!("`{id}`")).collect();
+                    let more =
+                        if list.len() > 6 { format!(" and {} more", list.len() - 6) } else { String::new() };
+                    clause.push_str(&format!("<br>Checked by ({}): {}{more}", list.len(), shown.join(", ")));
+                }
+                (_, Some(why)) => clause.push_str(&format!("<br>Checked by: none, {}", esc(why))),
+                (_, None) => clause.push_str("<br>Checked by: none yet"),
             }
             let kernels = c.kernels.as_ref().map(ToString::to_string).unwrap_or_default();
             out.push_str(&format!(
@@ -545,10 +578,14 @@ mod tests {
         let c = one_clause(|t| t).unwrap_or_else(|e| panic!("{}", e.join("\n")));
         let clause = c.get("V2-X-001").expect("loaded");
         assert_eq!(clause.kernels.as_ref().map(ToString::to_string).as_deref(), Some("5.18+"));
+        let none = BTreeMap::new();
         assert!(
-            c.to_markdown()
+            c.to_markdown(&none)
                 .contains("Quote: “The device will do it.” (include/uapi/linux/vfio.h (6.12) l.1)")
         );
+        assert!(c.to_markdown(&none).contains("Checked by: none yet"));
+        let by = BTreeMap::from([("V2-X-001".to_string(), vec!["a.b.c".to_string()])]);
+        assert!(c.to_markdown(&by).contains("Checked by (1): `a.b.c`"));
     }
 
     #[test]
@@ -559,6 +596,14 @@ mod tests {
         );
         rejected(|t| t.replace("text: \"The device will do it.\"", "text: \"  \""), "quote has no text");
         rejected(|t| t.replace("file: include/uapi/linux/vfio.h", "file: ''"), "quote has no file");
+    }
+
+    #[test]
+    fn an_empty_unobservable_reason_is_rejected_and_a_given_one_is_shown() {
+        rejected(|t| t + "    unobservable: \"  \"\n", "unobservable is empty");
+        let c = one_clause(|t| t + "    unobservable: \"needs P2P hardware\"\n")
+            .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        assert!(c.to_markdown(&BTreeMap::new()).contains("Checked by: none, needs P2P hardware"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde::de::{
 };
 use serde_saphyr::Spanned;
 
-use crate::check::{Check, Cmp, ExpectKind, Expectation, Loc, ORACLE_SET_CLAUSES, Origin, Requires, Step};
+use crate::check::{Check, Cmp, ExpectKind, Expectation, Loc, Origin, Requires, Step};
 use crate::clauses::{ClauseId, Feature};
 use crate::device::MigrationApi;
 use crate::errno::Errno;
@@ -103,7 +103,102 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de>>(name: &str, bytes: &[u8]) -> Res
     {
         return Err(LoadError::at(name, 1, 1, "the file is empty"));
     }
-    serde_saphyr::from_str_with_options::<T>(text, yaml_options()).map_err(|e| saphyr_error(name, &e))
+    serde_saphyr::from_str_with_options::<T>(text, yaml_options()).map_err(|e| {
+        let mut err = saphyr_error(name, &e);
+        err.message = plain_message(&err.message, text, err.line, err.col);
+        err
+    })
+}
+
+/// Rewrites the YAML library's messages that speak of its own API or types (`set
+/// DuplicateKeyPolicy in Options`, `budget breached: Aliases { aliases: 1001 }`, `invalid u64`)
+/// into what the file's author needs: the key, the limit, the field and the range it takes.
+fn plain_message(message: &str, text: &str, line: usize, col: usize) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).trim();
+        return format!("duplicate key `{key}`: each key may appear once in a map");
+    }
+    if message.starts_with("multiple YAML documents detected") {
+        return "a second YAML document (after `---`): a sequence or profile file holds exactly one"
+            .to_string();
+    }
+    if let Some(rest) = message.strip_prefix("budget breached: ") {
+        // `Kind { field: N }`
+        let kind = rest.split_whitespace().next().unwrap_or("");
+        let n: String = rest.chars().filter(char::is_ascii_digit).collect();
+        let budget = yaml_options().budget.unwrap_or_default();
+        let (what, limit) = match kind {
+            "Aliases" => ("aliases (*name)", budget.max_aliases.to_string()),
+            "Anchors" => ("anchors (&name)", budget.max_anchors.to_string()),
+            "Depth" => ("levels of nesting", budget.max_depth.to_string()),
+            "Nodes" => ("nodes", budget.max_nodes.to_string()),
+            "Events" => ("YAML events", budget.max_events.to_string()),
+            "Documents" => ("documents", "1".to_string()),
+            _ => ("YAML elements", "the loader's budget".to_string()),
+        };
+        return format!(
+            "{n} {what} is beyond the loader's budget of {limit} (anchors, aliases or nesting beyond what a fixture needs)"
+        );
+    }
+    if let Some(ty) = message.strip_prefix("invalid ").filter(|t| !t.contains(' ')) {
+        let range = match ty {
+            "u8" => "an integer from 0 to 255",
+            "u16" => "an integer from 0 to 65535",
+            "u32" => "an integer from 0 to 4294967295",
+            "u64" | "usize" => "an integer from 0 to 18446744073709551615",
+            "i32" => "an integer from -2147483648 to 2147483647",
+            "i64" => "an integer from -9223372036854775808 to 9223372036854775807",
+            "f32" | "f64" => "a number",
+            "boolean" | "bool" => "true or false",
+            _ => return message.to_string(),
+        };
+        let (field, token) = field_and_token(text, line, col);
+        let numeric = token.parse::<i128>().is_ok()
+            || token
+                .strip_prefix("0x")
+                .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+        let what = if numeric {
+            "is out of range"
+        } else if range.starts_with("an integer") {
+            "is not an integer"
+        } else {
+            "is not valid"
+        };
+        return match field {
+            Some(f) => format!("{f}: `{token}` {what}: {f} takes {range}"),
+            None => format!("`{token}` {what}: this value takes {range}"),
+        };
+    }
+    message.to_string()
+}
+
+/// The scalar at `line:col` and the key it is the value of (the last `key:` before it on its
+/// line, else on the lines above).
+fn field_and_token(text: &str, line: usize, col: usize) -> (Option<String>, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(l) = lines.get(line.saturating_sub(1)) else { return (None, String::new()) };
+    let at = l.char_indices().nth(col.saturating_sub(1)).map_or(l.len(), |(i, _)| i);
+    let token: String = l[at..].chars().take_while(|c| !",}]#\n".contains(*c)).collect();
+    let last_key = |s: &str| -> Option<String> {
+        let mut found = None;
+        for (i, _) in s.match_indices(':') {
+            let key: String = s[..i]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if !key.is_empty() {
+                found = Some(key);
+            }
+        }
+        found
+    };
+    let field =
+        last_key(&l[..at]).or_else(|| lines[..line.saturating_sub(1)].iter().rev().find_map(|p| last_key(p)));
+    (field, token.trim().to_string())
 }
 
 /// Converts a serde-saphyr error (which prints `line L column C: message` and a snippet) into
@@ -124,9 +219,6 @@ fn saphyr_error(name: &str, e: &serde_saphyr::Error) -> LoadError {
             col = p.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1);
             message = p.next().unwrap_or("").trim().to_string();
         }
-    }
-    if message.contains("budget") {
-        message.push_str(" (anchors, aliases or nesting beyond what a fixture needs)");
     }
     LoadError::at(name, line, col, message)
 }
@@ -196,7 +288,9 @@ struct OpSeed(String);
 impl<'de> DeserializeSeed<'de> for OpSeed {
     type Value = Op;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Op, D::Error> {
-        Op::deserialize(OneVariant { key: self.0, de: d })
+        let op = Op::deserialize(OneVariant { key: self.0, de: d })?;
+        op.check_limits().map_err(de::Error::custom)?;
+        Ok(op)
     }
 }
 
@@ -396,17 +490,6 @@ impl<'de> Deserialize<'de> for ExpectYaml {
 // ---------------------------------------------------------------------------------------
 // The fixture file.
 
-/// Where a fixture's sequence comes from.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Qemu,
-    CloudHypervisor,
-    Spec,
-    Debate,
-    Regression,
-}
-
 /// `requires:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -448,8 +531,6 @@ pub struct FixtureYaml {
     pub id: Spanned<String>,
     pub title: String,
     #[serde(default)]
-    pub kind: Option<Kind>,
-    #[serde(default)]
     pub models: Option<String>,
     #[serde(default)]
     pub citation: Option<String>,
@@ -458,6 +539,9 @@ pub struct FixtureYaml {
     /// Extra clauses the check observes besides those named by its steps.
     #[serde(default)]
     pub clauses: Vec<Spanned<String>>,
+    /// Where a recorded sequence comes from (`vfio-mig-conform record`).
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::Provenance>,
     pub steps: Vec<Spanned<StepYaml>>,
 }
 
@@ -618,7 +702,6 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         devices.push("A".to_string());
     }
     let mut steps = Vec::new();
-    let mut any_oracle = false;
     let mut captures: Vec<String> = Vec::new();
     let mut fd_names: Vec<String> = vec!["current".to_string(), "previous".to_string()];
     for s in y.steps {
@@ -713,7 +796,6 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         if !step_clauses.is_empty() && expect.is_empty() && !oracle {
             return Err(err("`clauses:` without `expect:`: say what the step must do".to_string()));
         }
-        any_oracle |= oracle || sy.setup;
         steps.push(Step {
             op: sy.op,
             device,
@@ -724,6 +806,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             loc: Some(loc),
             note: sy.note,
             fail_nth: sy.fail_nth,
+            precondition: None,
         });
     }
     if steps.is_empty() {
@@ -772,11 +855,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
         citation: y.citation,
         sequence_file: Some(name.to_string()),
     };
-    let mut all_extra: Vec<ClauseId> = extra.to_vec();
-    if any_oracle && check.requires.api != Some(MigrationApi::V1) {
-        all_extra.extend_from_slice(ORACLE_SET_CLAUSES);
-    }
-    check.collect_clauses(&all_extra);
+    check.collect_clauses(&extra);
     Ok(check)
 }
 
@@ -787,13 +866,45 @@ pub fn load_file(path: &Path) -> Result<Check, LoadError> {
     load_str(&name, &bytes)
 }
 
+/// What a path that is not a regular file is, for the error message.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Reads a user file, refusing anything larger than [`MAX_FILE`] before reading it whole.
+/// The file's type is checked before it is opened (opening a FIFO blocks until a writer
+/// comes), and again on the open file, which is opened non-blocking in case it changed.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = |ft: std::fs::FileType| {
+        format!("{}, not a regular file: sequences, fixtures and profiles are read from files", file_kind(ft))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
     let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !meta.is_file() {
-        return Err("not a regular file".to_string());
+        return Err(not_regular(meta.file_type()));
     }
     let mut buf = Vec::new();
     f.take(MAX_FILE as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read: {e}"))?;
@@ -825,7 +936,8 @@ fn collect_yaml(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Real subdirectories only: a symlink to a parent directory would never end.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             collect_yaml(&p, out);
         } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
             out.push(p);
@@ -853,7 +965,8 @@ mod tests {
         assert!(c.steps[0].oracle);
         assert_eq!(c.steps[0].loc.as_ref().unwrap().line, 4);
         assert_eq!(c.steps[2].expect[0].clauses, vec![V2_RESET_001]);
-        assert!(c.clauses.contains(&V2_STATE_007));
+        assert!(c.clauses.contains(&V2_STATE_002), "a judged SET can break V2-STATE-002");
+        assert!(!c.clauses.contains(&V2_STATE_007), "RUNNING -> STOP cannot break V2-STATE-007");
     }
 
     #[test]

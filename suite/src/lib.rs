@@ -25,8 +25,12 @@ pub mod kernel_table;
 pub mod kmsg;
 pub mod op;
 pub mod oracle;
-pub mod outcome;
+/// Outcomes of checks; lives with the other verdicts in [`oracle`].
+pub use oracle::outcome;
 pub mod profile;
+pub mod provenance;
 pub mod report;
+pub mod rng;
 pub mod state;
 pub mod uapi;
+pub mod units;

@@ -139,6 +139,8 @@ pub struct Deviation {
     pub evidence: Option<String>,
     /// `file:line:col` of the entry.
     pub at: String,
+    /// `file:line:col` of each of `checks`.
+    pub checks_at: Vec<String>,
 }
 
 impl Deviation {
@@ -149,6 +151,17 @@ impl Deviation {
     /// Whether it names `id` exactly (then a pass is XPASS).
     fn names(&self, id: &str) -> bool {
         self.checks.iter().any(|g| !g.contains('*') && g == id)
+    }
+
+    /// The check patterns that match none of `ids` (a misspelt check name would make the
+    /// deviation never apply), each with its `file:line:col`.
+    pub fn unmatched<'a>(&'a self, ids: &[&str]) -> Vec<(&'a str, &'a str)> {
+        self.checks
+            .iter()
+            .zip(&self.checks_at)
+            .filter(|(g, _)| !ids.iter().any(|id| glob(g, id)))
+            .map(|(g, at)| (g.as_str(), at.as_str()))
+            .collect()
     }
 
     /// One line for reports.
@@ -235,7 +248,13 @@ impl Profile {
             let at = first
                 .map(|c| format!("{name}:{}:{}", c.referenced.line(), c.referenced.column()))
                 .unwrap_or_default();
+            let checks_at = d
+                .checks
+                .iter()
+                .map(|c| format!("{name}:{}:{}", c.referenced.line(), c.referenced.column()))
+                .collect();
             deviations.push(Deviation {
+                checks_at,
                 checks: d.checks.into_iter().map(|c| c.value).collect(),
                 clauses,
                 models: d.models,
@@ -363,7 +382,7 @@ impl Profile {
         if let Some(api) = self.api
             && api != facts.api
         {
-            out.push(format!("profile says api {api:?}, device speaks {:?}", facts.api));
+            out.push(format!("profile says api {api}, device speaks {}", facts.api));
         }
         if let Some(f) = self.flags
             && f != facts.flags

@@ -4,8 +4,6 @@
 
 use vfio_bindings::bindings::vfio as b;
 
-use crate::errno::Errno;
-
 pub const FEATURE_MASK: u32 = b::VFIO_DEVICE_FEATURE_MASK;
 pub const FEATURE_GET: u32 = b::VFIO_DEVICE_FEATURE_GET;
 pub const FEATURE_SET: u32 = b::VFIO_DEVICE_FEATURE_SET;
@@ -36,85 +34,9 @@ pub const PRECOPY_INFO_SIZE: u32 = 24;
 /// `LOG_MAX_RANGES`: ranges that fit in one 4 KiB kernel page.
 pub const LOG_MAX_RANGES: usize = 4096 / 16;
 
-/// `vfio_check_feature()`: `Ok(true)` to execute, `Ok(false)` for a successful PROBE.
-pub fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool, Errno> {
-    if (flags & (FEATURE_GET | FEATURE_SET)) & !supported != 0 {
-        return Err(Errno::EINVAL);
-    }
-    if flags & FEATURE_PROBE != 0 {
-        return Ok(false);
-    }
-    if flags & (FEATURE_GET | FEATURE_SET) == 0 {
-        return Err(Errno::EINVAL);
-    }
-    if argsz < minsz {
-        return Err(Errno::EINVAL);
-    }
-    Ok(true)
-}
-
-fn aligned(x: u64, a: u64) -> bool {
-    x & a.wrapping_sub(1) == 0
-}
-
-/// The core's DMA_LOGGING_START range checks (count, alignment, overflow, overlap).
-pub fn check_dma_ranges(page_size: u64, ranges: &[(u64, u64)]) -> Result<(), Errno> {
-    if ranges.is_empty() {
-        return Err(Errno::EINVAL);
-    }
-    if ranges.len() > LOG_MAX_RANGES {
-        return Err(Errno::E2BIG);
-    }
-    let mut seen: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for &(iova, len) in ranges {
-        if !aligned(iova, page_size) || !aligned(len, page_size) {
-            return Err(Errno::EINVAL);
-        }
-        let Some(_end) = iova.checked_add(len) else {
-            return Err(Errno::EOVERFLOW);
-        };
-        let last = iova.wrapping_add(len).wrapping_sub(1);
-        if seen.iter().any(|&(s, l)| iova <= l && s <= last) {
-            return Err(Errno::EINVAL);
-        }
-        seen.push((iova, last));
-    }
-    Ok(())
-}
-
-/// The core's DMA_LOGGING_REPORT checks (page size, overflow).
-pub fn check_dma_report(iova: u64, length: u64, page_size: u64) -> Result<(), Errno> {
-    if page_size < 4096 || !page_size.is_power_of_two() {
-        return Err(Errno::EINVAL);
-    }
-    if iova.checked_add(length).is_none() {
-        return Err(Errno::EOVERFLOW);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_needs_no_payload_but_get_needs_minsz() {
-        assert_eq!(check_feature(FEATURE_PROBE | FEATURE_GET, 0, FEATURE_GET, 8), Ok(false));
-        assert_eq!(check_feature(FEATURE_GET, 4, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(FEATURE_SET, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(0, 8, FEATURE_GET, 8), Err(Errno::EINVAL));
-        assert_eq!(check_feature(FEATURE_GET, 8, FEATURE_GET, 8), Ok(true));
-    }
-
-    #[test]
-    fn dma_ranges_follow_the_core_rules() {
-        assert_eq!(check_dma_ranges(4096, &[]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(1, 4096)]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(0, 8192), (4096, 4096)]), Err(Errno::EINVAL));
-        assert_eq!(check_dma_ranges(4096, &[(u64::MAX - 4095, 8192)]), Err(Errno::EOVERFLOW));
-        assert_eq!(check_dma_ranges(4096, &vec![(0, 0); 257]), Err(Errno::E2BIG));
-        assert_eq!(check_dma_ranges(4096, &[(0, 4096), (8192, 4096)]), Ok(()));
-    }
 
     #[test]
     fn request_codes_match_the_uapi() {

@@ -67,6 +67,7 @@ const PROBES: &[(&str, &str)] = &[
     ("close_keeps_fd", "[{set_state: STOP_COPY}, close_device, {read: {}}]"),
     ("data_size_fails_in_resuming", "[{set_state: RESUMING}, data_size]"),
     ("stream_exceeds_data_size", "[data_size]"),
+    ("data_size_enotty", "[data_size]"),
     ("data_fd_not_stream", "[{set_state: STOP_COPY}, {read: {offset: 0}}]"),
     (
         "pre_copy_stops_device",
@@ -127,6 +128,10 @@ const PROBES: &[(&str, &str)] = &[
     ("v1_mmap_only", "[{v1_set_state: 2}, {v1_save: {}}]"),
     ("v1_reset_not_running", "[{v1_set_state: 2}, reset, {v1_read: {field: device_state}}]"),
     ("v1_narrow_access_accepted", "[{v1_read: {field: device_state, width: 1}}]"),
+    ("v1_state_reads_previous_after_write", "[{v1_set_state: 2}]"),
+    ("v1_reserved_state_bits_set", "[{v1_read: {field: device_state}}]"),
+    ("v1_region_not_writable", "[{v1_set_state: 2}, {v1_save: {}}]"),
+    ("v1_saving_gathers_nothing", "[{v1_set_state: 2}, {v1_read: {field: pending_bytes}}]"),
 ];
 
 fn run(cfg: &SimConfig, ops: &[Op]) -> CheckRun {
@@ -191,4 +196,42 @@ fn hang_on_set_blocks_the_calling_thread() {
         rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
         "SET returned despite hang_on_set"
     );
+}
+
+/// The backticked identifiers in `text` (`snake_case`, not options such as `--peer`).
+fn ticked(text: &str) -> Vec<&str> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn docs_sequences_md_names_only_defects_that_exist() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sequences.md")).expect("docs");
+    let shipped = doc.split("## Shipped sequences").nth(1).expect("a section `Shipped sequences`");
+    let (tables, untargeted) = shipped
+        .split_once("Defects no shipped sequence targets")
+        .expect("the paragraph of untargeted defects");
+    let untargeted = untargeted.split("\n\n").next().unwrap_or("");
+    let mut caught = Vec::new();
+    for row in tables.lines().filter(|l| l.starts_with("| `")) {
+        let catches = row.trim_end_matches('|').rsplit('|').next().unwrap_or("");
+        for name in ticked(catches) {
+            assert!(
+                Defect::by_name(name).is_some(),
+                "docs/sequences.md: `{name}` is not a defect (in `{row}`)"
+            );
+            caught.push(name);
+        }
+    }
+    assert!(caught.len() > 20, "{} defects in the catches column", caught.len());
+    let untargeted = ticked(untargeted);
+    assert!(untargeted.len() > 10, "{} untargeted defects", untargeted.len());
+    for name in untargeted {
+        assert!(Defect::by_name(name).is_some(), "docs/sequences.md: `{name}` (untargeted) is not a defect");
+        assert!(!caught.contains(&name), "docs/sequences.md: `{name}` is listed as untargeted and as caught");
+    }
 }

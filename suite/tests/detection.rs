@@ -27,13 +27,14 @@ fn engine(primary: &SimConfig) -> Engine {
     Engine::new(vec![primary.build(), peer.build(), other.build()], EngineOptions { max_stream: 16 << 20 })
 }
 
-/// (check id, outcome, broken clauses) for every check.
+/// (check id, outcome, broken clauses) for every check. Fresh devices for every check, as
+/// the command line runs each check in a child process: a defect's residue in one check
+/// cannot decide another check's verdict.
 fn run_all(cfg: &SimConfig, checks: &[Check]) -> Vec<(String, Outcome, Vec<ClauseId>)> {
-    let mut e = engine(cfg);
     checks
         .iter()
         .map(|c| {
-            let run = e.run(c);
+            let run = engine(cfg).run(c);
             let (o, _) = classify(&run, false);
             let clauses = run.findings.iter().flat_map(|f| f.violation.clauses.clone()).collect();
             (c.id.clone(), o, clauses)

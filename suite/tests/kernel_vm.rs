@@ -1,10 +1,11 @@
-//! The kernel backend against real mdev devices, in the `vm/` guest (mtty, mdpy). Outside
-//! the guest (no `VMC_GUEST=1`) every test returns at once.
+//! The kernel backend against real mdev devices, in the `vm/` guest (mtty, mdpy). The tests
+//! are `#[ignore]`d: `cargo test` outside the guest does not count them as passes; .ci/run
+//! runs them in the guest with `--ignored`, where a missing device fails the test.
 //!
 //! ```sh
 //! cargo test --release -p vmc-suite --test kernel_vm --no-run   # prints the binary path
 //! vm/run.sh --bin target/release/deps/kernel_vm-HASH --mdev mtty-2 --mdev mtty-1 \
-//!     --mdev mdpy-vga -- kernel_vm-HASH --test-threads=1
+//!     --mdev mdpy-vga -- kernel_vm-HASH --ignored --test-threads=1
 //! ```
 
 use std::sync::Mutex;
@@ -17,21 +18,24 @@ use vmc::uapi;
 /// A group can be open only once: tests take turns.
 static TURN: Mutex<()> = Mutex::new(());
 
-/// The group node and UUID of the first guest device of an mdev type starting with `prefix`.
-fn guest_device(prefix: &str) -> Option<(String, String, String)> {
-    if std::env::var("VMC_GUEST").ok().as_deref() != Some("1") {
-        eprintln!("not in the vm/ guest: skipped");
-        return None;
-    }
-    let n: usize = std::env::var("VMC_NDEV").ok()?.parse().ok()?;
+/// The group node, UUID and type of the first guest device of an mdev type starting with
+/// `prefix`; panics (the test fails) outside the guest or when the guest has no such device.
+fn guest_device(prefix: &str) -> (String, String, String) {
+    assert_eq!(
+        std::env::var("VMC_GUEST").ok().as_deref(),
+        Some("1"),
+        "not in the vm/ guest: run these tests with vm/run.sh (see the module documentation)"
+    );
+    let n: usize = std::env::var("VMC_NDEV").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
     let var = |name: String| std::env::var(name).ok();
-    (0..n).find_map(|i| {
+    let found = (0..n).find_map(|i| {
         let ty = var(format!("VMC_DEV{i}_TYPE"))?;
         if !ty.starts_with(prefix) {
             return None;
         }
         Some((var(format!("VMC_DEV{i}"))?, var(format!("VMC_DEV{i}_UUID"))?, ty))
-    })
+    });
+    found.unwrap_or_else(|| panic!("the guest has no {prefix} device (vm/run.sh --mdev {prefix}-...)"))
 }
 
 /// Opens a device and, like the engine before each check, restores it to RUNNING (mtty
@@ -79,8 +83,9 @@ const RESUMING: u32 = 4;
 const PRE_COPY: u32 = 6;
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn device_info_names_the_mdev_and_its_type() {
-    let Some((node, uuid, ty)) = guest_device("mtty") else { return };
+    let (node, uuid, ty) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     let info = dev.info().clone();
@@ -104,8 +109,9 @@ fn device_info_names_the_mdev_and_its_type() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn a_group_can_be_open_only_once_and_drop_releases_it() {
-    let Some((node, _, _)) = guest_device("mtty") else { return };
+    let (node, _, _) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dev = open(&node);
     let e = vmc::device::kernel::open(&node, None).err().map(|e| e.to_string()).unwrap_or_default();
@@ -115,8 +121,9 @@ fn a_group_can_be_open_only_once_and_drop_releases_it() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn stop_copy_hands_out_an_adopted_data_fd() {
-    let Some((node, _, ty)) = guest_device("mtty") else { return };
+    let (node, _, ty) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     let mut flags = [0u8; 8];
@@ -165,8 +172,9 @@ fn stop_copy_hands_out_an_adopted_data_fd() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn pre_copy_info_and_odd_feature_arguments() {
-    let Some((node, _, _)) = guest_device("mtty") else { return };
+    let (node, _, _) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     let fd = set_state(dev.as_mut(), PRE_COPY).unwrap();
@@ -204,8 +212,9 @@ fn pre_copy_info_and_odd_feature_arguments() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn close_and_reopen() {
-    let Some((node, _, _)) = guest_device("mtty") else { return };
+    let (node, _, _) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     assert_eq!(dev.reopen(), Err(Errno::EBUSY));
@@ -228,8 +237,9 @@ fn close_and_reopen() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn intx_eventfds_are_counted() {
-    let Some((node, _, _)) = guest_device("mtty") else { return };
+    let (node, _, _) = guest_device("mtty");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     assert_eq!(dev.set_irqs(0, IrqAction::Trigger, 0, 1, IrqData::Eventfd), Ok(()));
@@ -251,8 +261,9 @@ fn intx_eventfds_are_counted() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn mdpy_framebuffer_through_mmap() {
-    let Some((node, _, ty)) = guest_device("mdpy") else { return };
+    let (node, _, ty) = guest_device("mdpy");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     assert_eq!(dev.info().model.as_deref(), Some(ty.as_str()));
@@ -287,10 +298,11 @@ fn mdpy_framebuffer_through_mmap() {
 }
 
 #[test]
+#[ignore = "needs the vm/ guest's mdev devices; .ci/run runs it there with --ignored"]
 fn irq_ioctls_work_right_after_open() {
     // mtty checks IRQ indices against the num_irqs it saved from the last GET_INFO; the
     // backend issues one at open, as a VMM does, so this works on a device nobody asked.
-    let Some((node, _, _)) = guest_device("mtty-1") else { return };
+    let (node, _, _) = guest_device("mtty-1");
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut dev = open(&node);
     assert_eq!(dev.irq_info(0).map(|i| i.count), Ok(1));

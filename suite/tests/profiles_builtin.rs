@@ -66,3 +66,27 @@ fn the_mtty_profile_is_chosen_for_the_mtty_driver_only() {
     assert_eq!(matching, vec!["mtty".to_string()]);
     assert!(builtin().iter().all(|p| !p.matches(Some("sim-v2"), Some("sim"))));
 }
+
+#[test]
+fn the_table_of_built_in_profiles_in_the_docs_counts_their_deviations() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/profiles.md")).expect("docs");
+    let table = doc.split("## The built-in profiles").nth(1).expect("a section `The built-in profiles`");
+    let mut listed = Vec::new();
+    for row in table.lines().skip_while(|l| !l.starts_with("|---")).skip(1).take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let shown: usize = cells[3].parse().unwrap_or_else(|_| panic!("no deviation count in `{row}`"));
+        for name in cells[1].split(',').map(|n| n.trim().trim_matches('`')) {
+            let p = builtin().into_iter().find(|p| p.name == name);
+            let p = p.unwrap_or_else(|| {
+                panic!("docs/profiles.md lists `{name}`, which is not a built-in profile")
+            });
+            assert_eq!(shown, p.deviations.len(), "docs/profiles.md: deviations of `{name}`");
+            listed.push(name.to_string());
+        }
+    }
+    for p in builtin() {
+        assert!(listed.contains(&p.name), "docs/profiles.md does not list the built-in profile `{}`", p.name);
+    }
+}

@@ -41,3 +41,21 @@ pub fn record_lines(path: &Path) -> Vec<serde_json::Value> {
     let record = std::fs::read_to_string(path).expect("record");
     record.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect()
 }
+
+/// Waits for `child` at most `secs` seconds; on timeout it is killed and the test fails
+/// (a hang must fail the test, never hang it).
+pub fn finish_within(mut child: std::process::Child, secs: u64, what: &str) -> Output {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    // Not wait_with_output: a grandchild (a stuck check process) may hold the pipes open.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let _ = child.wait();
+    panic!("{what}: still running after {secs} s (killed)");
+}

@@ -1,7 +1,7 @@
 //! Generated family: every (cur, new) SET for every state a device can be in, judged by the
 //! FSM oracle (success or EINVAL, data_fd or not, state after, state after failure).
 
-use crate::check::{Check, ORACLE_SET_CLAUSES, Origin, Requires, Step};
+use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
 use crate::op::{Op, ReadArgs, Segmentation, Source, StreamName, WriteArgs};
 use crate::state::{MigFlags, MigState, StateArg};
@@ -70,7 +70,7 @@ pub fn checks() -> Vec<Check> {
                 ),
                 sequence_file: None,
             };
-            check.collect_clauses(ORACLE_SET_CLAUSES);
+            check.collect_clauses(&[]);
             out.push(check);
         }
     }

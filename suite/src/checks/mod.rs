@@ -40,6 +40,21 @@ pub fn generated() -> Vec<Check> {
     generated_for(Kind::Sim)
 }
 
+/// For each clause id, the checks (generated and built-in sequences) that can fail when a
+/// driver breaks it: the clauses a check lists are those its expectations name and those
+/// the oracle can report on its judged steps ([`crate::oracle::reach`]).
+pub fn observers() -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    let mut checks = generated();
+    checks.extend(crate::embedded::fixtures().unwrap_or_default());
+    for c in checks {
+        for cl in &c.clauses {
+            out.entry(cl.to_string()).or_default().push(c.id.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +80,16 @@ mod tests {
             assert!(!c.clauses.is_empty(), "{} observes no clause", c.id);
             for cl in &c.clauses {
                 assert!(crate::clauses::catalog().contains(cl), "{}: unknown clause {cl}", c.id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_clause_that_a_check_observes_gives_no_reason_why_none_can() {
+        let observers = observers();
+        for c in crate::clauses::catalog().all() {
+            if let (Some(checks), Some(why)) = (observers.get(&c.id), &c.unobservable) {
+                panic!("{} is observed by {checks:?} but says none can: {why}", c.id);
             }
         }
     }

@@ -48,13 +48,18 @@ impl Kind {
     }
 
     /// Steps that make a running device raise interrupts without further user I/O.
-    pub fn irq_source(self) -> Option<Vec<Step>> {
+    /// Err: why no such steps are known for this driver.
+    pub fn irq_source(self) -> Result<Vec<Step>, String> {
         match self {
-            Kind::Sim => Some(vec![region_write(RegionRef::Bar0, 8, 4, 1)]),
-            // mtty only interrupts in response to user MMIO: with no stimulus the check still
-            // verifies that nothing is raised while stopped.
-            Kind::Mtty => Some(Vec::new()),
-            Kind::Other => None,
+            Kind::Sim => Ok(vec![region_write(RegionRef::Bar0, 8, 4, 1)]),
+            // Silence while stopped says nothing unless something would have raised an
+            // interrupt: mtty raises them only synchronously, inside the user's MMIO write
+            // (samples/vfio-mdev/mtty.c, mtty_trigger_interrupt() from handle_bar_write()).
+            Kind::Mtty => Err("mtty raises interrupts only inside the user's own MMIO writes \
+                (mtty_trigger_interrupt() from handle_bar_write()): nothing stays pending across \
+                the stop, so a silent stopped device observes nothing"
+                .to_string()),
+            Kind::Other => Err(Kind::why_unknown()),
         }
     }
 

@@ -46,8 +46,18 @@ pub fn checks(kind: Kind) -> Vec<Check> {
             &[V2_ARC_STOP_002],
         ));
 
-        let mut steps = kind.irq_source().unwrap_or_default();
-        steps.push(irqs(IrqIndex::Intx, 1, IrqData::Eventfd).setup());
+        let source = kind.irq_source();
+        let mut steps = vec![irqs(IrqIndex::Intx, 1, IrqData::Eventfd).setup()];
+        steps.push(Step::new(Op::IrqMark("running".into())));
+        steps.extend(source.clone().unwrap_or_default());
+        steps.push(Step::new(Op::Wait { ms: 200 }));
+        // Control: the stimulus does raise interrupts while RUNNING, or silence later proves
+        // nothing.
+        steps.push(
+            Step::new(Op::GetState)
+                .expect(ExpectKind::IrqsSince("running".into()), &[])
+                .precondition("the stimulus raised no interrupt while RUNNING"),
+        );
         steps.extend(reach(s));
         steps.push(Step::new(Op::IrqMark("stopped".into())));
         steps.push(Step::new(Op::Wait { ms: 200 }));
@@ -63,8 +73,8 @@ pub fn checks(kind: Kind) -> Vec<Check> {
             steps,
             &[V2_ARC_STOP_001],
         );
-        if kind.irq_source().is_none() {
-            c.requires.unavailable = Some(Kind::why_unknown());
+        if let Err(why) = source {
+            c.requires.unavailable = Some(why);
         }
         out.push(c);
     }

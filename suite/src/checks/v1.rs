@@ -54,9 +54,30 @@ fn restored(name: &str, via: Access, scribble: bool) -> Vec<Step> {
     vec![
         set(o::RESUMING).expect(ExpectKind::Ok, &[V1_FLOW_007]),
         resume(name, via, scribble).expect(ExpectKind::Ok, &[V1_RES_002]),
-        set(o::RUNNING).expect(ExpectKind::Ok, &[V1_FLOW_007, V1_RES_003]),
+        // A stream saved in _SAVING that does not restore: nothing was gathered (V1-STATE-007).
+        set(o::RUNNING).expect(ExpectKind::Ok, &[V1_FLOW_007, V1_RES_003, V1_STATE_007]),
         state_is(1, &[V1_FLOW_007]),
     ]
+}
+
+/// What the oracle can report on one judged write of `v` from running ([`o::judge_write`]).
+fn write_clauses(v: u32) -> Vec<ClauseId> {
+    let mut out = vec![
+        V1_STATE_002,
+        V1_STATE_003,
+        V1_STATE_009,
+        V1_STATE_010,
+        V1_STRICT_001,
+        V1_STRICT_003,
+        V1_FLOW_002,
+        V1_FLOW_003,
+        V1_FLOW_005,
+        V1_FLOW_007,
+    ];
+    if v & (o::RESUMING | o::RUNNING) == o::RESUMING | o::RUNNING {
+        out.push(V1_STRICT_007);
+    }
+    out
 }
 
 /// `v1.*`.
@@ -68,7 +89,7 @@ pub fn checks() -> Vec<Check> {
             &format!("writing device_state {} from running", o::name(v)),
             v1(),
             vec![set(v)],
-            &[V1_STATE_002, V1_STATE_003, V1_STATE_010, V1_FLOW_002, V1_FLOW_003, V1_FLOW_005, V1_FLOW_007],
+            &write_clauses(v),
         ));
     }
     out.push(check(
@@ -160,6 +181,7 @@ pub fn checks() -> Vec<Check> {
                 V1_SAVE_005,
                 V1_SAVE_008,
                 V1_FIELD_005,
+                V1_REG_001,
                 V1_REG_004,
                 V1_REG_005,
                 V1_REG_006,

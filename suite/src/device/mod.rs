@@ -40,6 +40,16 @@ pub enum MigrationApi {
     None,
 }
 
+impl std::fmt::Display for MigrationApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MigrationApi::V2 => "v2",
+            MigrationApi::V1 => "v1",
+            MigrationApi::None => "no migration",
+        })
+    }
+}
+
 /// What the suite knows about the device it talks to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -54,6 +64,10 @@ pub struct DeviceInfo {
     pub kernel: Option<String>,
     /// The VFIO device name (PCI address, mdev UUID).
     pub name: Option<String>,
+    /// The IOMMU back end a kernel device was opened through (`vfio_type1v2_iommu`,
+    /// `iommufd`, ...: `device::kernel::IommuBackend`); None for simulated devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu: Option<String>,
 }
 
 /// `VFIO_DEVICE_GET_INFO`.

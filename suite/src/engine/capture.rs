@@ -327,7 +327,7 @@ pub struct Segments {
     left: u64,
     done: u64,
     i: usize,
-    rng: u64,
+    rng: crate::rng::Rng,
 }
 
 /// Largest single write the engine issues, also for `whole`.
@@ -335,10 +335,10 @@ pub const MAX_WRITE: u64 = 64 << 20;
 
 impl Segments {
     pub fn new(seg: &Segmentation, len: u64) -> Segments {
-        let rng = match seg {
-            Segmentation::Random { seed, .. } => *seed | 1,
+        let rng = crate::rng::Rng::new(match seg {
+            Segmentation::Random { seed, .. } => *seed,
             _ => 1,
-        };
+        });
         Segments { seg: seg.clone(), left: len, done: 0, i: 0, rng }
     }
 }
@@ -367,12 +367,7 @@ impl Iterator for Segments {
                     MAX_WRITE
                 }
             }
-            Segmentation::Random { max, .. } => {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                1 + self.rng % u64::from((*max).max(1))
-            }
+            Segmentation::Random { max, .. } => self.rng.range(1, u64::from((*max).max(1))),
         };
         let take = size.min(self.left).min(MAX_WRITE);
         self.left -= take;

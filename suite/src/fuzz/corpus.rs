@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use crate::check::Step;
 
 /// One kept walk.

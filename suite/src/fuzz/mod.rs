@@ -19,7 +19,8 @@ pub mod coverage;
 pub mod kcov;
 pub mod live;
 mod opgen;
-pub mod rng;
+/// The suite's PRNG, used by the fuzzer (re-exported where it used to live).
+pub use crate::rng;
 pub mod stream;
 pub mod symbolize;
 pub mod yaml;
@@ -192,7 +193,8 @@ impl FuzzCase {
                 continue;
             }
             opgen::clamp(&mut op);
-            if !names_defined(&op, &fds, &streams) {
+            // What the loader refuses cannot be a reproducer (the clamps keep this rare).
+            if op.check_limits().is_err() || !names_defined(&op, &fds, &streams) {
                 continue;
             }
             if !matches!(op, Op::SetState(_)) {
@@ -382,6 +384,14 @@ fn run_target(api: MigrationApi, data: &[u8]) {
     if case.ops.is_empty() {
         return;
     }
+    if api == MigrationApi::V2
+        && let Err(problem) = next_state_helpers_agree(&case)
+    {
+        panic!(
+            "the simulator's next-state helper and the oracle's disagree on {}: {problem}",
+            case.sim_config().spec()
+        );
+    }
     let out = case.run();
     if let Some(problem) = out.problem() {
         let target = if api == MigrationApi::V2 { Target::FsmV2 } else { Target::V1Region };
@@ -394,8 +404,31 @@ fn run_target(api: MigrationApi, data: &[u8]) {
     }
 }
 
+/// For every SET target of `case`, the simulator's next-state helper (the kernel's table data,
+/// `device::sim::v2::next_state`) and the oracle's (`oracle::fsm`, its own table) take the
+/// same step from every current state, or refuse alike.
+fn next_state_helpers_agree(case: &FuzzCase) -> Result<(), String> {
+    use crate::device::sim::v2::next_state::{self, HelperError};
+    use crate::oracle::fsm::{self, Refusal};
+    for op in &case.ops {
+        let Op::SetState(target) = op else { continue };
+        let new = target.raw();
+        for cur in (0..=8).chain([new, u32::MAX]) {
+            let sim = next_state::next_state(case.flags, cur, new).map_err(|e| e == HelperError::CurInvalid);
+            let oracle = fsm::next_state(case.flags, cur, new).map_err(|r| r == Refusal::CurrentInvalid);
+            if sim != oracle {
+                return Err(format!(
+                    "cur {cur} new {new}: simulator {sim:?}, oracle {oracle:?} (Err(true) = EINVAL with WARN_ON)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `fsm_v2`: operations on `sim:v2` with the case's flags, every step judged by the oracle;
-/// any finding is a disagreement between the two and panics with a YAML reproducer.
+/// any finding is a disagreement between the two and panics with a YAML reproducer. Before
+/// running, the two next-state helpers are compared on every SET target of the case.
 pub fn fsm_v2(data: &[u8]) {
     run_target(MigrationApi::V2, data);
 }
@@ -461,6 +494,14 @@ pub fn to_yaml(target: Target, data: &[u8]) -> Result<String, String> {
             let api = if target == Target::FsmV2 { MigrationApi::V2 } else { MigrationApi::V1 };
             let case = FuzzCase::decode(api, data)
                 .ok_or_else(|| format!("the input does not decode to a {} case", target.name()))?;
+            if case.ops.is_empty() {
+                // `steps: []` is no sequence: the loader refuses it.
+                return Err(format!(
+                    "the input ({} bytes) decodes to a {} case without operations: there is nothing to replay",
+                    data.len(),
+                    target.name()
+                ));
+            }
             let out = case.run();
             Ok(yaml::reproducer(&case, &out, target))
         }

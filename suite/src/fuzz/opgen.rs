@@ -171,6 +171,9 @@ fn clamp_mutation(m: &mut Mutation) {
     {
         *den = (*den).max(1);
     }
+    if let Mutation::FlipBit { bit, .. } | Mutation::FlipAt { bit, .. } = m {
+        *bit %= 8;
+    }
 }
 
 fn clamp_segmentation(s: &mut Segmentation) {
@@ -238,7 +241,7 @@ pub(super) fn clamp(op: &mut Op) {
             // At most ~1000 read() calls per step.
             let bound = (u64::from(a.chunk) * 1024).min(1 << 20);
             a.max = match a.max {
-                Some(m) => Some(m.min(bound)),
+                Some(m) => Some(m.clamp(1, bound)),
                 None if a.chunk < 1024 && !a.once => Some(bound),
                 None => None,
             };
@@ -299,7 +302,10 @@ pub(super) fn clamp(op: &mut Op) {
         Op::DmaLogReport(a) if a.page_size != 0 && a.length / a.page_size > 1 << 16 => {
             a.length = a.page_size.saturating_mul(1 << 16);
         }
-        Op::Feature(a) => a.payload = a.payload.min(256),
+        Op::Feature(a) => {
+            a.payload = a.payload.min(256);
+            a.argsz = a.argsz.map(|n| n.min(crate::op::limits::FEATURE_ARGSZ as u32));
+        }
         Op::Wait { ms } => *ms = (*ms).min(16),
         Op::Poll { timeout_ms, .. } => *timeout_ms = (*timeout_ms).min(10),
         Op::IrqMark(n) => truncate_chars(n, 16),

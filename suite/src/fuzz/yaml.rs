@@ -50,7 +50,6 @@ struct Requires {
 struct Out<'a> {
     id: &'a str,
     title: &'a str,
-    kind: &'static str,
     citation: &'static str,
     requires: Requires,
     steps: Vec<StepOut>,
@@ -127,7 +126,6 @@ impl YamlSequence {
         let out = Out {
             id: &self.id,
             title: &self.title,
-            kind: "regression",
             citation: "fuzz finding",
             requires: Requires {
                 api: if self.api == MigrationApi::V1 { "v1" } else { "v2" },

@@ -3,8 +3,15 @@
 //! - [`fsm`]: the v2 next-state helper and SET predictions.
 //! - [`v1`]: the v1 `device_state` encoding and the region save/resume protocol.
 
+pub mod data_fd;
+pub mod dma;
+pub mod expect;
+pub mod fault;
+pub mod feature;
 pub mod fsm;
 pub mod model;
+pub mod outcome;
+pub mod reach;
 pub mod v1;
 
 use serde::{Deserialize, Serialize};

@@ -871,6 +871,20 @@ impl Model {
 
     /// Judges GET MIG_DATA_SIZE.
     pub fn judge_data_size(&self, obs: &Observation) -> Vec<Violation> {
+        let mut v = self.judge_data_size_state(obs);
+        if obs.errno == Some(Errno::ENOTTY) {
+            // vfio-pci-core refuses to register a migration driver without
+            // migration_get_data_size, so on a migration device the feature exists.
+            v.push(Violation::new(
+                [V2_DATASIZE_003],
+                "MIG_DATA_SIZE is implemented on a device that supports migration".to_string(),
+                "failed with ENOTTY".to_string(),
+            ));
+        }
+        v
+    }
+
+    fn judge_data_size_state(&self, obs: &Observation) -> Vec<Violation> {
         match obs.errno {
             Some(e) => vec![Violation::new(
                 [V2_DATASIZE_002],

@@ -105,6 +105,14 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     let mut v = Vec::new();
     let kind = transition(prev, new);
     match (kind, ok) {
+        // RESUMING combined with RUNNING (101b, 111b) is also what v1-strict names unsupported.
+        (Transition::Invalid, true) if new & (RESUMING | RUNNING) == RESUMING | RUNNING => {
+            v.push(Violation::new(
+                [V1_STATE_010, V1_STRICT_007],
+                format!("write of {} refused (invalid encoding)", name(new)),
+                "the write succeeded".to_string(),
+            ));
+        }
         (Transition::Invalid, true) => v.push(Violation::new(
             [V1_STATE_010],
             format!("write of {} refused (invalid encoding)", name(new)),
@@ -119,14 +127,14 @@ pub fn judge_write(prev: u32, new: u32, ok: bool, after: u32) -> Vec<Violation> 
     }
     if ok && !matches!(kind, Transition::Invalid) && after & MASK != new & MASK {
         v.push(Violation::new(
-            [V1_STATE_002],
+            [V1_STATE_002, V1_STRICT_001],
             format!("device_state reads {} after the write returned", name(new)),
             name(after),
         ));
     }
     if !ok && after & MASK != prev & MASK && !is_error(after) {
         v.push(Violation::new(
-            [V1_STATE_003],
+            [V1_STATE_003, V1_STRICT_003],
             format!("device_state is the previous state {} or error 110b", name(prev)),
             name(after),
         ));
@@ -154,6 +162,29 @@ impl RegionLayout {
     fn in_mmap_area(&self, offset: u64) -> bool {
         self.mmap_areas.iter().any(|&(o, s)| offset >= o && offset < o.saturating_add(s))
     }
+}
+
+/// Judges the migration region's info (V1-REG-001): a region of type 3 / subtype 1 holds the
+/// header "to get and set" migration information, so it is readable, writable and larger than
+/// the 32-byte header. `flags` are the `VFIO_REGION_INFO_FLAG_*` bits.
+pub fn judge_region(flags: u32, size: u64) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let rw = crate::device::RegionInfo::FLAG_READ | crate::device::RegionInfo::FLAG_WRITE;
+    if flags & rw != rw {
+        v.push(Violation::new(
+            [V1_REG_001],
+            "the migration region is readable and writable (REGION_INFO flags READ and WRITE)".to_string(),
+            format!("flags {flags:#x}"),
+        ));
+    }
+    if size <= HEADER_SIZE {
+        v.push(Violation::new(
+            [V1_REG_001],
+            format!("the migration region is larger than the {HEADER_SIZE}-byte header"),
+            format!("size {size}"),
+        ));
+    }
+    v
 }
 
 /// Judges one staged chunk: `data_offset`/`data_size` as read in one iteration.
@@ -221,9 +252,144 @@ pub fn judge_sparse_areas(layout: &RegionLayout) -> Vec<Violation> {
     v
 }
 
+/// Judges a read or write of the region header at `offset` with `width` bytes that
+/// succeeded (`ok`), reading `value` (reads only): header fields are accessed one at a time at
+/// their natural width (V1-REG-003); the reserved field reads 0 (V1-FIELD-001) and so do the
+/// reserved `device_state` bits (V1-STATE-009).
+pub fn judge_header_access(
+    offset: u64,
+    width: u8,
+    write: bool,
+    ok: bool,
+    value: Option<u64>,
+) -> Vec<Violation> {
+    let mut v = Vec::new();
+    if !ok {
+        return v;
+    }
+    let natural = field::at(offset).is_some_and(|(_, fw)| fw == usize::from(width));
+    if !natural && offset < HEADER_SIZE {
+        v.push(Violation::new(
+            [V1_REG_003],
+            format!(
+                "a {width}-byte {} at header offset {offset} (not one field at its natural width) fails",
+                if write { "write" } else { "read" }
+            ),
+            "the access succeeded".to_string(),
+        ));
+    }
+    if natural && !write {
+        let value = value.unwrap_or(0);
+        if offset == field::RESERVED && value != 0 {
+            v.push(Violation::new(
+                [V1_FIELD_001],
+                "the reserved header field reads 0".to_string(),
+                format!("{value:#x}"),
+            ));
+        }
+        if offset == field::DEVICE_STATE && value as u32 & !MASK != 0 {
+            v.push(Violation::new(
+                [V1_STATE_009],
+                "reserved device_state bits read as 0".to_string(),
+                format!("{:#x}", value as u32 & !MASK),
+            ));
+        }
+    }
+    v
+}
+
+/// In stop-and-copy (`_SAVING` alone) `pending_bytes` must reach 0 in finite time
+/// (V1-SAVE-008); in pre-copy the device runs and may dirty state faster than it is read,
+/// so the same observation is only a note (returned as `Err`).
+pub fn judge_pending_not_draining(
+    stop_and_copy: bool,
+    pending: u64,
+    iterations: u32,
+    total: u64,
+) -> Result<Violation, String> {
+    if stop_and_copy {
+        Ok(Violation::new(
+            [V1_SAVE_008],
+            "pending_bytes reaches 0 in finite time".to_string(),
+            format!("still {pending} after {iterations} iterations and {total} bytes"),
+        ))
+    } else {
+        Err(format!("pending_bytes still {pending} after {iterations} iterations outside stop-and-copy"))
+    }
+}
+
+/// `data_offset`/`data_size` read twice in one iteration stay the same (V1-SAVE-004).
+pub fn judge_reread(first: (u64, u64), second: (u64, u64)) -> Option<Violation> {
+    (first != second).then(|| {
+        Violation::new(
+            [V1_SAVE_004],
+            format!("data_offset/data_size read again in one iteration stay {:#x}/{}", first.0, first.1),
+            format!("{:#x}/{}", second.0, second.1),
+        )
+    })
+}
+
+/// `data_size` 0 while `pending_bytes` is not: nothing is staged although pending_bytes says
+/// there is data (V1-SAVE-008).
+pub fn judge_nothing_staged(pending: u64) -> Violation {
+    Violation::new(
+        [V1_SAVE_008],
+        "pending_bytes reaches 0 once every staged byte has been read".to_string(),
+        format!("pending_bytes {pending} with nothing staged (data_size 0)"),
+    )
+}
+
+/// The staged data could not be read: through read/write (V1-REG-006) or through the
+/// sparse mmap areas (V1-REG-004, `mmap` true).
+pub fn judge_staged_read_failed(
+    mmap: bool,
+    offset: u64,
+    size: u64,
+    how: &str,
+    errno: crate::errno::Errno,
+) -> Violation {
+    Violation::new(
+        [if mmap { V1_REG_004 } else { V1_REG_006 }],
+        format!("the staged data at {offset:#x}+{size} can be read ({how})"),
+        format!("read failed with {errno}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_read_at_an_unnatural_width_that_succeeds_breaks_v1_reg_003() {
+        assert_eq!(
+            judge_header_access(field::PENDING_BYTES, 4, false, true, Some(0))[0].clauses,
+            vec![V1_REG_003]
+        );
+        assert!(judge_header_access(field::PENDING_BYTES, 4, false, false, None).is_empty());
+        assert!(judge_header_access(field::PENDING_BYTES, 8, false, true, Some(0)).is_empty());
+    }
+
+    #[test]
+    fn reserved_bits_read_nonzero_break_their_clauses() {
+        assert_eq!(
+            judge_header_access(field::RESERVED, 4, false, true, Some(1))[0].clauses,
+            vec![V1_FIELD_001]
+        );
+        assert_eq!(
+            judge_header_access(field::DEVICE_STATE, 4, false, true, Some(8))[0].clauses,
+            vec![V1_STATE_009]
+        );
+    }
+
+    #[test]
+    fn pending_bytes_that_never_drain_fail_only_in_stop_and_copy() {
+        assert_eq!(judge_pending_not_draining(true, 5, 10, 100).map(|v| v.clauses), Ok(vec![V1_SAVE_008]));
+        assert!(
+            matches!(judge_pending_not_draining(false, 5, 10, 100), Err(n) if n.contains("outside stop-and-copy"))
+        );
+        assert!(judge_reread((32, 8), (32, 8)).is_none());
+        assert!(judge_reread((32, 8), (40, 8)).is_some());
+    }
 
     #[test]
     fn validity_follows_the_uapi_macro() {
@@ -247,6 +413,19 @@ mod tests {
         let v = judge_write(1, 0, false, 2);
         assert!(v.iter().any(|x| x.clauses.contains(&V1_STATE_003)));
         assert!(!judge_write(1, 0, false, 0b110).iter().any(|x| x.clauses[0] == V1_STATE_003));
+    }
+
+    #[test]
+    fn a_migration_region_without_write_or_room_after_the_header_breaks_v1_reg_001() {
+        assert!(judge_region(0xf, 69632).is_empty());
+        assert_eq!(judge_region(0xd, 69632)[0].clauses, vec![V1_REG_001]);
+        assert_eq!(judge_region(0xf, 32)[0].clauses, vec![V1_REG_001]);
+    }
+
+    #[test]
+    fn resuming_with_running_accepted_also_breaks_v1_strict_007() {
+        assert!(judge_write(1, 0b111, true, 0b111).iter().any(|x| x.clauses.contains(&V1_STRICT_007)));
+        assert!(!judge_write(1, 0b110, true, 0b110).iter().any(|x| x.clauses.contains(&V1_STRICT_007)));
     }
 
     #[test]

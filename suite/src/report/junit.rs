@@ -24,8 +24,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Renders the results as JUnit XML.
-pub fn render(results: &[CheckResult], name: &str) -> String {
+/// Renders the results as JUnit XML. Under `strict_profile` an XPASS is a `<failure>`.
+pub fn render(results: &[CheckResult], name: &str, strict_profile: bool) -> String {
+    let xpass_fails = |t: &Totals| if strict_profile { t.xpass } else { 0 };
     let mut suites: Vec<(String, Vec<&CheckResult>)> = Vec::new();
     for r in results {
         let s = suite_of(&r.id);
@@ -42,7 +43,7 @@ pub fn render(results: &[CheckResult], name: &str) -> String {
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">\n",
         esc(name),
         totals.total(),
-        totals.fail,
+        totals.fail + xpass_fails(&totals),
         totals.error + totals.timeout,
         totals.unsupported + totals.xfail,
         secs(all_time)
@@ -54,7 +55,7 @@ pub fn render(results: &[CheckResult], name: &str) -> String {
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">\n",
             esc(suite),
             rs.len(),
-            t.fail,
+            t.fail + xpass_fails(&t),
             t.error + t.timeout,
             t.unsupported + t.xfail,
             secs(time)
@@ -82,6 +83,14 @@ pub fn render(results: &[CheckResult], name: &str) -> String {
                     "      <error message=\"{}\" type=\"{}\">{}</error>\n",
                     esc(&message),
                     r.outcome,
+                    esc(&r.failure_block())
+                )),
+                Outcome::Xpass if strict_profile => x.push_str(&format!(
+                    "      <failure message=\"{}\" type=\"XPASS\">{}</failure>\n",
+                    esc(&format!(
+                        "XPASS fails under --strict-profile: {}",
+                        r.reason.as_deref().unwrap_or("a declared deviation did not happen")
+                    )),
                     esc(&r.failure_block())
                 )),
                 Outcome::Unsupported | Outcome::Xfail => x.push_str(&format!(

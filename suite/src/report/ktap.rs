@@ -1,6 +1,7 @@
 //! KTAP v1 output (kselftest / KernelCI), nested one level by check family, streamed as
 //! checks finish. Names are identifier-like; details go in `# ` diagnostics before the
-//! result line; SKIP reasons stay short and stable (LAVA puts them in test names).
+//! result line; a SKIP's reason is in its directive, on the result line, as kselftest writes
+//! it (`ok 3 name # SKIP reason`, tools/testing/selftests/kselftest.h ksft_test_result_skip).
 
 use std::io::Write;
 
@@ -37,6 +38,8 @@ pub struct KtapWriter<W: Write> {
     flat_n: usize,
     totals: Totals,
     timeout_secs: u64,
+    /// `--strict-profile`: an XPASS is `not ok`.
+    strict_profile: bool,
 }
 
 impl<W: Write> std::fmt::Debug for KtapWriter<W> {
@@ -74,7 +77,15 @@ impl<W: Write> KtapWriter<W> {
             flat_n: 0,
             totals: Totals::default(),
             timeout_secs,
+            strict_profile: false,
         })
+    }
+
+    /// Under `--strict-profile` an XPASS fails: its line is `not ok` (as the exit code is 1).
+    #[must_use]
+    pub fn strict_profile(mut self, on: bool) -> Self {
+        self.strict_profile = on;
+        self
     }
 
     /// A whole-run skip (device without migration): one skipped test, `migration_support`.
@@ -90,7 +101,7 @@ impl<W: Write> KtapWriter<W> {
     fn result_line(&mut self, indent: &str, n: usize, name: &str, r: &CheckResult) -> std::io::Result<bool> {
         let name = clean(name);
         let why = r.reason.as_deref().map(clean);
-        if let Some(w) = &why {
+        if let Some(w) = why.as_ref().filter(|_| r.outcome != Outcome::Unsupported) {
             writeln!(self.out, "{indent}# {name}: {w}")?;
         }
         for f in &r.findings {
@@ -104,20 +115,26 @@ impl<W: Write> KtapWriter<W> {
             writeln!(self.out, "{indent}# {name}: expected: {}", clean(&f.expected))?;
             writeln!(self.out, "{indent}# {name}: actual: {}", clean(&f.actual))?;
         }
-        let failed = r.outcome.is_failure();
+        let failed = r.outcome.fails(self.strict_profile);
         let (status, directive) = match r.outcome {
             Outcome::Pass => ("ok", String::new()),
             Outcome::NonStrict => ("ok", String::new()),
             Outcome::Info => ("ok", String::new()),
-            Outcome::Unsupported => ("ok", " # SKIP unsupported".to_string()),
+            Outcome::Unsupported => {
+                ("ok", format!(" # SKIP {}", why.as_deref().unwrap_or("unsupported").trim()))
+            }
             Outcome::Xfail => ("ok", " # XFAIL known deviation".to_string()),
+            Outcome::Xpass if failed => ("not ok", String::new()),
             Outcome::Xpass => ("ok", String::new()),
             Outcome::Fail => ("not ok", String::new()),
             Outcome::Timeout => ("not ok", format!(" # TIMEOUT {} seconds", self.timeout_secs)),
             Outcome::Error => ("not ok", " # ERROR".to_string()),
         };
-        if matches!(r.outcome, Outcome::NonStrict | Outcome::Info | Outcome::Xpass) {
+        if matches!(r.outcome, Outcome::NonStrict | Outcome::Info) || (r.outcome == Outcome::Xpass && !failed)
+        {
             writeln!(self.out, "{indent}# {name}: {}", r.outcome)?;
+        } else if r.outcome == Outcome::Xpass {
+            writeln!(self.out, "{indent}# {name}: XPASS fails the run under --strict-profile")?;
         }
         if failed {
             writeln!(self.out, "{indent}# {name}: reproduce: {}", clean(&r.reproduce))?;
@@ -164,10 +181,11 @@ impl<W: Write> KtapWriter<W> {
 }
 
 /// Renders a whole list of results.
-pub fn render(results: &[CheckResult], flat: bool, timeout_secs: u64) -> String {
+pub fn render(results: &[CheckResult], flat: bool, timeout_secs: u64, strict_profile: bool) -> String {
     let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
     let mut buf = Vec::new();
-    if let Ok(mut w) = KtapWriter::start(&mut buf, &ids, flat, timeout_secs) {
+    if let Ok(w) = KtapWriter::start(&mut buf, &ids, flat, timeout_secs) {
+        let mut w = w.strict_profile(strict_profile);
         for r in results {
             let _ = w.result(r);
         }
@@ -186,5 +204,34 @@ mod tests {
         assert_eq!(test_of("fsm.arc.running.stop"), "running.stop");
         assert_eq!(suite_of("single"), "single");
         assert_eq!(test_of("single"), "single");
+    }
+
+    fn skipped(id: &str, reason: Option<&str>) -> CheckResult {
+        CheckResult {
+            id: id.to_string(),
+            title: "t".to_string(),
+            outcome: Outcome::Unsupported,
+            reason: reason.map(str::to_string),
+            clauses: Vec::new(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+            duration_us: 0,
+            origin: "generated".to_string(),
+            reproduce: String::new(),
+            deviation: None,
+            trace: Vec::new(),
+            clause_outcomes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_skip_gives_its_reason_in_the_directive_as_kselftest_does() {
+        let ktap =
+            render(&[skipped("v1.state.write_000", Some("needs a v1 device # really\n"))], false, 10, false);
+        let lines: Vec<&str> = ktap.lines().collect();
+        assert!(lines.contains(&"  ok 1 write_000 # SKIP needs a v1 device  really"), "{ktap}");
+        assert!(!ktap.contains("# write_000:"), "the reason is not repeated as a diagnostic:\n{ktap}");
+        let flat = render(&[skipped("v1.state.write_000", None)], true, 10, false);
+        assert!(flat.lines().any(|l| l == "ok 1 v1.state.write_000 # SKIP unsupported"), "{flat}");
     }
 }

@@ -60,6 +60,7 @@ mod tests {
             reproduce: String::new(),
             deviation: None,
             trace: Vec::new(),
+            clause_outcomes: Default::default(),
         }
     }
 

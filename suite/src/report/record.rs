@@ -2,6 +2,7 @@
 //! crash, kill or power loss keeps every finished check. Every other format (pretty, KTAP,
 //! JUnit, HTML) is rebuilt from it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ pub struct FindingRecord {
     pub source: String,
     pub expected: String,
     pub actual: String,
-    /// 1-based step number.
+    /// The step's number, counted from 1 (as `trace[].step` and "Step N" in reports).
     pub step: usize,
     pub op: String,
     pub device: String,
@@ -76,19 +77,24 @@ pub struct CheckResult {
     /// The profile deviation that applied (XFAIL/XPASS), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deviation: Option<String>,
-    /// Every step with what it returned.
+    /// Every step with what it returned; `step` counts from 1, as in `findings`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<StepRecord>,
+    /// The check's outcome on each clause it lists or a finding names
+    /// ([`crate::oracle::outcome::clause_outcomes`]), under the run's `--strict`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clause_outcomes: BTreeMap<String, Outcome>,
 }
 
 impl CheckResult {
     pub fn new(
         check: &Check,
         run: &CheckRun,
-        outcome: Outcome,
-        reason: Option<String>,
+        verdict: crate::oracle::outcome::Verdict,
+        strict: bool,
         reproduce: String,
     ) -> CheckResult {
+        let crate::oracle::outcome::Verdict { outcome, reason, deviation } = verdict;
         let mut notes = run.notes.clone();
         if run.stopped_early {
             notes.push("stopped at the first broken MUST".to_string());
@@ -107,9 +113,43 @@ impl CheckResult {
             duration_us: run.duration_us,
             origin: check.origin.to_string(),
             reproduce,
-            deviation: None,
-            trace: run.trace.clone(),
+            deviation,
+            // The engine counts steps from 0; every report counts them from 1.
+            trace: run.trace.iter().map(|t| StepRecord { step: t.step + 1, ..t.clone() }).collect(),
+            clause_outcomes: BTreeMap::new(),
         }
+        .with_clause_outcomes(strict)
+    }
+
+    /// The verdict before any profile, as `report A B --diff` compares runs: XFAIL is the
+    /// FAIL (a MUST finding) or NON-STRICT/INFO it declares, XPASS is PASS, every other
+    /// outcome is itself.
+    pub fn raw_verdict(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Xfail => {
+                if self.findings.iter().any(|f| f.level.is_mandatory()) {
+                    "FAIL"
+                } else {
+                    "NON-STRICT/INFO"
+                }
+            }
+            Outcome::Xpass => "PASS",
+            o => o.as_str(),
+        }
+    }
+
+    /// Fills [`CheckResult::clause_outcomes`] from the outcome and the findings.
+    pub fn with_clause_outcomes(mut self, strict: bool) -> CheckResult {
+        let findings: Vec<(Vec<&str>, crate::clauses::Level)> =
+            self.findings.iter().map(|f| (f.clauses.iter().map(String::as_str).collect(), f.level)).collect();
+        let map = crate::oracle::outcome::clause_outcomes(
+            self.outcome,
+            self.clauses.iter().map(String::as_str),
+            &findings,
+            strict,
+        );
+        self.clause_outcomes = map;
+        self
     }
 
     /// The h2spec-style failure block: clause, statement, source, step, Expected/Actual,
@@ -198,6 +238,12 @@ impl Totals {
         t
     }
 
+    /// Whether these totals fail a run (FAIL, TIMEOUT, ERROR, or XPASS under
+    /// `--strict-profile`).
+    pub fn failed(&self, strict_profile: bool) -> bool {
+        self.fail + self.timeout + self.error > 0 || (strict_profile && self.xpass > 0)
+    }
+
     /// `pass:N fail:N ...` in kselftest's order plus ours.
     pub fn line(&self) -> String {
         format!(
@@ -215,9 +261,21 @@ impl Totals {
     }
 }
 
+/// The record format this version writes. 2: `trace[].step` counts from 1, like
+/// `findings[].step` and the "Step N" of failure blocks (version 1, records without the field,
+/// counted trace steps from 0; [`Run::read`] renumbers them).
+pub const RECORD_VERSION: u32 = 2;
+
+fn record_version_1() -> u32 {
+    1
+}
+
 /// The header of a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHeader {
+    /// The record format ([`RECORD_VERSION`]).
+    #[serde(default = "record_version_1")]
+    pub record_version: u32,
     pub tool: String,
     pub version: String,
     /// Seconds since the epoch.
@@ -227,8 +285,18 @@ pub struct RunHeader {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub strict: bool,
+    /// `--strict-profile`: an XPASS fails the run (and every report rebuilt from the record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_profile: bool,
+    /// `--timeout` of the run, in seconds (KTAP's TIMEOUT directive names it).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
     /// Host kernel (`uname -r`).
     pub host_kernel: String,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
 }
 
 /// The footer of a complete run.
@@ -253,11 +321,85 @@ pub struct FuzzFinding {
     /// Where the reproducer was written, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reproducer_file: Option<String>,
+    /// The command that replays it (device, bounds, `--sequence FILE`), when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
     /// The profile deviation that declares it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<String>,
     /// Seconds from the start of fuzzing to the first sighting.
     pub after_secs: f64,
+}
+
+impl FuzzFinding {
+    /// The finding as the result of a check named by its reproducer's id (`fuzz.live.*`), so
+    /// that every report of a fuzz record (pretty, KTAP, JUnit, exit code) counts it: a new
+    /// finding is a FAIL (TIMEOUT, ERROR for a hang or a harness error), a known one an XFAIL.
+    pub fn as_check_result(&self) -> CheckResult {
+        let id = self
+            .reproducer
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| format!("fuzz.live.{}", self.clauses.join("_").to_ascii_lowercase()));
+        let harness = match self.clauses.first().map(String::as_str) {
+            Some("TIMEOUT") => Some(Outcome::Timeout),
+            Some("ERROR") => Some(Outcome::Error),
+            _ => None,
+        };
+        let outcome = match (&self.known, harness) {
+            (Some(_), _) => Outcome::Xfail,
+            (None, Some(o)) => o,
+            (None, None) => Outcome::Fail,
+        };
+        let first = self.clauses.first().and_then(|c| catalog().get(c));
+        let findings = if harness.is_some() {
+            Vec::new()
+        } else {
+            vec![FindingRecord {
+                clauses: self.clauses.clone(),
+                level: first.map_or(Level::Must, |c| c.level),
+                title: first.map(|c| c.title.clone()).unwrap_or_default(),
+                statement: first.map(|c| c.statement.clone()).unwrap_or_default(),
+                source: first.map(|c| c.sources()).unwrap_or_default(),
+                expected: self.expected.clone(),
+                actual: self.actual.clone(),
+                // Shrinking drops the steps after the finding: it is at the last step.
+                step: self.reproducer.lines().filter(|l| l.starts_with("- ")).count(),
+                op: self
+                    .reproducer
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("- "))
+                    .map_or_else(|| "the last step".to_string(), |l| l.trim_end_matches(':').to_string()),
+                device: "A".to_string(),
+                loc: None,
+                setup: false,
+            }]
+        };
+        CheckResult {
+            id,
+            title: format!("fuzz finding: {}", self.clauses.join(", ")),
+            outcome,
+            reason: match (&self.known, harness) {
+                (Some(k), _) => Some(format!("known deviation of {k}")),
+                (None, Some(_)) => Some(format!("expected {}; actual {}", self.expected, self.actual)),
+                (None, None) => None,
+            },
+            clauses: self.clauses.clone(),
+            findings,
+            notes: Vec::new(),
+            duration_us: 0,
+            origin: self.reproducer_file.clone().unwrap_or_else(|| "fuzz finding".to_string()),
+            reproduce: self.replay.clone().unwrap_or_else(|| {
+                "the reproducer is in the record's fuzz line (not written to a file)".to_string()
+            }),
+            deviation: self.known.clone(),
+            trace: Vec::new(),
+            clause_outcomes: BTreeMap::new(),
+        }
+        .with_clause_outcomes(false)
+    }
 }
 
 /// What a fuzzing session covered and found.
@@ -304,6 +446,23 @@ pub struct Run {
 }
 
 impl Run {
+    /// Every result of the run: its checks, then its fuzz findings as checks.
+    pub fn results(&self) -> Vec<CheckResult> {
+        let mut all = self.checks.clone();
+        all.extend(self.fuzz.iter().flat_map(|f| f.findings.iter().map(FuzzFinding::as_check_result)));
+        all
+    }
+
+    /// Why the run did not finish, if it did not: the footer's reason, or no footer at all.
+    pub fn unfinished(&self) -> Option<String> {
+        match &self.footer {
+            None => {
+                Some("the run did not finish (the record has no end line: killed or crashed)".to_string())
+            }
+            Some(f) => f.interrupted.clone(),
+        }
+    }
+
     /// Reads a record; a truncated last line (a crash mid-write) is ignored, anything else
     /// wrong is an error naming the line.
     pub fn read(path: &std::path::Path) -> Result<Run, String> {
@@ -333,9 +492,16 @@ impl Run {
                 Err(e) => return Err(format!("{}:{}: not a run record line: {e}", path.display(), i + 1)),
             }
         }
-        let header = header.ok_or_else(|| {
+        let header: RunHeader = header.ok_or_else(|| {
             format!("{}: no run header line (is this a vfio-mig-conform --json record?)", path.display())
         })?;
+        let mut header = header;
+        if header.record_version < 2 {
+            for t in checks.iter_mut().flat_map(|c: &mut CheckResult| c.trace.iter_mut()) {
+                t.step += 1;
+            }
+            header.record_version = RECORD_VERSION;
+        }
         Ok(Run { header, checks, fuzz, footer })
     }
 }
@@ -357,5 +523,71 @@ impl RecordWriter {
         s.push('\n');
         self.file.write_all(s.as_bytes())?;
         self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = r#"{"type":"run",VERSION"tool":"vfio-mig-conform","version":"0.1.0","started":1,"command":["vfio-mig-conform","sim:v2"],"devices":[],"strict":false,"host_kernel":"6.12.0"}"#;
+
+    /// A record whose check failed at its second step, with the trace steps numbered `first`
+    /// and `first + 1`.
+    fn record(version: &str, first: usize) -> Run {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("vmc-record-{}-{n}.jsonl", std::process::id()));
+        let check = serde_json::json!({"type":"check","id":"fsm.arc.stop_copy.pre_copy","title":"t","outcome":"FAIL",
+            "clauses":["V2-STATE-007"],"duration_us":5,"origin":"generated","reproduce":"r",
+            "findings":[{"clauses":["V2-STATE-007"],"level":"MUST","title":"t","statement":"s","source":"",
+                "expected":"fails","actual":"succeeded","step":2,"op":"set_state: PRE_COPY","device":"A"}],
+            "trace":[{"step":first,"device":"A","op":"set_state: STOP_COPY","obs":{},"micros":1},
+                     {"step":first + 1,"device":"A","op":"set_state: PRE_COPY","obs":{},"micros":1}]});
+        let text = format!("{}\n{check}\n", HEADER.replace("VERSION", version));
+        std::fs::write(&path, text).expect("write record");
+        let run = Run::read(&path).expect("read record");
+        let _ = std::fs::remove_file(&path);
+        run
+    }
+
+    fn step_of_finding_in_trace(run: &Run) -> Option<String> {
+        let c = &run.checks[0];
+        c.trace.iter().find(|t| t.step == c.findings[0].step).map(|t| t.op.clone())
+    }
+
+    #[test]
+    fn a_finding_and_the_trace_number_the_same_step_alike() {
+        let run = record(r#""record_version":2,"#, 1);
+        assert_eq!(run.checks[0].trace[0].step, 1);
+        assert_eq!(step_of_finding_in_trace(&run).as_deref(), Some("set_state: PRE_COPY"));
+    }
+
+    #[test]
+    fn a_record_without_a_version_has_its_trace_counted_from_1_on_reading() {
+        let run = record("", 0);
+        assert_eq!(run.header.record_version, RECORD_VERSION);
+        assert_eq!(run.checks[0].trace.iter().map(|t| t.step).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(step_of_finding_in_trace(&run).as_deref(), Some("set_state: PRE_COPY"));
+    }
+
+    #[test]
+    fn this_version_writes_trace_steps_counted_from_1() {
+        let run = CheckRun {
+            trace: vec![StepRecord {
+                step: 0,
+                device: "A".to_string(),
+                op: "set_state: STOP".to_string(),
+                obs: Default::default(),
+                micros: 1,
+            }],
+            ..Default::default()
+        };
+        let check =
+            crate::checks::build::check("x.y", "t", crate::check::Requires::default(), Vec::new(), &[]);
+        let verdict =
+            crate::oracle::outcome::Verdict { outcome: Outcome::Pass, reason: None, deviation: None };
+        let r = CheckResult::new(&check, &run, verdict, false, String::new());
+        assert_eq!(r.trace[0].step, 1);
     }
 }

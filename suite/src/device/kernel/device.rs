@@ -82,8 +82,13 @@ fn ioc_size(cmd: u64) -> usize {
 
 impl KernelDevice {
     /// Opens a resolved target; `spec` is what the user typed.
-    pub(super) fn open(env: &Env, spec: &str, target: &Target) -> Result<KernelDevice, OpenError> {
-        let (binding, device) = open::connect(env, target)?;
+    pub(super) fn open(
+        env: &Env,
+        spec: &str,
+        target: &Target,
+        backend: super::IommuBackend,
+    ) -> Result<KernelDevice, OpenError> {
+        let (binding, device) = open::connect(env, target, backend)?;
         let group = match target {
             Target::Group { group, .. } => Some(group.as_str()),
             Target::Cdev { group, .. } => group.as_deref(),
@@ -106,6 +111,7 @@ impl KernelDevice {
             model,
             kernel: uname_r(),
             name,
+            iommu: Some(backend.name().to_string()),
         };
         let mut dev = KernelDevice {
             info,

@@ -7,6 +7,8 @@
 //!   region-info capability chain; `irqs`: eventfds; `mmap`: region mappings; `fdops`: data
 //!   fd syscalls.
 
+pub mod backend;
+pub mod bind;
 mod caps;
 mod device;
 mod fdops;
@@ -16,6 +18,7 @@ mod mmap;
 pub mod open;
 mod scratch;
 
+pub use backend::IommuBackend;
 pub use device::KernelDevice;
 
 use super::Device;
@@ -74,8 +77,11 @@ pub enum OpenError {
     )]
     NoIommufd { path: String, iommu: String, hint: String },
 
-    #[error("{container}: VFIO_TYPE1v2_IOMMU is not supported (is vfio_iommu_type1 loaded?)")]
-    NoType1v2 { container: String },
+    #[error("{container}: {iommu} is not supported ({})", iommu_type_hint(.iommu))]
+    NoIommuType { container: String, iommu: &'static str },
+
+    #[error("{0}")]
+    Backend(#[from] backend::Unavailable),
 
     #[error("{container}: VFIO API version {got}, but this tool speaks version {want}")]
     ApiVersion { container: String, got: i32, want: u32 },
@@ -87,6 +93,14 @@ pub enum OpenError {
     Os { path: String, errno: Errno },
 }
 
+fn iommu_type_hint(iommu: &str) -> &'static str {
+    if iommu == "VFIO_NOIOMMU_IOMMU" {
+        "vfio's no-IOMMU mode is off: vfio.enable_unsafe_noiommu_mode=1"
+    } else {
+        "is vfio_iommu_type1 loaded?"
+    }
+}
+
 fn list_or_none(devices: &[String]) -> String {
     if devices.is_empty() { "no devices".to_string() } else { devices.join(", ") }
 }
@@ -95,8 +109,21 @@ fn list_or_none(devices: &[String]) -> String {
 /// (`0000:3b:00.1`) or an mdev UUID. `device_name` picks the device in a group that holds
 /// several; the backend never opens a device it was not given.
 pub fn open(spec: &str, device_name: Option<&str>) -> Result<Box<dyn Device>, OpenError> {
+    open_with(spec, device_name, None)
+}
+
+/// [`open`] through a chosen IOMMU back end (None: type1v2 for a group, the no-IOMMU
+/// container for a `noiommu-N` group, IOMMUFD for a cdev). The device's
+/// [`DeviceInfo::iommu`](crate::device::DeviceInfo::iommu) names the back end used.
+pub fn open_with(
+    spec: &str,
+    device_name: Option<&str>,
+    backend: Option<IommuBackend>,
+) -> Result<Box<dyn Device>, OpenError> {
     let env = open::Env::host();
     let target = open::resolve(&env, spec, device_name)?;
-    let dev = device::KernelDevice::open(&env, spec, &target)?;
+    let backend = backend.unwrap_or_else(|| IommuBackend::default_for(&target));
+    let target = backend::retarget(&env, &target, backend)?;
+    let dev = device::KernelDevice::open(&env, spec, &target, backend)?;
     Ok(Box::new(dev))
 }

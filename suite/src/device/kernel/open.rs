@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use vfio_bindings::bindings::vfio as b;
 
 use super::OpenError;
+use super::backend::IommuBackend;
 use super::ioctl::{self, IommuIoasAlloc};
 use crate::errno::Errno;
 
@@ -333,7 +334,7 @@ fn resolve_path(env: &Env, spec: &str, device_name: Option<&str>) -> Result<Targ
 }
 
 /// The group node of IOMMU group `id` (`/dev/vfio/N`, or `noiommu-N`).
-fn group_node(env: &Env, id: &str) -> Option<PathBuf> {
+pub(super) fn group_node(env: &Env, id: &str) -> Option<PathBuf> {
     [id.to_string(), format!("noiommu-{id}")]
         .iter()
         .map(|n| env.dev.join("vfio").join(n))
@@ -571,7 +572,20 @@ impl Binding {
     }
 }
 
-fn connect_group(env: &Env, node: &Path, group_id: &str, name: &str) -> Result<Binding, OpenError> {
+fn connect_group(
+    env: &Env,
+    node: &Path,
+    group_id: &str,
+    name: &str,
+    backend: IommuBackend,
+) -> Result<Binding, OpenError> {
+    let (container_path, iommu_type) =
+        backend.container(env).unwrap_or((env.dev.join("vfio/vfio"), b::VFIO_TYPE1v2_IOMMU));
+    let type_name = match iommu_type {
+        b::VFIO_TYPE1_IOMMU => "VFIO_TYPE1_IOMMU",
+        b::VFIO_NOIOMMU_IOMMU => "VFIO_NOIOMMU_IOMMU",
+        _ => "VFIO_TYPE1v2_IOMMU",
+    };
     let cname = CString::new(name).map_err(|_| OpenError::NotInGroup {
         path: node.display().to_string(),
         group: group_id.to_string(),
@@ -579,7 +593,6 @@ fn connect_group(env: &Env, node: &Path, group_id: &str, name: &str) -> Result<B
         devices: group_devices(env, group_id).unwrap_or_default(),
     })?;
     let group = open_rw(node, NodeKind::Group)?;
-    let container_path = env.dev.join("vfio/vfio");
     let container = open_rw(&container_path, NodeKind::Other).map_err(|e| match e {
         OpenError::Missing { path, .. } => {
             OpenError::Missing { path, hint: " (is the vfio module loaded?)".to_string() }
@@ -592,10 +605,10 @@ fn connect_group(env: &Env, node: &Path, group_id: &str, name: &str) -> Result<B
     if version != b::VFIO_API_VERSION as i32 {
         return Err(OpenError::ApiVersion { container: cpath, got: version, want: b::VFIO_API_VERSION });
     }
-    let has_type1v2 = ioctl::check_extension(container.as_fd(), b::VFIO_TYPE1v2_IOMMU)
-        .map_err(ioctl_err(&container_path, "VFIO_CHECK_EXTENSION(VFIO_TYPE1v2_IOMMU)"))?;
-    if has_type1v2 <= 0 {
-        return Err(OpenError::NoType1v2 { container: cpath });
+    let has_type = ioctl::check_extension(container.as_fd(), iommu_type)
+        .map_err(ioctl_err(&container_path, format!("VFIO_CHECK_EXTENSION({type_name})")))?;
+    if has_type <= 0 {
+        return Err(OpenError::NoIommuType { container: cpath, iommu: type_name });
     }
     let mut status =
         b::vfio_group_status { argsz: std::mem::size_of::<b::vfio_group_status>() as u32, flags: 0 };
@@ -609,8 +622,8 @@ fn connect_group(env: &Env, node: &Path, group_id: &str, name: &str) -> Result<B
     }
     ioctl::group_set_container(group.as_fd(), container.as_fd())
         .map_err(ioctl_err(node, format!("VFIO_GROUP_SET_CONTAINER({cpath})")))?;
-    ioctl::set_iommu(container.as_fd(), b::VFIO_TYPE1v2_IOMMU)
-        .map_err(ioctl_err(&container_path, "VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU)"))?;
+    ioctl::set_iommu(container.as_fd(), iommu_type)
+        .map_err(ioctl_err(&container_path, format!("VFIO_SET_IOMMU({type_name})")))?;
     Ok(Binding::Group { group, container, node: node.to_path_buf(), name: cname })
 }
 
@@ -634,10 +647,15 @@ fn connect_cdev(env: &Env, node: &Path, group: Option<&str>) -> Result<Binding, 
     Ok(Binding::Cdev { iommufd, node: node.to_path_buf(), ioas: alloc.out_ioas_id })
 }
 
-/// Opens the target: the binding and a first device fd.
-pub(super) fn connect(env: &Env, target: &Target) -> Result<(Binding, OwnedFd), OpenError> {
+/// Opens the target through `backend` (a group target for the container back ends, a cdev
+/// for IOMMUFD: [`super::backend::retarget`]): the binding and a first device fd.
+pub(super) fn connect(
+    env: &Env,
+    target: &Target,
+    backend: IommuBackend,
+) -> Result<(Binding, OwnedFd), OpenError> {
     let binding = match target {
-        Target::Group { node, group, name } => connect_group(env, node, group, name)?,
+        Target::Group { node, group, name } => connect_group(env, node, group, name, backend)?,
         Target::Cdev { node, group, .. } => connect_cdev(env, node, group.as_deref())?,
     };
     let device = binding.open_device()?;

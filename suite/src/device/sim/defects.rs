@@ -127,6 +127,8 @@ defects! {
         "MIG_DATA_SIZE fails with EINVAL while RESUMING"),
     StreamExceedsDataSize => ("stream_exceeds_data_size", V2, [V2_DATASIZE_004],
         "announces a MIG_DATA_SIZE of 16 bytes and streams far more"),
+    DataSizeEnotty => ("data_size_enotty", V2, [V2_DATASIZE_003],
+        "MIG_DATA_SIZE fails with ENOTTY although MIGRATION succeeds (a driver without migration_get_data_size)"),
     DataFdNotStream => ("data_fd_not_stream", V2, [V2_FD_003],
         "data fds accept pread() at an offset instead of failing with ESPIPE"),
     // ---- v2: pre-copy ----
@@ -167,7 +169,7 @@ defects! {
     HangOnSet => ("hang_on_set", V2, [V2_STATE_002],
         "SET to STOP_COPY blocks forever (hostile: the watchdog must report TIMEOUT)"),
     // ---- v1 ----
-    V1Accepts101 => ("v1_accepts_101", V1, [V1_STATE_010],
+    V1Accepts101 => ("v1_accepts_101", V1, [V1_STATE_010, V1_STRICT_007],
         "accepts the invalid device_state 101b"),
     V1PendingNeverZero => ("v1_pending_never_zero", V1, [V1_SAVE_008],
         "pending_bytes never reaches 0 in stop-and-copy"),
@@ -177,7 +179,7 @@ defects! {
         "data_offset + data_size runs past the end of the region"),
     V1DataOffsetInHeader => ("v1_data_offset_in_header", V1, [V1_FIELD_005],
         "data_offset points into the 32-byte header (hostile)"),
-    V1StateNotRestored => ("v1_state_not_restored_after_failed_write", V1, [V1_STATE_003],
+    V1StateNotRestored => ("v1_state_not_restored_after_failed_write", V1, [V1_STATE_003, V1_STRICT_003],
         "a refused device_state write leaves the device in stop (000b), not the previous state"),
     V1UnalignedDataOffset => ("v1_unaligned_data_offset", V1, [V1_REG_005],
         "data_offset inside the mmapped data section is not page aligned"),
@@ -199,6 +201,14 @@ defects! {
         "VFIO_DEVICE_RESET leaves device_state in stop (000b)"),
     V1NarrowAccessAccepted => ("v1_narrow_access_accepted", V1, [V1_REG_003],
         "accepts 1- and 2-byte and misaligned accesses to header fields"),
+    V1StateReadsStale => ("v1_state_reads_previous_after_write", V1, [V1_STATE_002, V1_STRICT_001],
+        "the first device_state read after a successful write still returns the previous state (the transition completes after write() returned)"),
+    V1ReservedStateBits => ("v1_reserved_state_bits_set", V1, [V1_STATE_009],
+        "device_state reads with reserved bit 3 set"),
+    V1RegionNotWritable => ("v1_region_not_writable", V1, [V1_REG_001],
+        "the migration region's REGION_INFO lacks VFIO_REGION_INFO_FLAG_WRITE (writes still work)"),
+    V1SavingGathersNothing => ("v1_saving_gathers_nothing", V1, [V1_STATE_007],
+        "_SAVING gathers no device state: pending_bytes reads 0 and the saved stream is empty"),
     }
     // ==== HELD OUT ====================================================================
     // Written from the uAPI text alone (include/uapi/linux/vfio.h of 6.12 for v2, of

@@ -12,6 +12,7 @@ pub mod defects;
 #[cfg(test)]
 mod held_out_tests;
 pub mod hw;
+mod regions;
 pub mod stream;
 pub mod v1;
 pub mod v2;
@@ -44,6 +45,19 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// What a simulated device of this configuration says about itself.
+    fn device_info(&self, spec: &str, driver: &str) -> crate::device::DeviceInfo {
+        crate::device::DeviceInfo {
+            spec: spec.to_string(),
+            backend: crate::device::Backend::Sim,
+            driver: Some(driver.to_string()),
+            model: Some(self.type_name.clone()),
+            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
+            name: Some(self.type_name.clone()),
+            iommu: None,
+        }
+    }
+
     pub fn v2() -> SimConfig {
         SimConfig {
             api: MigrationApi::V2,
@@ -116,17 +130,6 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim().to_ascii_lowercase();
-    let (num, mult) = match v.chars().last()? {
-        'k' => (&v[..v.len() - 1], 1u64 << 10),
-        'm' => (&v[..v.len() - 1], 1 << 20),
-        'g' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v.as_str(), 1),
-    };
-    crate::state::parse_u64(num)?.checked_mul(mult)
-}
-
 /// Parses `sim:v2?...` / `sim:v1?...`.
 pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
     let rest = spec.strip_prefix("sim:").ok_or_else(|| {
@@ -152,8 +155,8 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
                 cfg.flags = MigFlags::parse(value).map_err(|e| bad(&e))?;
             }
             "size" => {
-                cfg.state_size =
-                    parse_size(value).ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?;
+                cfg.state_size = crate::units::parse_size(value)
+                    .ok_or_else(|| bad("expected bytes, e.g. 4096, 64k, 1g"))?;
             }
             "dma" if cfg.api == MigrationApi::V2 => {
                 cfg.dma_logging = match value {

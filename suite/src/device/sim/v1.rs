@@ -1,16 +1,20 @@
 //! `sim:v1`: a reference v1 device. Its migration region (index 9, type 3 / subtype 1) has the
 //! 32-byte header at offset 0 and a 64 KiB data window at 4096 that is also a sparse-mmap
 //! area, and implements the pending_bytes / data_offset / data_size protocol of 5.8-5.17.
+//! The header's encoding ([`header`]) is written from the v1 uAPI text, not taken from the
+//! oracle.
 
+mod header;
+
+use self::header::{self as o, field};
 use super::defects::Defect;
 use super::hw::Hw;
+use super::regions::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::stream::{FINAL_BYTES, LoadError, Loader, Saver, StreamIdentity};
-use super::v2::{Rw, irq_counts, irq_info, region_info, region_rw, set_irqs};
 use super::{REGION_MIGRATION, SimConfig};
 use crate::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqInfo, RegionInfo};
 use crate::errno::Errno;
 use crate::op::{Access, IrqAction, IrqData};
-use crate::oracle::v1::{self as o, field};
 
 /// Offset of the data window in the migration region.
 pub const DATA_OFFSET: u64 = 4096;
@@ -47,20 +51,15 @@ pub struct SimV1 {
     window: Vec<u8>,
     /// A value written to pending_bytes (v1_pending_bytes_writable defect).
     pending_override: Option<u64>,
+    /// v1_state_reads_previous_after_write: the state the next device_state read returns.
+    stale_state: Option<u32>,
     held: Held,
 }
 
 impl SimV1 {
     pub fn new(cfg: SimConfig, spec: &str) -> SimV1 {
         let hw = Hw::new(&cfg.type_name, cfg.state_size);
-        let info = DeviceInfo {
-            spec: spec.to_string(),
-            backend: crate::device::Backend::Sim,
-            driver: Some("sim-v1".to_string()),
-            model: Some(cfg.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
-            name: Some(cfg.type_name.clone()),
-        };
+        let info = cfg.device_info(spec, "sim-v1");
         SimV1 {
             cfg,
             info,
@@ -70,6 +69,7 @@ impl SimV1 {
             session: V1Session::None,
             window: vec![0; DATA_WINDOW as usize],
             pending_override: None,
+            stale_state: None,
             held: Held::default(),
         }
     }
@@ -116,7 +116,7 @@ impl SimV1 {
     fn write_state(&mut self, new: u32) -> DevResult<()> {
         let new = new & o::MASK;
         let cur = self.state & o::MASK;
-        if !(o::is_valid(new) || self.has(Defect::V1Accepts101) && new == 0b101) {
+        if !(o::valid(new) || self.has(Defect::V1Accepts101) && new == 0b101) {
             return self.refuse(Errno::EINVAL);
         }
         if new == 0b011 && self.has(Defect::V1NoPreCopy) {
@@ -175,11 +175,17 @@ impl SimV1 {
         } else if cur != o::RESUMING {
             self.session = V1Session::None;
         }
+        if self.has(Defect::V1StateReadsStale) {
+            self.stale_state = Some(self.state);
+        }
         self.state = new;
         Ok(())
     }
 
     fn pending(&mut self) -> u64 {
+        if self.has(Defect::V1SavingGathersNothing) {
+            return 0;
+        }
         let hw = &self.hw;
         match &mut self.session {
             V1Session::Saving { saver, .. } => {
@@ -194,7 +200,11 @@ impl SimV1 {
 
     fn read_field(&mut self, offset: u64) -> DevResult<u64> {
         match offset {
-            field::DEVICE_STATE => Ok(u64::from(self.state)),
+            field::DEVICE_STATE => {
+                let state = self.stale_state.take().unwrap_or(self.state);
+                let reserved = if self.has(Defect::V1ReservedStateBits) { 0x8 } else { 0 };
+                Ok(u64::from(state | reserved))
+            }
             field::RESERVED => Ok(if self.has(Defect::V1ReservedNonzero) { 0xdead } else { 0 }),
             field::PENDING_BYTES => {
                 if self.has(Defect::V1PendingMax) && matches!(self.session, V1Session::Saving { .. }) {
@@ -320,15 +330,15 @@ impl SimV1 {
             Rw::Read(b) => b.len(),
             Rw::Write(b) => b.len(),
         };
-        let natural = field::at(offset).filter(|(_, w)| *w == len);
-        let Some((_, width)) = natural else {
+        let natural = field::width_at(offset).filter(|w| *w == len);
+        let Some(width) = natural else {
             if self.has(Defect::V1NarrowAccessAccepted)
                 && offset.checked_add(len as u64).is_some_and(|end| end <= o::HEADER_SIZE)
             {
                 // Serve the bytes out of the containing fields.
                 if let Rw::Read(buf) = rw {
                     let mut hdr = [0u8; 32];
-                    for (_, o, w) in field::ALL {
+                    for (o, w) in field::ALL {
                         let v = self.read_field(o).unwrap_or(0);
                         hdr[o as usize..o as usize + w].copy_from_slice(&v.to_le_bytes()[..w]);
                     }
@@ -483,7 +493,7 @@ impl Device for SimV1 {
             return Ok(RegionInfo {
                 index,
                 flags: RegionInfo::FLAG_READ
-                    | RegionInfo::FLAG_WRITE
+                    | if self.has(Defect::V1RegionNotWritable) { 0 } else { RegionInfo::FLAG_WRITE }
                     | RegionInfo::FLAG_MMAP
                     | RegionInfo::FLAG_CAPS,
                 size: REGION_SIZE,

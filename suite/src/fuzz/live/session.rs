@@ -494,6 +494,7 @@ impl Session {
                 actual,
                 reproducer: seq.render(),
                 reproducer_file: None,
+                replay: None,
                 known: None,
                 after_secs: self.started.elapsed().as_secs_f64(),
             },
@@ -646,6 +647,7 @@ impl Session {
 fn sorted(v: &[crate::clauses::ClauseId]) -> Vec<String> {
     let mut v: Vec<String> = v.iter().map(|c| c.to_string()).collect();
     v.sort();
+    v.dedup();
     v
 }
 

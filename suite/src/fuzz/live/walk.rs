@@ -14,7 +14,7 @@ use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
 use crate::engine::{DeviceFacts, Engine};
 use crate::errno::Errno;
-use crate::fuzz::rng::Rng;
+use crate::rng::Rng;
 use crate::op::{
     Access, BadBufferArgs, BadCall, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs,
     IrqData, IrqIndex, Mutation, Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source,
@@ -623,10 +623,19 @@ impl Walker {
         // Only a STOP_COPY read goes to the end of the stream: a PRE_COPY stream read in small
         // pieces may never reach a temporary end (the device dirties state faster).
         let once = !whole && self.rng.chance(1, 2);
+        let fd = self.fd_ref();
+        let mut max = if whole || once { None } else { Some(self.rng.range(1, 64 << 10)) };
+        let chunk = *self.rng.pick(&[1u32 << 20, 4096, 4096, 64, 24, 7, 4095, 4097]);
+        if whole && chunk < 4095 {
+            // A read to the end in small pieces is bounded to ~1000 read() calls: a stream that
+            // never ends (a stale fd that stays readable) would otherwise take --max-stream / 7
+            // calls, minutes; large pieces still find a stream without an end (--max-stream).
+            max = Some(u64::from(chunk) * 1024);
+        }
         ReadArgs {
-            fd: self.fd_ref(),
-            max: if whole || once { None } else { Some(self.rng.range(1, 64 << 10)) },
-            chunk: *self.rng.pick(&[1u32 << 20, 4096, 4096, 64, 24, 7, 4095, 4097]),
+            fd,
+            max,
+            chunk,
             once,
             offset: if self.rng.chance(1, 30) { Some(0) } else { None },
             append: capture.is_some() && self.rng.chance(1, 3),

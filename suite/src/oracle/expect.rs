@@ -1,7 +1,11 @@
-//! Evaluates a step's explicit expectations against its observation.
+//! A step's explicit expectations (the `expect:` of a sequence step) judged against its
+//! observation. The engine hands over what earlier steps kept ([`Memory`]); nothing here does
+//! I/O.
 
-use super::Engine;
+use std::collections::BTreeMap;
+
 use crate::check::{ExpectKind, Step};
+use crate::device::IrqCounts;
 use crate::oracle::Violation;
 use crate::oracle::model::{Observation, StreamEnd};
 use crate::state::state_name;
@@ -13,16 +17,28 @@ fn actual_errno(obs: &Observation) -> String {
     }
 }
 
+/// What earlier steps of the check kept, for expectations that compare with it.
+pub struct Memory<'a> {
+    /// Values kept by `save:` steps.
+    pub saved: &'a BTreeMap<String, u64>,
+    /// Interrupt counters kept by `irq_mark` steps.
+    pub marks: &'a BTreeMap<String, IrqCounts>,
+    /// (length, hash) of a captured stream by name.
+    pub stream: &'a dyn Fn(&str) -> Option<(u64, u64)>,
+    /// The device's interrupt counters read right after the step (only when an expectation
+    /// needs them).
+    pub irq_now: &'a [((u32, u32), u64)],
+}
+
+impl std::fmt::Debug for Memory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("saved", self.saved).field("marks", self.marks).finish_non_exhaustive()
+    }
+}
+
 /// The violations of `step`'s expectations.
-///
-/// `irq_now` holds the device's interrupt counters read right after the step (only when an
-/// expectation needs them).
-pub(super) fn evaluate(
-    engine: &Engine,
-    irq_now: &[((u32, u32), u64)],
-    step: &Step,
-    obs: &Observation,
-) -> Vec<Violation> {
+pub fn evaluate(memory: &Memory<'_>, step: &Step, obs: &Observation) -> Vec<Violation> {
+    let irq_now = memory.irq_now;
     let mut out = Vec::new();
     for e in &step.expect {
         let failed: Option<String> = match &e.kind {
@@ -50,7 +66,7 @@ pub(super) fn evaluate(
                 let b = obs.bytes.unwrap_or(0);
                 (!c.holds(b)).then(|| obs.summary())
             }
-            ExpectKind::BytesAtMost { saved, factor } => match engine.saved.get(saved) {
+            ExpectKind::BytesAtMost { saved, factor } => match memory.saved.get(saved) {
                 Some(v) if obs.bytes.unwrap_or(0) <= v.saturating_mul(u64::from(*factor)) => None,
                 Some(v) => Some(format!("{} bytes, `{saved}` was {v}", obs.bytes.unwrap_or(0))),
                 None => Some(format!("no saved value `{saved}`")),
@@ -61,17 +77,17 @@ pub(super) fn evaluate(
             }
             ExpectKind::Equals(name) | ExpectKind::Differs(name) => {
                 let want_equal = matches!(e.kind, ExpectKind::Equals(_));
-                match engine.streams.get(&name.0) {
+                match (memory.stream)(&name.0) {
                     None => Some(format!("no captured stream `{name}` to compare with")),
-                    Some(c) => {
-                        let equal = obs.hash == Some(c.hash()) && obs.bytes == Some(c.len());
+                    Some((len, hash)) => {
+                        let equal = obs.hash == Some(hash) && obs.bytes == Some(len);
                         (equal != want_equal).then(|| {
                             format!(
                                 "{} bytes (hash {:#018x}) vs `{name}`: {} bytes (hash {:#018x})",
                                 obs.bytes.unwrap_or(0),
                                 obs.hash.unwrap_or(0),
-                                c.len(),
-                                c.hash()
+                                len,
+                                hash
                             )
                         })
                     }
@@ -87,7 +103,7 @@ pub(super) fn evaluate(
                 Some(v) => Some(format!("value {v:#x} (masked {:#x})", v & mask)),
                 None => Some(obs.summary()),
             },
-            ExpectKind::EqualsSaved(name) => match (engine.saved.get(name), obs.value) {
+            ExpectKind::EqualsSaved(name) => match (memory.saved.get(name), obs.value) {
                 (Some(want), Some(v)) if *want == v => None,
                 (Some(want), Some(v)) => Some(format!("value {v:#x}, saved `{name}` was {want:#x}")),
                 (None, _) => Some(format!("no saved value `{name}`")),
@@ -95,7 +111,7 @@ pub(super) fn evaluate(
             },
             ExpectKind::NoIrqsSince(mark) | ExpectKind::IrqsSince(mark) => {
                 let none_wanted = matches!(e.kind, ExpectKind::NoIrqsSince(_));
-                match engine.marks.get(mark) {
+                match memory.marks.get(mark) {
                     None => Some(format!("no irq_mark `{mark}`")),
                     Some(before) => {
                         let delta: u64 = irq_now

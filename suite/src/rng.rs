@@ -1,5 +1,5 @@
-//! A small seeded PRNG (xoshiro256**, seeded with splitmix64) for the live fuzzer: walks are
-//! reproducible from `--seed`, with no dependency.
+//! The one seeded PRNG of the suite (xoshiro256**, seeded with splitmix64): the live fuzzer's
+//! walks (reproducible from `--seed`), random write segmentation, and test data.
 
 /// xoshiro256**.
 #[derive(Clone, Debug)]

@@ -1,0 +1,403 @@
+//! The tracer: starts the VMM under ptrace with the seccomp filter, follows every thread and
+//! child process (PTRACE_O_TRACECLONE/FORK/VFORK/EXEC), and hands each filtered system call to
+//! a [`Handler`] at its entry and, when the handler asks for it, at its exit. The tracee's
+//! memory is read with `process_vm_readv` ([`Mem`]).
+//!
+//! One stop per filtered call the handler does not want (a `PTRACE_EVENT_SECCOMP` stop, then
+//! `PTRACE_CONT`); two for the calls it decodes (resumed with `PTRACE_SYSCALL` to get the
+//! syscall-exit stop). x86_64 only (registers).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno as NixErrno;
+use nix::sys::ptrace::{self, Event as PEvent, Options};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// A system call at its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+
+/// Reads a stopped tracee's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Mem {
+    pub tid: i32,
+}
+
+impl Mem {
+    /// Reads `len` bytes at `addr` (fewer if the range is partly unmapped).
+    pub fn read(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; len];
+        if len == 0 || addr == 0 {
+            buf.clear();
+            return buf;
+        }
+        let mut local = [std::io::IoSliceMut::new(&mut buf)];
+        let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len }];
+        let n = nix::sys::uio::process_vm_readv(Pid::from_raw(self.tid), &mut local, &remote).unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+
+    pub fn read_u32(&self, addr: u64) -> Option<u32> {
+        self.read(addr, 4).try_into().ok().map(u32::from_le_bytes)
+    }
+
+    /// A NUL-terminated string of at most `max` bytes.
+    pub fn read_cstr(&self, addr: u64, max: usize) -> String {
+        let b = self.read(addr, max);
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    }
+}
+
+/// What the handler wants after seeing a call's entry.
+#[derive(Debug)]
+pub enum Want<S> {
+    /// Nothing more: the call runs untraced.
+    Nothing,
+    /// The exit too, with this state carried from the entry.
+    Exit(S),
+}
+
+/// Where the tracer reports what it sees.
+pub trait Handler {
+    type Pending;
+    /// A filtered call's entry (seccomp stop) in thread `tid` of process `pid`.
+    fn entry(&mut self, pid: i32, tid: i32, call: Call, mem: Mem) -> Want<Self::Pending>;
+    /// The exit of a call the handler asked for, with the raw return value (`rax`).
+    fn exit(&mut self, pid: i32, tid: i32, pending: Self::Pending, ret: i64, mem: Mem);
+    /// A new process `child` forked from `parent` (threads are not reported).
+    fn fork(&mut self, parent: i32, child: i32);
+    /// Process `pid` executed a program.
+    fn exec(&mut self, pid: i32);
+    /// Process `pid` ended with this status (exit code, or 128 + signal).
+    fn exit_process(&mut self, pid: i32, status: i32);
+}
+
+/// How the traced command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Ended {
+    /// As a shell reports it: the exit code, or 128 + the signal.
+    pub fn status(self) -> i32 {
+        match self {
+            Ended::Exited(c) => c,
+            Ended::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Why tracing could not start or went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{0}: the command cannot be run: {1}")]
+    Exec(String, NixErrno),
+    #[error("fork failed: {0}")]
+    Fork(NixErrno),
+    #[error("ptrace {0} failed: {1} (is the recorder itself traced, or ptrace forbidden by Yama/seccomp?)")]
+    Ptrace(&'static str, NixErrno),
+    #[error("installing the seccomp filter failed: {0}")]
+    Seccomp(NixErrno),
+    #[error("the command has an empty name or a NUL byte in an argument")]
+    BadArgv,
+    #[error("recording needs x86_64 (system call registers); this is {0}")]
+    Arch(&'static str),
+}
+
+/// Errors the child reports through its exit status before exec (a pipe would need more).
+const CHILD_SECCOMP_FAILED: i32 = 0xfe;
+const CHILD_EXEC_FAILED: i32 = 0xff;
+
+/// State of the signal handlers: SIGTERM/SIGHUP to the recorder are passed to the VMM.
+static FORWARD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    FORWARD.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Runs `argv` under the tracer until every traced process has ended.
+pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32, Ended), TraceError> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(TraceError::Arch(std::env::consts::ARCH));
+    }
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| TraceError::BadArgv)?;
+    if cargs.is_empty() || cargs[0].as_bytes().is_empty() {
+        return Err(TraceError::BadArgv);
+    }
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let prog = super::seccomp::program(poll);
+
+    // SAFETY: the child only makes async-signal-safe calls (ptrace, raise, prctl, seccomp,
+    // execvp, _exit) on memory prepared before the fork, and never returns.
+    let child = match unsafe { libc::fork() } {
+        -1 => return Err(TraceError::Fork(NixErrno::last())),
+        0 => {
+            // SAFETY: PTRACE_TRACEME takes no pointers; raise stops us until the parent has
+            // set the options; the argv pointers stay valid (they live in the copied memory).
+            unsafe {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+                libc::raise(libc::SIGSTOP);
+            }
+            if super::seccomp::install(&prog).is_err() {
+                // SAFETY: leave the child without running any destructor.
+                unsafe { libc::_exit(CHILD_SECCOMP_FAILED) };
+            }
+            // SAFETY: `ptrs` is a NULL-terminated array of NUL-terminated strings.
+            unsafe {
+                libc::execvp(ptrs[0], ptrs.as_ptr());
+                libc::_exit(CHILD_EXEC_FAILED)
+            }
+        }
+        pid => Pid::from_raw(pid),
+    };
+    let opts = Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_EXITKILL;
+    match waitpid(child, Some(WaitPidFlag::__WALL)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        Ok(other) => return Err(TraceError::Ptrace("TRACEME", child_failure(other))),
+        Err(e) => return Err(TraceError::Ptrace("waitpid", e)),
+    }
+    ptrace::setoptions(child, opts).map_err(|e| TraceError::Ptrace("SETOPTIONS", e))?;
+    // SIGINT reaches the VMM from the terminal by itself; the recorder stays to write the
+    // recording. SIGTERM and SIGHUP are passed on to the VMM.
+    set_handlers(true);
+    ptrace::cont(child, None).map_err(|e| TraceError::Ptrace("CONT", e))?;
+
+    let root = child.as_raw();
+    let mut t = Tracer { tgid: HashMap::new(), fresh: HashSet::new(), pending: HashMap::new() };
+    t.tgid.insert(root, root);
+    let mut ended = Ended::Exited(0);
+    let mut exec_seen = false;
+    loop {
+        let st = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            Ok(s) => s,
+            Err(NixErrno::ECHILD) => break,
+            Err(NixErrno::EINTR) => {
+                // A SIGTERM or SIGHUP to the recorder goes to every traced process: a
+                // scenario that is stopped must not leave a VMM running under the tracer.
+                let sig = FORWARD.swap(0, std::sync::atomic::Ordering::SeqCst);
+                if let Ok(s) = Signal::try_from(sig) {
+                    let pids: HashSet<i32> = t.tgid.values().copied().collect();
+                    for p in pids {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(p), s);
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(TraceError::Ptrace("waitpid", e)),
+        };
+        match st {
+            WaitStatus::PtraceEvent(tid, _, ev) if ev == PEvent::PTRACE_EVENT_SECCOMP as i32 => {
+                let tid = tid.as_raw();
+                let pid = t.pid_of(tid);
+                let call = match regs(tid) {
+                    Some(r) => Call { nr: r.orig_rax as i64, args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] },
+                    None => {
+                        resume(tid, false, None);
+                        continue;
+                    }
+                };
+                match h.entry(pid, tid, call, Mem { tid }) {
+                    Want::Nothing => resume(tid, false, None),
+                    Want::Exit(p) => {
+                        t.pending.insert(tid, p);
+                        resume(tid, true, None);
+                    }
+                }
+            }
+            WaitStatus::PtraceSyscall(tid) => {
+                let tid = tid.as_raw();
+                if let Some(p) = t.pending.remove(&tid)
+                    && let Some(r) = regs(tid)
+                {
+                    let ret = r.rax as i64;
+                    // A call interrupted by a signal is restarted (and filtered again).
+                    if !(-516..=-512).contains(&ret) {
+                        h.exit(t.pid_of(tid), tid, p, ret, Mem { tid });
+                    }
+                }
+                resume(tid, false, None);
+            }
+            WaitStatus::PtraceEvent(tid, _, ev)
+                if ev == PEvent::PTRACE_EVENT_CLONE as i32
+                    || ev == PEvent::PTRACE_EVENT_FORK as i32
+                    || ev == PEvent::PTRACE_EVENT_VFORK as i32 =>
+            {
+                let parent_tid = tid.as_raw();
+                let parent = t.pid_of(parent_tid);
+                if let Ok(new) = ptrace::getevent(tid) {
+                    let new = new as i32;
+                    let new_pid = if ev == PEvent::PTRACE_EVENT_CLONE as i32 {
+                        proc_tgid(new).unwrap_or(parent)
+                    } else {
+                        new
+                    };
+                    t.tgid.insert(new, new_pid);
+                    if new_pid != parent {
+                        h.fork(parent, new_pid);
+                    }
+                    // Its first stop is the SIGSTOP of the auto-attach unless already seen.
+                    if !t.fresh.remove(&new) {
+                        t.fresh.insert(new);
+                    }
+                }
+                resume(parent_tid, false, None);
+            }
+            WaitStatus::PtraceEvent(tid, _, ev) if ev == PEvent::PTRACE_EVENT_EXEC as i32 => {
+                let tid = tid.as_raw();
+                // After exec the thread-group leader has the process id; other threads are gone.
+                let pid = t.pid_of(tid);
+                t.tgid.retain(|k, v| *v != pid || *k == pid);
+                t.tgid.insert(tid, pid);
+                t.pending.remove(&tid);
+                exec_seen |= pid == root;
+                h.exec(pid);
+                resume(tid, false, None);
+            }
+            WaitStatus::PtraceEvent(tid, _, _) => resume(tid.as_raw(), false, None),
+            WaitStatus::Stopped(tid, sig) => {
+                let tid = tid.as_raw();
+                if sig == Signal::SIGSTOP && !t.tgid.contains_key(&tid) {
+                    // A new task stopped before its parent's clone event: remember it.
+                    t.fresh.insert(tid);
+                    resume(tid, false, None);
+                } else if sig == Signal::SIGSTOP && t.fresh.remove(&tid) {
+                    resume(tid, false, None);
+                } else {
+                    resume(tid, false, Some(sig));
+                }
+            }
+            WaitStatus::Exited(tid, code) => {
+                let tid = tid.as_raw();
+                t.pending.remove(&tid);
+                if let Some(pid) = t.tgid.remove(&tid)
+                    && pid == tid
+                {
+                    h.exit_process(pid, code);
+                }
+                if tid == root {
+                    ended = Ended::Exited(code);
+                    if !exec_seen {
+                        if code == CHILD_EXEC_FAILED {
+                            return Err(TraceError::Exec(
+                                argv[0].to_string_lossy().into_owned(),
+                                exec_errno(&argv[0]),
+                            ));
+                        }
+                        if code == CHILD_SECCOMP_FAILED {
+                            return Err(TraceError::Seccomp(NixErrno::EINVAL));
+                        }
+                    }
+                }
+            }
+            WaitStatus::Signaled(tid, sig, _) => {
+                let tid = tid.as_raw();
+                t.pending.remove(&tid);
+                if let Some(pid) = t.tgid.remove(&tid)
+                    && pid == tid
+                {
+                    h.exit_process(pid, 128 + sig as i32);
+                }
+                if tid == root {
+                    ended = Ended::Signaled(sig as i32);
+                }
+            }
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+    }
+    set_handlers(false);
+    Ok((root, ended))
+}
+
+/// While tracing: SIGINT ignored, SIGTERM/SIGHUP caught without SA_RESTART (so waitpid
+/// returns EINTR and the signal is passed on); afterwards the defaults.
+fn set_handlers(tracing: bool) {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let (int, term) = if tracing {
+        (SigHandler::SigIgn, SigHandler::Handler(on_signal))
+    } else {
+        (SigHandler::SigDfl, SigHandler::SigDfl)
+    };
+    for (sig, h) in [(Signal::SIGINT, int), (Signal::SIGTERM, term), (Signal::SIGHUP, term)] {
+        // SAFETY: the handler only stores into an atomic; no Rust handler is replaced.
+        let _ = unsafe { sigaction(sig, &SigAction::new(h, SaFlags::empty(), SigSet::empty())) };
+    }
+}
+
+struct Tracer<P> {
+    /// Thread id -> process id of every traced task.
+    tgid: HashMap<i32, i32>,
+    /// New tasks whose initial SIGSTOP is still to come (or came first).
+    fresh: HashSet<i32>,
+    /// Calls waiting for their exit stop.
+    pending: HashMap<i32, P>,
+}
+
+impl<P> Tracer<P> {
+    fn pid_of(&mut self, tid: i32) -> i32 {
+        if let Some(p) = self.tgid.get(&tid) {
+            return *p;
+        }
+        let p = proc_tgid(tid).unwrap_or(tid);
+        self.tgid.insert(tid, p);
+        p
+    }
+}
+
+fn resume(tid: i32, to_exit: bool, sig: Option<Signal>) {
+    let pid = Pid::from_raw(tid);
+    // A task that died in between (SIGKILL, exit_group of another thread) cannot be resumed:
+    // its exit is reported by waitpid.
+    let _ = if to_exit { ptrace::syscall(pid, sig) } else { ptrace::cont(pid, sig) };
+}
+
+fn regs(tid: i32) -> Option<libc::user_regs_struct> {
+    ptrace::getregs(Pid::from_raw(tid)).ok()
+}
+
+/// The thread-group id of a task, from /proc.
+pub fn proc_tgid(tid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Describes why the child did not stop at its SIGSTOP.
+fn child_failure(st: WaitStatus) -> NixErrno {
+    match st {
+        WaitStatus::Exited(..) | WaitStatus::Signaled(..) => NixErrno::ESRCH,
+        _ => NixErrno::EPERM,
+    }
+}
+
+/// Why exec of `prog` fails, found again by looking it up (the child could only report that
+/// it failed).
+fn exec_errno(prog: &std::ffi::OsStr) -> NixErrno {
+    let p = std::path::Path::new(prog);
+    let found = if p.components().count() > 1 {
+        p.exists()
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
+    };
+    if found { NixErrno::EACCES } else { NixErrno::ENOENT }
+}
