@@ -147,6 +147,11 @@ pub struct RunArgs {
     /// Run checks in this process instead of one child process per check (no watchdog).
     #[arg(long)]
     pub no_fork: bool,
+    /// Read the kernel log (/dev/kmsg) around every check: a KASAN report, lockdep splat, WARN,
+    /// BUG/Oops, soft lockup or hung task makes the check FAIL (V2-KERNEL-001). Needs
+    /// CAP_SYSLOG (or kernel.dmesg_restrict=0); always on in the vm/ guest (VMC_GUEST=1).
+    #[arg(long)]
+    pub kernel_log: bool,
     /// Bound on any one migration stream read (bytes; k/m/g suffixes).
     #[arg(long, value_name = "BYTES", default_value = crate::run::DEFAULT_MAX_STREAM)]
     pub max_stream: String,

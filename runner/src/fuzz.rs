@@ -179,6 +179,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let iso = crate::isolate::Isolation {
         fork: !args.no_fork,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        kernel_log: false,
         until: Some(until),
     };
     if args.no_fork {
@@ -360,7 +361,10 @@ fn kcov_source(
         String::new()
     } else {
         let k = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
-        if !k.lines().any(|l| l.split_whitespace().next().is_some_and(|a| !a.trim_start_matches('0').is_empty())) {
+        if !k
+            .lines()
+            .any(|l| l.split_whitespace().next().is_some_and(|a| !a.trim_start_matches('0').is_empty()))
+        {
             return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
         }
         k

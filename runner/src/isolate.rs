@@ -163,6 +163,8 @@ pub struct Isolation {
     pub fork: bool,
     /// Longest any one device operation may take, a whole read or write loop included.
     pub timeout: Duration,
+    /// Judge the kernel log of each check's window (`--kernel-log`, always in the vm/ guest).
+    pub kernel_log: bool,
     /// A deadline for the whole check (the end of a fuzzing session's `--duration`): the
     /// check process is killed when it passes, whatever the operation in flight.
     pub until: Option<Instant>,
@@ -171,7 +173,8 @@ pub struct Isolation {
 /// A message from the child.
 #[derive(Serialize, Deserialize)]
 enum Msg {
-    Step(usize, String),
+    /// A step starts: index, the step as YAML, CLOCK_MONOTONIC µs (the kernel log's clock).
+    Step(usize, String, u64),
     Beat,
     Done(Box<CheckRun>),
 }
@@ -313,6 +316,23 @@ pub fn run_check(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun
 }
 
 fn run_check_isolated(engine: &mut Engine, check: &Check, iso: Isolation) -> CheckRun {
+    // The window opens before the check (and its child) and is read after the restore.
+    let mut window = if iso.kernel_log { crate::kmsg::Window::open().ok() } else { None };
+    let mut steps = crate::kmsg::StepTimes::new();
+    let mut run = run_check_windowed(engine, check, iso, &mut steps);
+    if let Some(w) = &mut window {
+        let device = engine.slots.first().map_or("A", |s| s.label.as_str()).to_string();
+        crate::kmsg::judge(&mut run, w, &steps, &device);
+    }
+    run
+}
+
+fn run_check_windowed(
+    engine: &mut Engine,
+    check: &Check,
+    iso: Isolation,
+    steps: &mut crate::kmsg::StepTimes,
+) -> CheckRun {
     if !iso.fork {
         return run_here(engine, check);
     }
@@ -325,7 +345,7 @@ fn run_check_isolated(engine: &mut Engine, check: &Check, iso: Isolation) -> Che
             let _ = slot.dev.close();
         }
     }
-    let mut run = run_forked(engine, check, iso, exclusive);
+    let mut run = run_forked(engine, check, iso, exclusive, steps);
     if exclusive {
         for slot in &mut engine.slots {
             match slot.dev.reopen() {
@@ -341,7 +361,13 @@ fn run_check_isolated(engine: &mut Engine, check: &Check, iso: Isolation) -> Che
     run
 }
 
-fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: bool) -> CheckRun {
+fn run_forked(
+    engine: &mut Engine,
+    check: &Check,
+    iso: Isolation,
+    reopen_first: bool,
+    steps: &mut crate::kmsg::StepTimes,
+) -> CheckRun {
     let (rd, wr) = match pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -360,7 +386,11 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
             let mut out = std::fs::File::from(wr);
             if let Ok(mut progress_out) = out.try_clone() {
                 engine.progress = Some(Box::new(move |i, op| {
-                    let m = if op.is_empty() { Msg::Beat } else { Msg::Step(i, op.to_string()) };
+                    let m = if op.is_empty() {
+                        Msg::Beat
+                    } else {
+                        Msg::Step(i, op.to_string(), crate::kmsg::now_usec())
+                    };
                     send(&mut progress_out, &m);
                 }));
             }
@@ -388,7 +418,7 @@ fn run_forked(engine: &mut Engine, check: &Check, iso: Isolation, reopen_first: 
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
             watch_child(Some(child));
-            let run = supervise(engine, child, rd, iso);
+            let run = supervise(engine, child, rd, iso, steps);
             watch_child(None);
             run
         }
@@ -419,7 +449,13 @@ fn pipe_ready(raw: std::os::fd::RawFd, wait: Duration) -> bool {
     matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO)), Ok(n) if n > 0)
 }
 
-fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> CheckRun {
+fn supervise(
+    engine: &mut Engine,
+    child: Pid,
+    rd: OwnedFd,
+    iso: Isolation,
+    steps: &mut crate::kmsg::StepTimes,
+) -> CheckRun {
     let raw = rd.as_raw_fd();
     let mut reader = BufReader::new(std::fs::File::from(rd));
     let mut deadline = Instant::now() + iso.timeout;
@@ -488,7 +524,8 @@ fn supervise(engine: &mut Engine, child: Pid, rd: OwnedFd, iso: Isolation) -> Ch
                 return fail(engine, r);
             }
             Ok(_) => match serde_json::from_str::<Msg>(line.trim_end()) {
-                Ok(Msg::Step(i, op)) => {
+                Ok(Msg::Step(i, op, at)) => {
+                    steps.push((i, op.clone(), at));
                     step = Some((i, op));
                     deadline = Instant::now() + iso.timeout;
                 }

@@ -10,6 +10,7 @@ mod events;
 mod fuzz;
 mod isolate;
 mod kcov;
+mod kmsg;
 mod open;
 mod progress;
 mod record;

@@ -319,9 +319,23 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     if !args.list {
         crate::isolate::install_signal_handlers();
     }
+    let kernel_log = args.kernel_log || std::env::var("VMC_GUEST").is_ok_and(|v| v == "1");
+    let kernel_log = kernel_log
+        && match crate::kmsg::Window::open() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!(
+                    "warning: the kernel log cannot be read ({}: {e}); checks are judged without it \
+                     (needs CAP_SYSLOG or kernel.dmesg_restrict=0)",
+                    crate::kmsg::KMSG
+                );
+                false
+            }
+        };
     let iso = crate::isolate::Isolation {
         fork: !args.no_fork,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        kernel_log,
         until: None,
     };
     let shared = Arc::new(Mutex::new(Shared {

@@ -28,6 +28,9 @@ pub const PCI_NUM_REGIONS: u32 = 9;
 
 /// Size of `struct vfio_device_feature` without its data.
 pub const FEATURE_HEADER: u32 = 8;
+/// `VFIO_PRECOPY_INFO_REINIT` (7.1+): an output flag of PRECOPY_INFO after the opt-in of
+/// feature 12 (include/uapi/linux/vfio.h of 7.2).
+pub const PRECOPY_INFO_REINIT: u32 = 1 << 0;
 /// Size of `struct vfio_precopy_info`.
 pub const PRECOPY_INFO_SIZE: u32 = 24;
 

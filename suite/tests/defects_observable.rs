@@ -82,6 +82,28 @@ const PROBES: &[(&str, &str)] = &[
         "[{set_state: PRE_COPY}, {precopy_info: {}}, {read: {once: true, chunk: 10}}, {precopy_info: {}}]",
     ),
     ("dirty_bytes_starts_nonzero", "[{set_state: PRE_COPY}, {precopy_info: {}}]"),
+    ("piv2_get_accepted", "[{feature: {feature: 12, ops: [GET]}}]"),
+    (
+        "piv2_flags_echoed",
+        "[{feature: {feature: 12, ops: [SET]}}, {set_state: PRE_COPY}, {precopy_info: {flags: 6}}]",
+    ),
+    (
+        "reinit_without_opt_in",
+        "[{set_state: PRE_COPY}, {read: {max: 100000000}}, {region_write: {region: bar0, offset: 16, value: 1}}, {precopy_info: {}}]",
+    ),
+    (
+        "reinit_keeps_dirty_bytes",
+        "[{feature: {feature: 12, ops: [SET]}}, {set_state: PRE_COPY}, {read: {max: 100000000}}, {region_write: {region: bar0, offset: 16, value: 1}}, {precopy_info: {}}]",
+    ),
+    (
+        "reinit_zero_initial_bytes",
+        "[{feature: {feature: 12, ops: [SET]}}, {set_state: PRE_COPY}, {read: {max: 100000000}}, {region_write: {region: bar0, offset: 16, value: 1}}, {precopy_info: {}}]",
+    ),
+    (
+        "reinit_initial_bytes_grows",
+        "[{feature: {feature: 12, ops: [SET]}}, {set_state: PRE_COPY}, {region_write: {region: bar0, offset: 16, value: 1}}, {precopy_info: {}}, {read: {once: true, chunk: 8}}, {precopy_info: {}}]",
+    ),
+    ("debugfs_state_stale", "[{set_state: STOP}, debugfs_state]"),
     ("second_dma_log_start_accepted", "[{dma_log_start: {count: 1}}, {dma_log_start: {count: 1}}]"),
     ("report_before_start_ok", "[{dma_log_report: {}}]"),
     (

@@ -6,6 +6,7 @@ pub mod arcs;
 pub mod build;
 pub mod dmalog;
 pub mod feature;
+pub mod piv2;
 pub mod precopy;
 pub mod probes;
 pub mod reset;
@@ -28,6 +29,7 @@ pub fn generated_for(kind: Kind) -> Vec<Check> {
     out.extend(streams::replay_checks());
     out.extend(streams::negative_checks(kind));
     out.extend(precopy::checks());
+    out.extend(piv2::checks(kind));
     out.extend(dmalog::checks());
     out.extend(feature::checks());
     out.extend(stopped::checks(kind));

@@ -63,6 +63,17 @@ impl Kind {
         }
     }
 
+    /// Steps that reconfigure a device in PRE_COPY so that it needs new initial data on the
+    /// stream (VFIO_PRECOPY_INFO_REINIT after the opt-in, 7.1+). Empty where no such stimulus is
+    /// known (mtty has none; mlx5's comes from its firmware): the REINIT checks then verify
+    /// only what every answer must hold.
+    pub fn reconfigure(self) -> Vec<Step> {
+        match self {
+            Kind::Sim => vec![region_write(RegionRef::Bar0, crate::device::sim::hw::reg::RECONFIG, 4, 1)],
+            Kind::Mtty | Kind::Other => Vec::new(),
+        }
+    }
+
     pub fn why_unknown() -> String {
         "no device-specific probe for this driver (known: sim, mtty)".to_string()
     }

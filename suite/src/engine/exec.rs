@@ -102,6 +102,11 @@ impl Engine {
                 obs.state = Self::get_state(slot.dev.as_mut());
                 let mut v = slot.model.judge_set(req, &obs);
                 v.extend(extra);
+                // The second observer (CONFIG_VFIO_DEBUGFS, 6.8+) after every state change.
+                if let Some(Ok(text)) = slot.dev.debugfs_state() {
+                    v.extend(crate::oracle::debugfs::judge_state(&text, obs.state, slot.model.state));
+                    obs.notes.push(format!("debugfs state {}", text.trim()));
+                }
                 (obs, v)
             }
             Op::GetState => {
@@ -158,6 +163,14 @@ impl Engine {
                     && flags & uapi::FEATURE_PROBE == 0
                 {
                     v.extend(self.slots[si].model.judge_dma_stop(&obs));
+                }
+                // The PRECOPY_INFOv2 opt-in (7.1+) makes PRECOPY_INFO flags an output.
+                if obs.errno.is_none()
+                    && flags & uapi::FEATURE_MASK == uapi::FEATURE_MIG_PRECOPY_INFO_V2
+                    && flags & uapi::FEATURE_SET != 0
+                    && flags & uapi::FEATURE_PROBE == 0
+                {
+                    self.slots[si].model.on_precopy_v2_opt_in();
                 }
                 (obs, v)
             }
@@ -273,7 +286,7 @@ impl Engine {
                     obs.precopy =
                         Some((u(8), u(16), u32::from_le_bytes(buf[4..8].try_into().unwrap_or([0; 4]))));
                 }
-                let v = slot.model.judge_precopy(fd, argsz, &obs);
+                let v = slot.model.judge_precopy(fd, argsz, a.flags, &obs);
                 (obs, v)
             }
             Op::Poll { fd, timeout_ms } => {

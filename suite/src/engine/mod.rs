@@ -408,6 +408,12 @@ impl Engine {
             Err(e) => return Some(e),
         };
         for slot in map.iter().map(|&i| &self.slots[i]) {
+            // The kernel first: a clause the kernel does not have explains the rest.
+            if let Some(kernel) = &slot.dev.info().kernel
+                && let Some(why) = crate::oracle::kernels::absent_on(&check.clauses, kernel)
+            {
+                return Some(why);
+            }
             let f = &slot.facts;
             if let Some(api) = check.requires.api
                 && api != f.api

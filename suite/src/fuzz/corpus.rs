@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::rng::Rng;
 use crate::check::Step;
+use crate::rng::Rng;
 
 /// One kept walk.
 #[derive(Clone, Debug, PartialEq)]

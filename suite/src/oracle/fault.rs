@@ -10,7 +10,12 @@ use super::model::Model;
 /// known whether one did): the step's oracle violations are dropped and the model forgets the
 /// state, learning it again from the next GET or SET. Returns the note for the step's
 /// observation.
-pub fn judge_injected(n: u32, fired: Result<bool, String>, violations: &mut Vec<Violation>, model: &mut Model) -> String {
+pub fn judge_injected(
+    n: u32,
+    fired: Result<bool, String>,
+    violations: &mut Vec<Violation>,
+    model: &mut Model,
+) -> String {
     match fired {
         Ok(false) => format!("fail_nth {n}: no fault injected"),
         fired => {

@@ -264,6 +264,9 @@ struct FdInfo {
     /// Bytes read from the fd so far: dirty_bytes counts changes relative to data already
     /// retrieved, so it must be 0 while nothing has been read.
     read: u64,
+    /// An answer on this fd carried VFIO_PRECOPY_INFO_REINIT after the opt-in (7.1+):
+    /// initial_bytes restarted there and progresses towards zero again (V2-PIV2-009).
+    reinit: bool,
 }
 
 /// The behavioural model of one v2 device.
@@ -284,6 +287,9 @@ pub struct Model {
     /// The suite closed the device fd: device-fd operations fail with EBADF (it is the
     /// suite's fd that is gone, not a driver decision) until a reopen succeeds.
     closed: bool,
+    /// A SET of VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 went through since the device was
+    /// opened (7.1+; the core clears it on the last close).
+    pub precopy_v2: bool,
 }
 
 impl Model {
@@ -297,6 +303,7 @@ impl Model {
             reopened: false,
             resume: None,
             closed: false,
+            precopy_v2: false,
         }
     }
 
@@ -345,6 +352,7 @@ impl Model {
                         last_initial: None,
                         queries: 0,
                         read: 0,
+                        reinit: false,
                     },
                 );
             }
@@ -511,6 +519,7 @@ impl Model {
                             last_initial: None,
                             queries: 0,
                             read: 0,
+                            reinit: false,
                         },
                     );
                 }
@@ -770,9 +779,10 @@ impl Model {
     }
 
     /// Judges `VFIO_MIG_GET_PRECOPY_INFO` on `fd` with `argsz`.
-    pub fn judge_precopy(&mut self, fd: i32, argsz: u32, obs: &Observation) -> Vec<Violation> {
+    pub fn judge_precopy(&mut self, fd: i32, argsz: u32, in_flags: u32, obs: &Observation) -> Vec<Violation> {
         let mut v = Vec::new();
         let state = self.state;
+        let opted_in = self.precopy_v2;
         let Some(info) = self.fds.get_mut(&fd) else { return v };
         if !info.saving || info.ended.is_some() {
             return v;
@@ -800,7 +810,13 @@ impl Model {
                 obs.summary(),
             )),
             (true, None) => {
-                if let Some((initial, dirty, _)) = obs.precopy {
+                if let Some((initial, dirty, out_flags)) = obs.precopy {
+                    v.extend(super::piv2::judge_answer(opted_in, in_flags, out_flags, initial, dirty));
+                    if opted_in && out_flags & crate::uapi::PRECOPY_INFO_REINIT != 0 {
+                        // V2-PIV2-008: initial_bytes may jump at a REINIT; tracking restarts.
+                        info.last_initial = None;
+                        info.reinit = true;
+                    }
                     if info.read == 0 && dirty != 0 {
                         v.push(Violation::new(
                             [V2_PRECOPY_005],
@@ -811,11 +827,17 @@ impl Model {
                     if let Some(prev) = info.last_initial
                         && initial > prev
                     {
-                        v.push(Violation::new(
+                        let mut grows = Violation::new(
                             [V2_PRECOPY_003],
                             format!("initial_bytes never grows (was {prev})"),
                             format!("initial_bytes {initial}"),
-                        ));
+                        );
+                        if info.reinit {
+                            grows.clauses.push(V2_PIV2_009);
+                            grows.expected =
+                                format!("initial_bytes progresses towards 0 after the REINIT (was {prev})");
+                        }
+                        v.push(grows);
                     }
                     info.last_initial = Some(initial);
                     info.queries += 1;
@@ -918,7 +940,13 @@ impl Model {
     }
 
     /// Records closing the device fd.
+    /// Records a successful SET of VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 (the opt-in).
+    pub fn on_precopy_v2_opt_in(&mut self) {
+        self.precopy_v2 = true;
+    }
+
     pub fn on_close(&mut self) {
+        self.precopy_v2 = false;
         self.resume = None;
         self.end_sessions(true, true, EndCause::Close);
         self.state = None;

@@ -146,6 +146,22 @@ defects! {
         "initial_bytes grows after data is read"),
     DirtyBytesStartsNonzero => ("dirty_bytes_starts_nonzero", V2, [V2_PRECOPY_005],
         "the first PRECOPY_INFO reports dirty_bytes > 0"),
+    // ---- v2: PRECOPY_INFOv2 and REINIT (7.1+; the simulator has them with kernel=7.1 or later) ----
+    Piv2GetAccepted => ("piv2_get_accepted", V2, [V2_PIV2_001],
+        "GET (and PROBE of GET) of VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 succeeds although the opt-in is SET-only"),
+    Piv2FlagsEchoed => ("piv2_flags_echoed", V2, [V2_PIV2_002],
+        "after the PRECOPY_INFOv2 opt-in PRECOPY_INFO still echoes the caller's flags (flags not zeroed on entry)"),
+    ReinitWithoutOptIn => ("reinit_without_opt_in", V2, [V2_PIV2_004],
+        "reports VFIO_PRECOPY_INFO_REINIT after a reconfiguration although the caller never opted in"),
+    ReinitKeepsDirtyBytes => ("reinit_keeps_dirty_bytes", V2, [V2_PIV2_003],
+        "an answer with REINIT still reports 4 KiB of dirty bytes instead of resetting dirty_bytes to 0"),
+    ReinitZeroInitialBytes => ("reinit_zero_initial_bytes", V2, [V2_PIV2_007],
+        "reports REINIT but counts the new initial data as dirty bytes: initial_bytes 0 in the REINIT answer"),
+    ReinitInitialBytesGrows => ("reinit_initial_bytes_grows", V2, [V2_PIV2_009],
+        "after a REINIT initial_bytes grows by 4 KiB with every query instead of progressing towards 0"),
+    // ---- v2: debugfs ----
+    DebugfsStateStale => ("debugfs_state_stale", V2, [V2_DEBUGFS_001],
+        "debugfs migration/state shows the state before the last SET (a cached copy, not migration_get_state)"),
     // ---- v2: DMA logging ----
     SecondDmaStartAccepted => ("second_dma_log_start_accepted", V2, [V2_LOG_005],
         "a second DMA_LOGGING_START while logging is on succeeds"),

@@ -21,6 +21,9 @@ pub mod reg {
     pub const IRQ_CTRL: u64 = 0x08;
     /// Read-only device type id.
     pub const ID: u64 = 0x0c;
+    /// Read/write configuration register: a write during PRE_COPY is a device reconfiguration
+    /// that needs new initial data on the stream (a REINIT after the PRECOPY_INFOv2 opt-in).
+    pub const RECONFIG: u64 = 0x10;
 }
 /// Config-space size.
 pub const CONFIG_SIZE: usize = 256;

@@ -6,7 +6,10 @@
 //! Keys: `flags` (v2 migration flags), `size` (state bytes, `k`/`m`/`g` suffixes), `dma`
 //! (`on`/`off`: DMA logging), `report` (`stub`: DMA_LOGGING_REPORT fails with EOPNOTSUPP like
 //! a kernel without IOMMUFD), `type` (device type name: streams of other types are foreign),
-//! `seed`, `defect` (comma separated, repeatable).
+//! `seed`, `kernel` (`6.12`, `7.2`: the kernel release the device acts as if it ran on; the
+//! catalog's kernel ranges then apply, and PRECOPY_INFOv2 (feature 12) exists from 7.1 on;
+//! without it the device has every feature and no range applies), `defect` (comma separated,
+//! repeatable).
 
 pub mod defects;
 #[cfg(test)]
@@ -41,6 +44,8 @@ pub struct SimConfig {
     pub state_size: u64,
     pub type_name: String,
     pub seed: u64,
+    /// The kernel release (major, minor) the device acts as if it ran on.
+    pub kernel: Option<(u32, u32)>,
     pub defects: Vec<Defect>,
 }
 
@@ -52,7 +57,7 @@ impl SimConfig {
             backend: crate::device::Backend::Sim,
             driver: Some(driver.to_string()),
             model: Some(self.type_name.clone()),
-            kernel: Some(format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION"))),
+            kernel: Some(self.kernel_info()),
             name: Some(self.type_name.clone()),
             iommu: None,
         }
@@ -67,6 +72,7 @@ impl SimConfig {
             state_size: 5 * hw::PAGE + 123,
             type_name: "sim".to_string(),
             seed: 0x5eed,
+            kernel: None,
             defects: Vec::new(),
         }
     }
@@ -97,6 +103,9 @@ impl SimConfig {
         if self.seed != 0x5eed {
             parts.push(format!("seed={}", self.seed));
         }
+        if let Some((major, minor)) = self.kernel {
+            parts.push(format!("kernel={major}.{minor}"));
+        }
         for d in &self.defects {
             parts.push(format!("defect={}", d.name()));
         }
@@ -106,6 +115,19 @@ impl SimConfig {
             MigrationApi::None => "plain",
         };
         format!("sim:{api}?{}", parts.join("&"))
+    }
+
+    /// Whether the simulated kernel has `VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2` (7.1+).
+    pub fn has_precopy_info_v2(&self) -> bool {
+        self.kernel.is_none_or(|k| k >= (7, 1))
+    }
+
+    /// `DeviceInfo::kernel` of the device: the simulated release, or the suite's version.
+    pub fn kernel_info(&self) -> String {
+        match self.kernel {
+            Some((major, minor)) => format!("{major}.{minor} (simulated)"),
+            None => format!("vfio-mig-conform {}", env!("CARGO_PKG_VERSION")),
+        }
     }
 
     /// Builds the device.
@@ -181,6 +203,12 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
                 cfg.type_name = value.to_string();
             }
             "seed" => cfg.seed = crate::state::parse_u64(value).ok_or_else(|| bad("expected a number"))?,
+            "kernel" => {
+                let release = crate::oracle::kernels::release_of(value)
+                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                    .ok_or_else(|| bad("expected a kernel release like 6.12 or 7.2"))?;
+                cfg.kernel = Some(release);
+            }
             "defect" => {
                 for name in value.split(',').filter(|n| !n.is_empty()) {
                     let d = Defect::by_name(name).ok_or_else(|| {
@@ -201,9 +229,9 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
             }
             _ => {
                 let keys = if cfg.api == MigrationApi::V2 {
-                    "flags, size, dma, report, type, seed, defect"
+                    "flags, size, dma, report, type, seed, kernel, defect"
                 } else {
-                    "size, type, seed, defect"
+                    "size, type, seed, kernel, defect"
                 };
                 return Err(SpecError(format!("`{spec}`: unknown key `{key}` (known: {keys})")));
             }
@@ -233,5 +261,18 @@ mod tests {
         assert!(parse_spec("sim:v2?defect=nope").unwrap_err().0.contains("unknown defect `nope`"));
         assert!(parse_spec("sim:v2?defect=v1_accepts_101").unwrap_err().0.contains("sim:v1"));
         assert!(parse_spec("sim:v2?size=lots").unwrap_err().0.contains("bad size"));
+        assert!(parse_spec("sim:v2?kernel=recent").unwrap_err().0.contains("bad kernel `recent`"));
+        assert!(parse_spec("sim:v2?kernel=7.2-rc1").unwrap_err().0.contains("bad kernel"));
+    }
+
+    #[test]
+    fn a_simulated_kernel_round_trips_and_names_the_device_kernel() {
+        let cfg = parse_spec("sim:v2?kernel=6.12").unwrap();
+        assert_eq!(cfg.kernel, Some((6, 12)));
+        assert!(!cfg.has_precopy_info_v2());
+        assert_eq!(parse_spec(&cfg.spec()).unwrap(), cfg);
+        assert_eq!(cfg.build().info().kernel.as_deref(), Some("6.12 (simulated)"));
+        assert!(parse_spec("sim:v2?kernel=7.2").unwrap().has_precopy_info_v2());
+        assert!(parse_spec("sim:v2").unwrap().has_precopy_info_v2());
     }
 }

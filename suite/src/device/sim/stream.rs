@@ -192,6 +192,27 @@ impl Saver {
         self.queued_dirty += FINAL_BYTES;
     }
 
+    /// A device reconfiguration during pre-copy: every page is queued again as new initial
+    /// data. With `as_initial` (a REINIT the caller opted in to) the bytes already queued count
+    /// as initial bytes too, as mlx5 treats them (they precede the new initial data on the
+    /// stream), and dirty_bytes restarts at 0; otherwise the new data is dirty data.
+    pub fn reinit(&mut self, as_initial: bool) {
+        if self.finished {
+            return;
+        }
+        let bytes = Self::pages_bytes(&self.id, 0, self.id.npages());
+        if as_initial {
+            self.initial_left += self.queued_dirty + bytes;
+            self.initial_total += self.queued_dirty + bytes;
+            self.queued_dirty = 0;
+        } else {
+            self.queued_dirty += bytes;
+        }
+        self.queue.push_back(Chunk::InitialPages { next: 0, end: self.id.npages() });
+        // Dirt is relative to data produced: the new initial pass produces every page again.
+        self.emitted_until = 0;
+    }
+
     /// Replaces the end of the stream with endless filler (hostile defect).
     pub fn make_endless(&mut self) {
         self.queue.push_back(Chunk::Endless);

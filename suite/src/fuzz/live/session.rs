@@ -26,7 +26,8 @@ use crate::state::{MigFlags, MigState};
 /// A finding of the live fuzzer.
 #[derive(Clone, Debug)]
 pub struct LiveFinding {
-    /// Sorted clauses (or `KERNEL ...`, `ERROR`, `TIMEOUT`): the identity of the finding.
+    /// Sorted clauses (then `KERNEL ...` for a kernel report; or `ERROR`, `TIMEOUT`): the
+    /// identity of the finding.
     pub key: Vec<String>,
     pub record: FuzzFinding,
     /// The shrunk reproducer.
@@ -363,13 +364,8 @@ impl Session {
     fn kernel_findings(&mut self) -> Vec<usize> {
         let mut new = Vec::new();
         for (check, step, splat) in std::mem::take(&mut self.pending) {
-            let key = vec![format!("KERNEL {}", splat.key)];
-            if let Some(i) = self.seen(&key) {
-                self.findings[i].sightings += 1;
-                continue;
-            }
-            let upto = step.map_or(check.steps.len(), |s| (s + 1).min(check.steps.len()));
-            let steps = clean(&check.steps[..upto]);
+            // The identity of the finding is the report (kind and title without addresses),
+            // under the clause it breaks.
             let at = match step {
                 Some(s) => format!(
                     "during step {} `{}`",
@@ -378,27 +374,18 @@ impl Session {
                 ),
                 None => "before the first step".to_string(),
             };
-            let frames = splat.frames();
-            let actual = format!(
-                "{} {at}{}",
-                splat.title,
-                if frames.is_empty() {
-                    String::new()
-                } else {
-                    format!("; call trace: {}", frames.join(" < "))
-                }
-            );
+            let v = crate::oracle::kmsg::splat_violation(&splat, &at);
+            let mut key = sorted(&v.clauses);
+            key.push(format!("KERNEL {}", splat.key));
+            if let Some(i) = self.seen(&key) {
+                self.findings[i].sightings += 1;
+                continue;
+            }
+            let upto = step.map_or(check.steps.len(), |s| (s + 1).min(check.steps.len()));
+            let steps = clean(&check.steps[..upto]);
             let mut lines = vec!["kernel log:".to_string()];
             lines.extend(splat.lines.iter().take(40).map(|l| format!("  {l}")));
-            let f = self.finding(
-                &check,
-                key,
-                "no kernel report (KASAN, lockdep, WARN, BUG, oops, hung task)".to_string(),
-                actual,
-                &steps,
-                0,
-                lines,
-            );
+            let f = self.finding(&check, key, v.expected, v.actual, &steps, 0, lines);
             self.findings.push(f);
             new.push(self.findings.len() - 1);
         }

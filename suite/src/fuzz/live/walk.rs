@@ -14,7 +14,6 @@ use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
 use crate::engine::{DeviceFacts, Engine};
 use crate::errno::Errno;
-use crate::rng::Rng;
 use crate::op::{
     Access, BadBufferArgs, BadCall, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs,
     IrqData, IrqIndex, Mutation, Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source,
@@ -22,6 +21,7 @@ use crate::op::{
 };
 use crate::oracle::fsm::{SetPrediction, predict_set};
 use crate::oracle::model::{Facts, Model, Observation};
+use crate::rng::Rng;
 use crate::state::{MigFlags, MigState, StateArg};
 
 /// Operation kinds of a v2 walk (the `--ops` names).

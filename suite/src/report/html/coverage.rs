@@ -168,7 +168,9 @@ pub(super) fn index_section(runs: &[(String, Run)]) -> String {
         .iter()
         .enumerate()
         .flat_map(|(i, (_, r))| {
-            r.fuzz.iter().filter_map(move |f| f.coverage.as_ref().map(|c| (format!("R{} {}", i + 1, f.device), c)))
+            r.fuzz
+                .iter()
+                .filter_map(move |f| f.coverage.as_ref().map(|c| (format!("R{} {}", i + 1, f.device), c)))
         })
         .collect();
     comparison_html(&cov)

@@ -42,10 +42,19 @@ pub(super) fn label_of(run: &Run) -> RunLabel {
         })
         .unwrap_or_default();
     let kernel = match dev {
+        // The kernel and the path to the device (group/type1 or cdev/iommufd) tell runs of one
+        // driver apart in the runs x clauses matrix.
         Some(d) if d.info.backend == crate::device::Backend::Kernel => {
-            d.info.kernel.clone().unwrap_or_else(|| h.host_kernel.clone())
+            let k = d.info.kernel.clone().unwrap_or_else(|| h.host_kernel.clone());
+            match &d.info.iommu {
+                Some(iommu) => format!("{k} ({iommu})"),
+                None => k,
+            }
         }
-        Some(_) => "simulated".to_string(),
+        Some(d) => match d.info.kernel.as_deref().and_then(crate::oracle::kernels::release_of) {
+            Some((major, minor)) => format!("simulated {major}.{minor}"),
+            None => "simulated".to_string(),
+        },
         None => h.host_kernel.clone(),
     };
     let profile = h.profile.as_deref().map_or_else(

@@ -211,7 +211,25 @@ impl SimV2 {
         if never_dirty {
             dirty = 0;
         }
+        // Flags: echoed without the opt-in (bug-compatibility, V2-PIV2-006), an output after it.
+        let mut out_flags = get_u32(arg, 4)?;
+        if self.precopy_v2 && !self.has(Defect::Piv2FlagsEchoed) {
+            out_flags = 0;
+        }
+        if std::mem::take(&mut self.reinit_pending) {
+            out_flags |= crate::uapi::PRECOPY_INFO_REINIT;
+            self.since_reinit = Some(0);
+            if self.has(Defect::ReinitKeepsDirtyBytes) {
+                dirty += 4096;
+            }
+        } else if let Some(n) = self.since_reinit {
+            self.since_reinit = Some(n + 1);
+            if self.has(Defect::ReinitInitialBytesGrows) {
+                initial += u64::from(n + 1) << 12;
+            }
+        }
         let (initial_at, dirty_at) = if swapped { (16, 8) } else { (8, 16) };
+        put(arg, 4, &out_flags.to_le_bytes())?;
         put(arg, initial_at, &initial.to_le_bytes())?;
         put(arg, dirty_at, &dirty.to_le_bytes())?;
         Ok(0)

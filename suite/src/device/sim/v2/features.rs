@@ -12,8 +12,8 @@ use crate::errno::Errno;
 use crate::state::MigState;
 use crate::uapi::{
     FEATURE_DMA_LOGGING_REPORT, FEATURE_DMA_LOGGING_START, FEATURE_DMA_LOGGING_STOP, FEATURE_GET,
-    FEATURE_MASK, FEATURE_MIG_DATA_SIZE, FEATURE_MIG_DEVICE_STATE, FEATURE_MIGRATION, FEATURE_PROBE,
-    FEATURE_SET,
+    FEATURE_MASK, FEATURE_MIG_DATA_SIZE, FEATURE_MIG_DEVICE_STATE, FEATURE_MIG_PRECOPY_INFO_V2,
+    FEATURE_MIGRATION, FEATURE_PROBE, FEATURE_SET,
 };
 
 /// `offsetofend(struct vfio_device_feature, flags)`: argsz and flags, the header before `data`.
@@ -111,7 +111,11 @@ impl SimV2 {
                     put(payload, 0, &s.to_le_bytes())?;
                     return put(payload, 4, &fd.to_le_bytes());
                 }
+                let before = self.state;
                 let result = self.set_state(requested);
+                if result.is_ok() && self.state != before {
+                    self.before_last_set = before;
+                }
                 if self.has(Defect::GetReportsTargetAfterFailedSet) {
                     self.held.reported = if result.is_err() { MigState::from_raw(requested) } else { None };
                 }
@@ -126,6 +130,22 @@ impl SimV2 {
                 put(payload, 0, &requested.to_le_bytes())?;
                 put(payload, 4, &fd.to_le_bytes())?;
                 result.map(|_| ())
+            }
+            // vfio_ioctl_device_feature_migration_precopy_info_v2() (7.2 vfio_main.c l.985-998),
+            // only on a simulated 7.1+ kernel.
+            FEATURE_MIG_PRECOPY_INFO_V2 if self.cfg.has_precopy_info_v2() => {
+                if !self.flags().has_pre_copy() {
+                    return Err(Errno::EINVAL);
+                }
+                let supported =
+                    if self.has(Defect::Piv2GetAccepted) { FEATURE_GET | FEATURE_SET } else { FEATURE_SET };
+                if !vfio_check_feature(flags, avail, supported, 0)? {
+                    return Ok(());
+                }
+                if flags & FEATURE_SET != 0 {
+                    self.precopy_v2 = true;
+                }
+                Ok(())
             }
             // vfio_ioctl_device_feature_migration_data_size(), l.943-969.
             FEATURE_MIG_DATA_SIZE => {

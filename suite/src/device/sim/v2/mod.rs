@@ -100,6 +100,14 @@ pub struct SimV2 {
     reset_since_resume: bool,
     ticks_in_state: u64,
     precopy_queries: u32,
+    /// The PRECOPY_INFOv2 opt-in (7.1+): set by a SET of feature 12, cleared on close.
+    precopy_v2: bool,
+    /// A reconfiguration queued new initial data that the next PRECOPY_INFO reports (REINIT).
+    reinit_pending: bool,
+    /// PRECOPY_INFO answers since the last REINIT (reinit_initial_bytes_grows).
+    since_reinit: Option<u32>,
+    /// The state before the last successful SET (debugfs_state_stale).
+    before_last_set: MigState,
     held: Held,
 }
 
@@ -121,7 +129,23 @@ impl SimV2 {
             reset_since_resume: true,
             ticks_in_state: 0,
             precopy_queries: 0,
+            precopy_v2: false,
+            reinit_pending: false,
+            since_reinit: None,
+            before_last_set: MigState::Running,
             held: Held::default(),
+        }
+    }
+
+    /// A reconfiguration in PRE_COPY: new initial data is queued on the saving stream; after the
+    /// opt-in (or with reinit_without_opt_in) the next PRECOPY_INFO reports REINIT.
+    fn reconfigure(&mut self) {
+        let report =
+            self.cfg.has_precopy_info_v2() && (self.precopy_v2 || self.has(Defect::ReinitWithoutOptIn));
+        let as_initial = report && !self.has(Defect::ReinitZeroInitialBytes);
+        if let Some(Session::Saving { saver, .. }) = &mut self.session {
+            saver.reinit(as_initial);
+            self.reinit_pending = report;
         }
     }
 
@@ -205,6 +229,8 @@ impl SimV2 {
         let id = self.next_session;
         self.next_session += 1;
         self.held.session_reads = 0;
+        self.reinit_pending = false;
+        self.since_reinit = None;
         let mut saver = Saver::new(self.identity(), &self.hw);
         if finish {
             saver.finish(&self.hw);
@@ -315,6 +341,8 @@ impl Device for SimV2 {
         // device reports nothing until logging is started again.
         self.logging = false;
         self.hw.dma_log = None;
+        // vfio_df_device_last_close clears the opt-in (7.2 vfio_main.c l.571).
+        self.precopy_v2 = false;
         self.open = false;
         Ok(())
     }
@@ -365,7 +393,14 @@ impl Device for SimV2 {
             // The write "succeeds" but a stopped device ignores it.
             return Ok(buf.len());
         }
-        region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)
+        let n = region_rw(&mut self.hw, index, offset, Rw::Write(buf), via)?;
+        if index == REGION_BAR0
+            && offset == super::hw::reg::RECONFIG
+            && matches!(self.state, MigState::PreCopy | MigState::PreCopyP2p)
+        {
+            self.reconfigure();
+        }
+        Ok(n)
     }
 
     fn irq_info(&mut self, index: u32) -> DevResult<IrqInfo> {
@@ -399,7 +434,8 @@ impl Device for SimV2 {
     }
 
     fn debugfs_state(&mut self) -> Option<DevResult<String>> {
-        Some(if self.open { Ok(self.state.name().to_string()) } else { Err(Errno::EBADF) })
+        let shown = if self.has(Defect::DebugfsStateStale) { self.before_last_set } else { self.state };
+        Some(if self.open { Ok(shown.name().to_string()) } else { Err(Errno::EBADF) })
     }
 
     fn restore(&mut self) -> DevResult<()> {
