@@ -57,6 +57,25 @@ for path in "$@"; do
 		echo "PASS: the check FAILs on V2-KERNEL-001 with the kernel's report" ||
 		{ echo "FAIL: no V2-KERNEL-001 FAIL with the kernel's report:"; tail -n 30 $R/oops-$series.txt; fails=$((fails + 1)); }
 	echo "TIME: oops-$series $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s"
+	# A new run on the wedged device must not hang (open() or the first GET would wait in the
+	# kernel for ever, deaf to every signal): it must end on its own, within its --timeout.
+	$T "$VMC_DEV3" fsm.get.in. --profile none --timeout 5 >$R/wedged-$series.txt 2>&1 &
+	pid=$!
+	waited=0
+	while kill -0 $pid 2>/dev/null && [ $waited -lt 60 ]; do sleep 1; waited=$((waited + 1)); done
+	if kill -0 $pid 2>/dev/null; then
+		echo "FAIL: a new run on the wedged device still hangs after 60 s"
+		fails=$((fails + 1))
+	else
+		wait $pid
+		rc=$?
+		if [ $rc = 6 ] || [ $rc = 3 ]; then
+			echo "PASS: a new run on the wedged device ends by itself in ${waited} s (exit $rc): $(head -c 300 $R/wedged-$series.txt)"
+		else
+			echo "FAIL: a new run on the wedged device exits $rc (expected 6, or 3 if the device cannot be opened): $(head -c 300 $R/wedged-$series.txt)"
+			fails=$((fails + 1))
+		fi
+	fi
 done
 
 echo "vm-kernels ($series): $fails failed"

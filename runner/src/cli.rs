@@ -33,15 +33,17 @@ vfio-pci for the run), an mdev UUID, or a simulated device:
                           size=N (state bytes, k/m/g suffixes), dma=on|off (DMA logging),
                           report=stub|real (stub: DMA_LOGGING_REPORT fails with EOPNOTSUPP),
                           type=NAME (device type; streams of another type are foreign),
-                          seed=N (the state's contents), defect=NAME[,NAME...]
-  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, defect=
+                          seed=N (the state's contents), kernel=6.12|7.2 (the release
+                          it simulates: clauses the release lacks are UNSUPPORTED),
+                          defect=NAME[,NAME...]
+  sim:v1[?KEY=VALUE&...]  the v1 migration region; keys: size=, type=, seed=, kernel=, defect=
   sim:plain               a VFIO device without migration support (exit 4)
 `vfio-mig-conform sim --list-defects` lists the defects.
 
 Exit codes: 0 conformant, 1 violation (FAIL, TIMEOUT or ERROR, or XPASS with --strict-profile),
 2 usage error, bad input or nothing selected, 3 device cannot be opened, 4 device has no
 migration support (skip), 5 interrupted (SIGINT/SIGTERM, or standard output or error closed;
-the device restored), 6 device could not be restored to RUNNING.";
+the device restored), 6 device could not be restored to RUNNING, or does not answer (wedged).";
 
 const REPORT_AFTER_HELP: &str = "\
 Every format counts the same results: the checks of each record and the findings of its fuzz
@@ -331,7 +333,7 @@ after each. A finding whose clauses are all declared deviations of the profile (
 to the device as the main run does) is \"known\"; the others are new.
 
 Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be opened,
-4 no migration support, 5 interrupted, 6 device could not be restored."
+4 no migration support, 5 interrupted, 6 device could not be restored or does not answer (wedged)."
 )]
 pub struct FuzzArgs {
     /// The device to fuzz (as for a run).

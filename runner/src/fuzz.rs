@@ -93,7 +93,13 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut _locks = Vec::new();
     for spec in std::iter::once(&args.device).chain(args.peers.iter()) {
         _locks.push(crate::open::lock(spec)?);
-        devices.push(crate::open::open(spec, args.device_name.as_deref())?);
+        devices.push(crate::open::open_answering(
+            spec,
+            args.device_name.as_deref(),
+            None,
+            args.timeout.max(1),
+            !args.no_fork,
+        )?);
     }
     let mut engine = Engine::new(devices, EngineOptions { max_stream });
     let facts = engine.slots[0].facts.clone();

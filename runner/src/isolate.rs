@@ -544,3 +544,93 @@ fn supervise(
         }
     }
 }
+
+/// Opens and probes a kernel device in a child process first, so that a device already wedged
+/// (a kernel thread, or a process of an earlier run, stuck holding the device's lock) cannot
+/// hang the runner in `open()` or in the first GET: an uninterruptible wait in the kernel
+/// ignores every signal, SIGKILL included, so only a process that never makes the call is
+/// safe. The child opens the device as the run will, probes it (GET MIG_DEVICE_STATE and the
+/// feature probes), closes it and exits; `Err` when it has not finished within `timeout`.
+/// A child that fails to open the device is not an error here: the run's own open reports it.
+pub fn preflight(spec: &str, open: impl FnOnce() -> bool, timeout: Duration) -> Result<(), String> {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the runner is single-threaded here (no device is open yet and libtest-mimic has
+    // not started); the child only opens, probes, closes and leaves with _exit.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            child_setup(parent);
+            let code = i32::from(!open());
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            watch_child(Some(child));
+            let until = Instant::now() + timeout;
+            let result = loop {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) if Instant::now() < until && interrupted().is_none() => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(WaitStatus::StillAlive) if interrupted().is_some() => {
+                        let _ = kill_and_reap(child, Duration::from_secs(1));
+                        break Ok(());
+                    }
+                    Ok(WaitStatus::StillAlive) => {
+                        let reaped = kill_and_reap(child, Duration::from_secs(1)).is_some();
+                        break Err(format!(
+                            "{spec}: the device does not answer: opening and probing it (open, GET MIG_DEVICE_STATE, \
+                             the feature probes, close) did not finish within {} s{}. An earlier operation is \
+                             probably stuck in the kernel holding the device's lock (see dmesg); reset the device \
+                             or reload its driver, then run again",
+                            timeout.as_secs(),
+                            if reaped {
+                                ""
+                            } else {
+                                " and the probing process cannot be killed (it waits in the kernel)"
+                            }
+                        ));
+                    }
+                    _ => break Ok(()),
+                }
+            };
+            watch_child(None);
+            result
+        }
+        // Without a child the run opens the device itself, as it did before this check existed.
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_of_a_device_that_never_answers_ends_within_its_timeout_with_what_to_do() {
+        // Arrange: an "open and probe" that never returns, as on a device whose lock a stuck
+        // kernel thread holds.
+        let started = Instant::now();
+
+        // Act
+        let result = preflight(
+            "/dev/vfio/9",
+            || loop {
+                std::thread::sleep(Duration::from_secs(1));
+            },
+            Duration::from_millis(300),
+        );
+
+        // Assert
+        let message = result.expect_err("a device that never answers is an error");
+        assert!(message.starts_with("/dev/vfio/9: the device does not answer"), "{message}");
+        assert!(message.contains("reset the device or reload its driver"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn preflight_of_a_device_that_answers_or_fails_to_open_lets_the_run_go_on() {
+        assert_eq!(preflight("sim", || true, Duration::from_secs(5)), Ok(()));
+        // A failed open is reported by the run's own open, with its own exit code.
+        assert_eq!(preflight("sim", || false, Duration::from_secs(5)), Ok(()));
+    }
+}

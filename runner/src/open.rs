@@ -32,6 +32,27 @@ pub fn open_with(
         .map_err(|e| Exit::new(exit::DEVICE, e.to_string()))
 }
 
+/// [`open_with`] after [`crate::isolate::preflight`] (when `fork`) has shown that the device
+/// answers: a wedged kernel device is exit 6 with what to do, not a runner hanging in the
+/// kernel. `timeout` is the watchdog's `--timeout` in seconds.
+pub fn open_answering(
+    spec: &str,
+    device_name: Option<&str>,
+    backend: Option<&str>,
+    timeout: u64,
+    fork: bool,
+) -> Result<Box<dyn Device>, Exit> {
+    if fork && !spec.starts_with("sim:") {
+        crate::isolate::preflight(
+            spec,
+            || open_with(spec, device_name, backend).map(|mut dev| vmc::engine::probe(dev.as_mut())).is_ok(),
+            std::time::Duration::from_secs(timeout),
+        )
+        .map_err(|e| Exit::new(exit::WEDGED, e))?;
+    }
+    open_with(spec, device_name, backend)
+}
+
 /// Holds the per-device lock for the whole run.
 #[derive(Debug)]
 pub struct DeviceLock {

@@ -230,7 +230,8 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let mut _locks = Vec::new();
     for spec in std::iter::once(&device).chain(args.peers.iter()) {
         _locks.push(open::lock(spec)?);
-        devices.push(open::open_with(spec, args.device_name.as_deref(), args.iommu_backend.as_deref())?);
+        let (name, backend) = (args.device_name.as_deref(), args.iommu_backend.as_deref());
+        devices.push(open::open_answering(spec, name, backend, args.timeout, !args.no_fork)?);
     }
     let engine = Engine::new(devices, EngineOptions { max_stream });
     let primary = &engine.slots[0].facts;

@@ -3,23 +3,7 @@
 
 use crate::clauses::{ClauseId, parse_release};
 
-/// The `major.minor` of a kernel release string: `6.12.117+deb12-amd64` -> (6, 12),
-/// `7.2.13` -> (7, 2), `6.12 (simulated)` -> (6, 12). None for anything that does not start
-/// with `N.N` (the suite's own version on a simulated device without `kernel=`).
-pub fn release_of(text: &str) -> Option<(u32, u32)> {
-    let digits = |s: &str| -> Option<(u32, usize)> {
-        let n = s.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 || n > 6 {
-            return None;
-        }
-        Some((s[..n].parse().ok()?, n))
-    };
-    let text = text.trim();
-    let (major, n) = digits(text)?;
-    let rest = text[n..].strip_prefix('.')?;
-    let (minor, _) = digits(rest)?;
-    Some((major, minor))
-}
+pub use crate::units::release_of;
 
 /// Whether the clause holds on `release` (a clause without a range holds everywhere).
 pub fn holds_on(clause: ClauseId, release: (u32, u32)) -> bool {

@@ -204,7 +204,7 @@ pub fn parse_spec(spec: &str) -> Result<SimConfig, SpecError> {
             }
             "seed" => cfg.seed = crate::state::parse_u64(value).ok_or_else(|| bad("expected a number"))?,
             "kernel" => {
-                let release = crate::oracle::kernels::release_of(value)
+                let release = crate::units::release_of(value)
                     .filter(|_| value.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
                     .ok_or_else(|| bad("expected a kernel release like 6.12 or 7.2"))?;
                 cfg.kernel = Some(release);
