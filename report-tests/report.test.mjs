@@ -3,6 +3,7 @@
 //   REPORT_ALL   a report of four runs: sim:v2 (+ a fuzz summary line), sim:v2 with two defects,
 //                sim:v2 with flags stop_copy,p2p, and the real mtty run
 //   REPORT_MTTY  a report of the mtty run alone
+//   REPORT_KCOV  a report of a guided and a blind kernel-coverage fuzz session on mtty
 //   REPORT_ODD   a report of five runs that are not whole or plain: sim:v2 (+ fuzz summary), a
 //                partial run (a filter), the defect run killed before its end line, the sim:v2
 //                run marked interrupted, a fuzz session whose finding breaks V2-STATE-007
@@ -17,6 +18,7 @@ import { chromium } from 'playwright-core';
 
 const ALL = path.resolve(process.env.REPORT_ALL ?? '');
 const MTTY = path.resolve(process.env.REPORT_MTTY ?? '');
+const KCOV = path.resolve(process.env.REPORT_KCOV ?? '');
 const ODD = path.resolve(process.env.REPORT_ODD ?? '');
 const ARTIFACTS = path.resolve(process.env.ARTIFACTS ?? '.');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -26,7 +28,7 @@ let profile;
 const problems = []; // page errors, console errors, network requests: must stay empty
 
 before(async () => {
-  for (const dir of [ALL, MTTY, ODD]) {
+  for (const dir of [ALL, MTTY, KCOV, ODD]) {
     assert.ok(fs.existsSync(path.join(dir, 'index.html')), `no report in ${dir} (run report-tests/run.sh)`);
   }
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vmc-chromium-'));
@@ -196,9 +198,63 @@ test('fuzz coverage is shown for a record with fuzz lines', async () => {
   await page.close();
 });
 
-test('every link of both reports resolves to an existing page and anchor', async () => {
+test('kernel coverage: guided and blind in one plot, the driver\'s functions with covered and uncovered lines', async () => {
+  const page = await open(KCOV, 'index.html');
+  const plot = page.locator('.kcov-compare svg.pcplot');
+  assert.equal(await plot.count(), 1);
+  const guided = plot.locator('polyline.series.guided');
+  const blind = plot.locator('polyline.series.blind');
+  assert.equal(await guided.count(), 1);
+  assert.equal(await blind.count(), 1);
+  const g = Number(await guided.getAttribute('data-final'));
+  const b = Number(await blind.getAttribute('data-final'));
+  // The checked-in sessions (same seed, same 300 s budget): each curve ends at its session's
+  // count of distinct PCs (whichever reached more: docs/fuzzing.md has the figures).
+  assert.ok(g > 100 && b > 100, `guided ${g}, blind ${b}`);
+  const box = await plot.boundingBox();
+  assert.ok(box.width > 300 && box.height > 100, 'the plot is drawn');
+  await plot.screenshot({ path: path.join(ARTIFACTS, 'kcov-plot.png') });
+  await page.close();
+
+  const run = await open(KCOV, 'run-1.html');
+  const kc = run.locator('section[id="fuzz-1"] .kcov');
+  assert.equal(await kc.getAttribute('data-source'), 'kcov');
+  assert.equal(await kc.getAttribute('data-guided'), 'true');
+  assert.equal(Number(await kc.getAttribute('data-pcs')), g);
+  const blindRun = await open(KCOV, 'run-2.html', '#fuzz-1');
+  const kb = blindRun.locator('section[id="fuzz-1"] .kcov');
+  assert.equal(await kb.getAttribute('data-guided'), 'false');
+  assert.equal(Number(await kb.getAttribute('data-pcs')), b);
+  await blindRun.close();
+  const dc = kc.locator('.driver-coverage');
+  const blocks = Number(await dc.getAttribute('data-blocks'));
+  const covered = Number(await dc.getAttribute('data-covered'));
+  assert.ok(blocks > 100 && covered > 0 && covered <= blocks, `${covered} of ${blocks}`);
+  assert.ok(await dc.locator('tr.func').count() >= 15, 'mtty\'s migration functions are listed');
+  const fn = dc.locator('details#fn-mtty_set_state');
+  assert.equal(await fn.locator('span.line').first().isVisible(), false, 'closed until clicked');
+  await dc.locator('tr.func[data-function="mtty_set_state"] a').click();
+  await run.waitForURL(/#fn-mtty_set_state$/);
+  if ((await fn.getAttribute('open')) === null) await fn.locator('summary').click();
+  assert.ok(await fn.locator('span.line.cov').first().isVisible());
+  assert.ok((await fn.innerText()).includes('mdev_state'), 'the source text of the lines is shown');
+  // Every function's uncovered and covered lines add up to its reached blocks.
+  for (const row of await dc.locator('tr.func').all()) {
+    const name = await row.getAttribute('data-function');
+    const cells = await row.locator('td').allInnerTexts();
+    const lines = await dc.locator(`details[id="fn-${name}"] span.line`).evaluateAll((ls) =>
+      ls.map((l) => /(\d+) of (\d+)/.exec(l.title).slice(1).map(Number)));
+    assert.equal(lines.reduce((a, [c]) => a + c, 0), Number(cells[2]), name);
+    assert.equal(lines.reduce((a, [, t]) => a + t, 0), Number(cells[1]), name);
+  }
+  await dc.screenshot({ path: path.join(ARTIFACTS, 'kcov-driver.png') });
+  await run.close();
+  assert.deepEqual(problems, []);
+});
+
+test('every link of the reports resolves to an existing page and anchor', async () => {
   let checked = 0;
-  for (const dir of [ALL, MTTY, ODD]) {
+  for (const dir of [ALL, MTTY, KCOV, ODD]) {
     const files = fs.readdirSync(dir).filter((f) => f.endsWith('.html'));
     const ids = new Map();
     const links = [];

@@ -2,8 +2,8 @@
 # The HTML report in a real browser: builds reports from simulator runs and from a run on the
 # kernel's mtty driver, renders them in headless Chromium (Debian's `chromium`, driven by
 # playwright-core; no browser is downloaded) and checks the DOM: arc matrices, colours, links,
-# clause details, the runs x clauses matrix, fuzz coverage, the filters, the diff page, runs
-# that did not finish, and no horizontal overflow at 1400 px. Screenshots land in
+# clause details, the runs x clauses matrix, fuzz coverage, kernel coverage, the filters, the
+# diff page, runs that did not finish, and no horizontal overflow at 1400 px. Screenshots land in
 # target/report-tests/*.png.
 #
 #   report-tests/run.sh [MTTY.jsonl]
@@ -69,6 +69,10 @@ cp "$mtty" "$rec/mtty.jsonl"
 
 allow1 "$bin" report "$rec/sim.jsonl" "$rec/defect.jsonl" "$rec/p2p.jsonl" "$rec/mtty.jsonl" --html "$out/all"
 allow1 "$bin" report "$rec/mtty.jsonl" --html "$out/mtty"
+# Kernel coverage: a guided and a blind session of fuzz --coverage kcov on mtty-2 (7.2 test
+# kernel in vm/), symbolized by kcov-report against its vmlinux (docs/fuzzing.md).
+allow1 "$bin" report report-tests/records/kcov-mtty-guided.jsonl report-tests/records/kcov-mtty-blind.jsonl \
+	--html "$out/kcov"
 
 # Runs that are not whole (issue 15 item 10): a partial run (a filter), a run killed before
 # its end line, an interrupted run, and a fuzz session whose finding breaks V2-STATE-007. The
@@ -86,5 +90,5 @@ rc=0
 case $rc in 0 | 1 | 5) ;; *) echo "report-tests: report of the odd runs exited $rc" >&2; exit 1 ;; esac
 
 cd report-tests
-REPORT_ALL=$out/all REPORT_MTTY=$out/mtty REPORT_ODD=$out/odd ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
+REPORT_ALL=$out/all REPORT_MTTY=$out/mtty REPORT_KCOV=$out/kcov REPORT_ODD=$out/odd ARTIFACTS=$out CHROMIUM=$chromium_bin node --test report.test.mjs
 echo "report-tests: screenshots in $out: $(cd "$out" && ls ./*.png | tr '\n' ' ')"

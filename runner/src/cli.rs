@@ -264,6 +264,11 @@ pub enum Command {
         #[arg(long, value_name = "TARGET")]
         target: Option<String>,
     },
+    /// Kernel coverage of `fuzz --coverage kcov` against the kernel image (on the host with the
+    /// kernel build): writes the function list for `fuzz --kcov-filter`, and for each fuzz
+    /// session of the given records prints the distinct driver PCs over time and the share of
+    /// the driver's KCOV blocks reached, with the unreached lines.
+    KcovReport(KcovReportArgs),
     /// Record what a VMM does to its VFIO devices (run under ptrace) as a replayable YAML
     /// sequence: `record -o FILE.yaml -- qemu-system-x86_64 ...`.
     Record(crate::record::RecordArgs),
@@ -284,6 +289,39 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         wait: u64,
     },
+}
+
+/// `vfio-mig-conform kcov-report`.
+#[derive(Debug, Args)]
+pub struct KcovReportArgs {
+    /// Run records (`fuzz --json`) with kernel coverage.
+    #[arg(value_name = "RUN.jsonl")]
+    pub runs: Vec<PathBuf>,
+    /// The kernel image the PCs come from (vmlinux with DWARF for the driver's object).
+    #[arg(long, value_name = "PATH")]
+    pub vmlinux: PathBuf,
+    /// The driver's source file, as DWARF names it (a suffix is enough).
+    #[arg(long, value_name = "FILE", default_value = "samples/vfio-mdev/mtty.c")]
+    pub source: String,
+    /// Other source files whose functions also count for the fuzzer (the VFIO core).
+    #[arg(long = "also", value_name = "FILE", default_value = "drivers/vfio/vfio_main.c")]
+    pub also: Vec<String>,
+    /// Kernel source tree, to show the text of each line.
+    #[arg(long, value_name = "DIR")]
+    pub ksrc: Option<PathBuf>,
+    /// The functions whose blocks are counted (default for mtty.c: its migration code; else
+    /// every function of the file).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub functions: Vec<String>,
+    /// Write the function list for `fuzz --kcov-filter` (driver and core functions) here.
+    #[arg(long, value_name = "PATH")]
+    pub filter_out: Option<PathBuf>,
+    /// Write the records again with the symbolized driver coverage (for `report --html`).
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
+    /// Times (seconds) at which to count distinct PCs.
+    #[arg(long, value_name = "SECS", value_delimiter = ',', default_value = "60,300")]
+    pub at: Vec<f64>,
 }
 
 /// `vfio-mig-conform fuzz DEVICE`.
@@ -354,6 +392,25 @@ pub struct FuzzArgs {
     /// No progress line and a shorter summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Kernel coverage feedback: `kcov` collects the kernel PCs of every step from
+    /// /sys/kernel/debug/kcov (CONFIG_KCOV) and mutates the walks that reached new driver
+    /// code; kernel reports (KASAN, lockdep, WARN, BUG, hung task) in /dev/kmsg become
+    /// findings of the step that caused them. Without KCOV the session says so and runs blind.
+    #[arg(long, value_name = "SOURCE", default_value = "none", value_parser = ["none", "kcov"])]
+    pub coverage: String,
+    /// With --coverage: collect and report coverage, but do not steer by it (blind walks, for
+    /// comparing guided and blind sessions).
+    #[arg(long)]
+    pub blind: bool,
+    /// Corpus directory: its sequences seed the session, and the session's corpus (a minimal
+    /// set of walks reaching every PC it reached) is saved back into it (`c-*.yaml`).
+    #[arg(long, value_name = "DIR")]
+    pub corpus: Option<PathBuf>,
+    /// Which kernel functions count for --coverage: a file of function names, one per line
+    /// (`vfio-mig-conform kcov-functions` writes one from the kernel's vmlinux); default:
+    /// functions and modules named vfio*, mdev* and after the device's driver.
+    #[arg(long, value_name = "FILE")]
+    pub kcov_filter: Option<PathBuf>,
 }
 
 /// Output format of `report`.

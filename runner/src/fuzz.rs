@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use vmc::device::{Device, MigrationApi};
 use vmc::engine::{Engine, EngineOptions};
+use vmc::fuzz::coverage::{FilterSpec, KcovSource, PcFilter, X86_64_TEXT};
 use vmc::fuzz::live::{LiveOptions, Session, WalkOutcome, unknown_kinds};
 use vmc::report::record::{Line, RunFooter, Totals};
 
@@ -81,6 +82,13 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     {
         return Err(Exit::new(exit::USAGE, format!("--ops {k} is disruptive: add --allow-disruptive")));
     }
+    let filter_file = match &args.kcov_filter {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Exit::new(exit::USAGE, format!("--kcov-filter {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
     let mut _locks = Vec::new();
     for spec in std::iter::once(&args.device).chain(args.peers.iter()) {
@@ -120,6 +128,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         kinds: (!all_kinds.is_empty()).then_some(all_kinds),
         allow_disruptive: args.allow_disruptive,
         max_walk: args.max_walk,
+        guided: !args.blind,
         ..LiveOptions::default()
     };
     let header = vmc::report::record::RunHeader {
@@ -136,6 +145,24 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     std::panic::set_hook(Box::new(|_| {}));
     let mut session = Session::new(&mut engine, opts);
     let model = session.model().map(str::to_string);
+    let coverage_note = if args.coverage == "kcov" {
+        let driver = engine.slots[0].dev.info().driver.clone();
+        match kcov_source(filter_file.as_deref(), args.kcov_filter.as_deref(), driver.as_deref()) {
+            Ok(src) => {
+                let note = format!(
+                    "coverage: kcov ({}), {}{}",
+                    src.filter().description,
+                    if args.blind { "blind (measured only)" } else { "guided" },
+                    src.kmsg_error.as_ref().map(|e| format!("; no kernel reports: {e}")).unwrap_or_default()
+                );
+                session.set_coverage(&mut engine, Box::new(src));
+                note
+            }
+            Err(e) => format!("coverage: none: {e}; fuzzing without coverage feedback"),
+        }
+    } else {
+        String::new()
+    };
     if !args.quiet {
         let prof = profile.as_ref().map(|p| format!(", profile {}", p.name)).unwrap_or_default();
         errln!(
@@ -146,6 +173,9 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
             duration.as_secs_f64(),
             session.kinds().join(",")
         );
+    }
+    if !coverage_note.is_empty() {
+        errln!("vfio-mig-conform fuzz: {coverage_note}");
     }
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let started = Instant::now();
@@ -183,80 +213,97 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut unknown_count = 0usize;
     let mut failing_count = 0usize;
     let mut known_count = 0usize;
+    let mut seeds = match &args.corpus {
+        Some(dir) => {
+            let (seeds, errors) = vmc::fuzz::corpus::load(dir);
+            for e in &errors {
+                errln!("vfio-mig-conform fuzz: corpus: skipped {e}");
+            }
+            if !args.quiet && !seeds.is_empty() {
+                errln!("vfio-mig-conform fuzz: corpus: {} sequences from {}", seeds.len(), dir.display());
+            }
+            seeds
+        }
+        None => Vec::new(),
+    }
+    .into_iter();
     loop {
         if crate::isolate::interrupted().is_some() || started.elapsed() >= duration {
             break;
         }
-        match session.walk(&mut engine, &mut exec) {
-            WalkOutcome::Done(new) => {
-                for i in new {
-                    let f = &mut session.findings[i];
-                    let known = profile.as_ref().and_then(|p| {
-                        p.declares(&f.key, model.as_deref()).map(|ds| {
-                            let reasons: Vec<String> = ds.iter().map(|d| d.describe()).collect();
-                            format!("{}: {}", p.name, reasons.join("; "))
-                        })
-                    });
-                    f.record.known = known.clone();
-                    let file = args.out.join(format!("{}.yaml", f.sequence.id));
-                    let command = format!(
-                        "{replay} --sequence {}",
-                        crate::run::shell_quote(&file.display().to_string())
-                    );
-                    let text = format!("# replay: {command}\n{}", f.record.reproducer);
-                    match write_finding(&args.out, &file, &text) {
-                        Ok(()) => {
-                            f.record.reproducer_file = Some(file.display().to_string());
-                            f.record.replay = Some(command);
-                        }
-                        Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
-                    }
-                    if tty {
-                        err!("\r\x1b[K");
-                    }
-                    let tag = if known.is_some() { "known" } else { "NEW" };
-                    errln!(
-                        "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({}{})",
-                        f.key.join(", "),
-                        f.record.after_secs,
-                        f.record.expected,
-                        f.record.actual,
-                        count(f.sequence.steps.len(), "step", "steps"),
-                        f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
-                    );
-                    if known.is_some() {
-                        known_count += 1;
-                    } else {
-                        unknown_count += 1;
-                        // Exit 1 only for what breaks a MUST (or hangs, or errs): a new SHOULD
-                        // finding is reported NON-STRICT, as the suite reports it.
-                        if vmc::outcome::fuzz_finding_outcome(&f.record.clauses, f.record.level, false)
-                            .is_failure()
-                        {
-                            failing_count += 1;
-                        }
-                        if args.stop_on_finding {
-                            stopped_for = Some(f.key.join(", "));
-                        }
-                    }
+        let outcome = match seeds.next() {
+            Some((name, steps)) => session.seed(&mut engine, &mut exec, &name, steps),
+            None => session.walk(&mut engine, &mut exec),
+        };
+        let (new, stop) = match outcome {
+            WalkOutcome::Done(new) => (new, false),
+            WalkOutcome::Wedged(e, new) => {
+                wedged = Some(e);
+                (new, true)
+            }
+            WalkOutcome::Interrupted(_) => (Vec::new(), true),
+        };
+        for i in new {
+            let f = &mut session.findings[i];
+            let known = profile.as_ref().and_then(|p| {
+                p.declares(&f.key, model.as_deref()).map(|ds| {
+                    let reasons: Vec<String> = ds.iter().map(|d| d.describe()).collect();
+                    format!("{}: {}", p.name, reasons.join("; "))
+                })
+            });
+            f.record.known = known.clone();
+            let file = args.out.join(format!("{}.yaml", f.sequence.id));
+            let command =
+                format!("{replay} --sequence {}", crate::run::shell_quote(&file.display().to_string()));
+            let text = format!("# replay: {command}\n{}", f.record.reproducer);
+            match write_finding(&args.out, &file, &text) {
+                Ok(()) => {
+                    f.record.reproducer_file = Some(file.display().to_string());
+                    f.record.replay = Some(command);
+                }
+                Err(e) => errln!("vfio-mig-conform fuzz: cannot write {}: {e}", file.display()),
+            }
+            if tty {
+                err!("\r\x1b[K");
+            }
+            let tag = if known.is_some() { "known" } else { "NEW" };
+            errln!(
+                "vfio-mig-conform fuzz: [{tag}] {} after {:.1} s: expected {}; actual {} ({}{})",
+                f.key.join(", "),
+                f.record.after_secs,
+                f.record.expected,
+                f.record.actual,
+                count(f.sequence.steps.len(), "step", "steps"),
+                f.record.reproducer_file.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
+            );
+            if known.is_some() {
+                known_count += 1;
+            } else {
+                unknown_count += 1;
+                // Exit 1 only for what breaks a MUST (or hangs, or errs): a new SHOULD
+                // finding is reported NON-STRICT, as the suite reports it.
+                if vmc::outcome::fuzz_finding_outcome(&f.record.clauses, f.record.level, false).is_failure() {
+                    failing_count += 1;
+                }
+                if args.stop_on_finding {
+                    stopped_for = Some(f.key.join(", "));
                 }
             }
-            WalkOutcome::Wedged(e) => {
-                wedged = Some(e);
-                break;
-            }
-            WalkOutcome::Interrupted(_) => break,
+        }
+        if stop {
+            break;
         }
         if tty && last_progress.elapsed() >= Duration::from_millis(250) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64();
             err!(
-                "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  findings {} ({} known)",
+                "\r\x1b[Kfuzz: {secs:.0}/{:.0} s  {} ops ({:.0}/s)  pairs {}/{}  PCs {}  findings {} ({} known)",
                 duration.as_secs_f64(),
                 session.ops,
                 session.ops as f64 / secs.max(1e-9),
                 session.covered.intersection(&session.possible).count(),
                 session.possible.len(),
+                session.pcs(),
                 unknown_count + known_count,
                 known_count
             );
@@ -272,6 +319,12 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let interrupted = crate::isolate::interrupted();
     let summary = session.summary(&args.device);
     print_summary(&session, &summary, args, seed);
+    if let (Some(dir), true) = (&args.corpus, summary.coverage.is_some()) {
+        match vmc::fuzz::corpus::save(dir, &session.corpus_texts()) {
+            Ok(files) => outln!("  corpus: {} sequences saved in {}", files.len(), dir.display()),
+            Err(e) => errln!("vfio-mig-conform fuzz: corpus not saved: {e}"),
+        }
+    }
     let code = if let Some(w) = &wedged {
         errln!("vfio-mig-conform fuzz: stopped: {w}");
         exit::WEDGED
@@ -293,6 +346,49 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         }));
     }
     Ok(code)
+}
+
+/// The KCOV source: the functions of `--kcov-filter` (link-time ranges, or names resolved
+/// through /proc/kallsyms), else functions and modules named vfio*, mdev* and after the
+/// device's driver.
+fn kcov_source(
+    filter: Option<&str>,
+    path: Option<&Path>,
+    driver: Option<&str>,
+) -> Result<KcovSource, String> {
+    vmc::fuzz::kcov::available().map_err(|e| e.to_string())?;
+    let (spec, base) = match filter {
+        Some(text) => vmc::fuzz::coverage::parse_filter_file(text),
+        None => {
+            let mut p = vec!["vfio".to_string(), "mdev".to_string()];
+            // `vfio-mtty` / `mtty`: the part after the last dash names the driver's functions.
+            if let Some(d) = driver.and_then(|d| d.rsplit('-').next()).filter(|d| d.len() >= 3) {
+                p.push(d.to_string());
+            }
+            (FilterSpec::Prefixes(p), X86_64_TEXT)
+        }
+    };
+    // Link-time ranges need no symbol table: KCOV reports link-time PCs.
+    let kallsyms = if matches!(spec, FilterSpec::Ranges(_)) {
+        String::new()
+    } else {
+        let k = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+        if !k
+            .lines()
+            .any(|l| l.split_whitespace().next().is_some_and(|a| !a.trim_start_matches('0').is_empty()))
+        {
+            return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict; run as root)".to_string());
+        }
+        k
+    };
+    let mut f = PcFilter::from_kallsyms(&kallsyms, &spec, base);
+    if let Some(p) = path {
+        f.description = format!("{} from {}", f.description, p.display());
+    }
+    if f.is_empty() {
+        return Err(format!("no kernel function matches the filter ({})", f.description));
+    }
+    KcovSource::new(vmc::fuzz::coverage::DEFAULT_WORDS, f, base).map_err(|e| e.to_string())
 }
 
 /// `1 step`, `3 steps`.
@@ -355,6 +451,23 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
         let missing = session.missing();
         if !missing.is_empty() {
             say!("    not covered: {}", missing.join(" "));
+        }
+    }
+    if let Some(c) = &s.coverage {
+        let secs = s.duration_ms as f64 / 1000.0;
+        say!(
+            "  kernel coverage ({}, {}): {} distinct PCs ({}); {} runs ({:.0}/s), {} mutants of the corpus, corpus {} entries",
+            c.source,
+            if c.guided { "guided" } else { "blind" },
+            c.pcs.len(),
+            c.filter,
+            c.execs,
+            c.execs as f64 / secs.max(1e-9),
+            c.mutants,
+            c.corpus
+        );
+        if c.truncated_runs > 0 {
+            say!("    {} runs filled the KCOV buffer (their last steps' PCs are missing)", c.truncated_runs);
         }
     }
     let mut paths = s.error_paths.clone();

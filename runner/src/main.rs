@@ -9,6 +9,7 @@ mod commands;
 mod events;
 mod fuzz;
 mod isolate;
+mod kcov;
 mod kmsg;
 mod open;
 mod progress;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::FuzzToYaml { file, target }) => fuzz::to_yaml(&file, target.as_deref()),
+        Some(Command::KcovReport(args)) => kcov::report(&args),
         Some(Command::Record(args)) => record::record(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-mig-conform", &mut std::io::stdout());

@@ -230,6 +230,10 @@ pub struct Step {
     pub setup: bool,
     pub loc: Option<Loc>,
     pub note: Option<String>,
+    /// Fault injection: the step's `fail_nth`-th injectable kernel call (a slab or page
+    /// allocation, ...) fails (`/proc/thread-self/fail-nth`). A step whose fault fired is
+    /// not judged and the oracle forgets the device state; kernel reports still count.
+    pub fail_nth: Option<u32>,
     /// The step checks that the check can observe what it is about (a stimulus that does
     /// raise interrupts, a feature that answers): if one of its expectations fails, the check
     /// is UNSUPPORTED with this reason and the expectation's actual value, not FAIL or PASS.
@@ -247,6 +251,7 @@ impl Step {
             setup: false,
             loc: None,
             note: None,
+            fail_nth: None,
             precondition: None,
         }
     }

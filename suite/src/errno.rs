@@ -56,6 +56,11 @@ impl Errno {
         (1..4096).map(Errno).find(|e| e.name() == upper)
     }
 
+    /// The errno of an I/O error (EIO when it carries none).
+    pub fn from_io(e: &std::io::Error) -> Errno {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
     /// The errno of the last failed libc call.
     pub fn last() -> Errno {
         Errno(NixErrno::last_raw())

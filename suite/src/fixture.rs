@@ -295,7 +295,7 @@ impl<'de> DeserializeSeed<'de> for OpSeed {
 }
 
 /// Step-level keys besides the operation.
-const STEP_KEYS: &[&str] = &["expect", "clauses", "device", "as", "setup", "note"];
+const STEP_KEYS: &[&str] = &["expect", "clauses", "device", "as", "setup", "note", "fail_nth"];
 
 /// A parsed step before validation.
 #[derive(Debug)]
@@ -307,6 +307,7 @@ pub struct StepYaml {
     pub name_fd: Option<String>,
     pub setup: bool,
     pub note: Option<String>,
+    pub fail_nth: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for StepYaml {
@@ -327,6 +328,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                     name_fd: None,
                     setup: false,
                     note: None,
+                    fail_nth: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StepYaml, A::Error> {
@@ -339,6 +341,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                     name_fd: None,
                     setup: false,
                     note: None,
+                    fail_nth: None,
                 };
                 while let Some(k) = m.next_key::<String>()? {
                     match k.as_str() {
@@ -348,6 +351,7 @@ impl<'de> Deserialize<'de> for StepYaml {
                         "as" => step.name_fd = Some(m.next_value()?),
                         "setup" => step.setup = m.next_value()?,
                         "note" => step.note = Some(m.next_value()?),
+                        "fail_nth" => step.fail_nth = Some(m.next_value()?),
                         name if Op::NAMES.contains(&name) => {
                             if op.is_some() {
                                 return Err(de::Error::custom(format!(
@@ -766,6 +770,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             Op::Read(a) => Some(&a.fd),
             Op::Write(a) => Some(&a.fd),
             Op::PrecopyInfo(a) => Some(&a.fd),
+            Op::BadBuffer(a) => Some(&a.fd),
             Op::Poll { fd, .. } | Op::FdFlags { fd } | Op::CloseFd { fd } => Some(fd),
             _ => None,
         };
@@ -800,6 +805,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             setup: sy.setup,
             loc: Some(loc),
             note: sy.note,
+            fail_nth: sy.fail_nth,
             precondition: None,
         });
     }

@@ -22,6 +22,7 @@ pub mod fixture;
 pub mod fuzz;
 pub mod hash;
 pub mod kernel_table;
+pub mod kmsg;
 pub mod op;
 pub mod oracle;
 /// Outcomes of checks; lives with the other verdicts in [`oracle`].

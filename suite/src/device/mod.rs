@@ -114,6 +114,18 @@ pub struct FdFlags {
     pub access_mode: u32,
 }
 
+/// What [`Device::race_set_read`] saw: the SET's result (the returned data fd, -1 for none)
+/// and the second thread's reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaceResult {
+    pub set: DevResult<i32>,
+    pub read_bytes: u64,
+    pub read_error: Option<crate::errno::Errno>,
+}
+
+/// The most a racing reader reads (a device that never ends its stream must not hang it).
+pub const RACE_READ_MAX: u64 = 64 << 20;
+
 /// `VFIO_MIG_GET_PRECOPY_INFO` request code.
 pub const VFIO_MIG_GET_PRECOPY_INFO: u64 = 0x3b75 + 4; // _IO(';', 100 + 21)
 /// `VFIO_DEVICE_FEATURE` request code.
@@ -152,6 +164,59 @@ pub trait Device: Send {
     fn data_ioctl(&mut self, fd: i32, cmd: u64, arg: &mut [u8]) -> DevResult<i32>;
     fn data_fd_flags(&mut self, fd: i32) -> DevResult<FdFlags>;
     fn data_close(&mut self, fd: i32) -> DevResult<()>;
+    /// `call` on data fd `fd` with a `len`-byte user buffer of which only the first `valid`
+    /// bytes are mapped. Devices without user memory (the simulators) answer as the kernel
+    /// does for a buffer it cannot use at all: EFAULT.
+    fn data_bad_buffer(
+        &mut self,
+        fd: i32,
+        call: crate::op::BadCall,
+        len: usize,
+        valid: usize,
+    ) -> DevResult<usize> {
+        let _ = (fd, call, len, valid);
+        Err(crate::errno::Errno::EFAULT)
+    }
+
+    /// SET MIG_DEVICE_STATE to `state` from this thread while a second thread reads data fd
+    /// `fd` in `chunk`-byte reads (until end of stream, an error or [`RACE_READ_MAX`] bytes);
+    /// the SET is issued `delay_us` after the reader started. Backends without threads of
+    /// their own (the simulators) read first, then SET: one of the interleavings.
+    fn race_set_read(&mut self, fd: i32, state: u32, delay_us: u32, chunk: usize) -> DevResult<RaceResult> {
+        let _ = delay_us;
+        let mut buf = vec![0u8; chunk.max(1)];
+        let mut read = (0u64, None);
+        while read.0 < RACE_READ_MAX {
+            match self.data_read(fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => read.0 += n as u64,
+                Err(e) => {
+                    read.1 = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut payload = [0u8; 8];
+        payload[..4].copy_from_slice(&state.to_le_bytes());
+        payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
+        let set = self
+            .feature(16, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
+            .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
+        Ok(RaceResult { set, read_bytes: read.0, read_error: read.1 })
+    }
+
+    /// Makes the `nth` fault-injection point (slab or page allocation, ...) the kernel passes
+    /// in this thread fail (`/proc/thread-self/fail-nth`); 0 disarms. Backends without a
+    /// kernel below them answer EOPNOTSUPP.
+    fn inject_fault(&mut self, nth: u32) -> DevResult<()> {
+        let _ = nth;
+        Err(crate::errno::Errno::EOPNOTSUPP)
+    }
+
+    /// Whether the fault armed by [`Device::inject_fault`] was injected; disarms it.
+    fn fault_injected(&mut self) -> DevResult<bool> {
+        Err(crate::errno::Errno::EOPNOTSUPP)
+    }
 
     /// Closes the device fd (the driver's close_device runs); data fds stay open.
     fn close(&mut self) -> DevResult<()>;

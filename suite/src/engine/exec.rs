@@ -254,6 +254,36 @@ impl Engine {
                 };
                 (obs, v)
             }
+            Op::BadBuffer(a) => self.bad_buffer(si, a)?,
+            Op::RaceSetRead(a) => {
+                let fd = self.fd(si, &a.fd)?;
+                let slot = &mut self.slots[si];
+                let r = match slot.dev.race_set_read(fd, a.state.raw(), u32::from(a.delay_us), READ_BUF) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // No second thread (clone() failed): nothing ran on the device.
+                        let mut obs = Observation::err(e);
+                        obs.notes.push(format!("race_set_read: no reader thread: {e}"));
+                        return Ok((obs, Vec::new(), notes));
+                    }
+                };
+                let mut obs = obs_of(&r.set);
+                obs.bytes = Some(r.read_bytes);
+                obs.error_at = r.read_error.map(|_| r.read_bytes);
+                if let Some(e) = r.read_error {
+                    obs.notes.push(format!("the racing read failed with {e} after {} bytes", r.read_bytes));
+                }
+                let new_fd = r.set.as_ref().copied().unwrap_or(-1);
+                obs.data_fd = Some(new_fd);
+                if new_fd >= 0 {
+                    slot.fds.adopt(new_fd, step.name_fd.as_deref());
+                }
+                obs.state = Self::get_state(slot.dev.as_mut());
+                // What a read racing a SET sees is not specified: the model forgets the
+                // state and the data fds and learns them again from the next GET.
+                slot.model.forget();
+                (obs, Vec::new())
+            }
             Op::PrecopyInfo(a) => {
                 let fd = self.fd(si, &a.fd)?;
                 let argsz = a.argsz.unwrap_or(uapi::PRECOPY_INFO_SIZE);
@@ -440,6 +470,7 @@ fn uses_device_fd(op: &Op) -> bool {
         Op::Read(_)
             | Op::Write(_)
             | Op::PrecopyInfo(_)
+            | Op::BadBuffer(_)
             | Op::Poll { .. }
             | Op::FdFlags { .. }
             | Op::CloseFd { .. }

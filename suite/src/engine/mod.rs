@@ -43,6 +43,9 @@ pub struct DeviceFacts {
     pub flags: MigFlags,
     pub dma_logging: bool,
     pub precopy_info_v2: bool,
+    /// Whether the backend can inject kernel faults (`/proc/thread-self/fail-nth`).
+    #[serde(default)]
+    pub fault_injection: bool,
     /// The v1 migration region, if any.
     pub migration_region: Option<RegionInfo>,
     /// State at start (v2).
@@ -166,12 +169,28 @@ fn op_text<'a>(cache: &'a mut Option<String>, op: &crate::op::Op) -> &'a str {
 /// (index, `""`): the process-isolation watchdog resets its timer on each call.
 pub type Progress = Box<dyn FnMut(usize, &str) + Send>;
 
+/// Where a [`StepHook`] is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepPoint {
+    /// Right before the step's device operation.
+    Before,
+    /// Right after it (also when it could not run).
+    After,
+}
+
+/// Called right before and right after the device operation of each step (index, point), in
+/// the process that runs the check: the live fuzzer collects per-step kernel coverage and
+/// kernel-log positions with it (`fuzz::coverage`).
+pub type StepHook = Box<dyn FnMut(usize, StepPoint) + Send>;
+
 /// The engine.
 pub struct Engine {
     pub slots: Vec<Slot>,
     pub opts: EngineOptions,
     /// Progress callback (watchdog heartbeats).
     pub progress: Option<Progress>,
+    /// Per-step hook (kernel coverage of the live fuzzer).
+    pub step_hook: Option<StepHook>,
     /// Set from a signal handler: stop the current check at the next step.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Fuzzing: a step that cannot run (it names a data fd or stream that does not exist) is
@@ -232,6 +251,7 @@ pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
         flags: MigFlags(0),
         dma_logging: false,
         precopy_info_v2: false,
+        fault_injection: dev.inject_fault(0).is_ok(),
         migration_region: None,
         initial_state: None,
         why_not: None,
@@ -318,6 +338,7 @@ impl Engine {
             slots,
             opts,
             progress: None,
+            step_hook: None,
             interrupt: None,
             skip_harness_errors: false,
             keep_trace: true,
@@ -499,7 +520,34 @@ impl Engine {
             self.hash_reads = step.expect.iter().any(|e| {
                 matches!(e.kind, crate::check::ExpectKind::Equals(_) | crate::check::ExpectKind::Differs(_))
             });
-            let outcome = self.exec_step(si, step);
+            // Armed outside the hook's window: the procfs writes are not the step's coverage.
+            let armed = match step.fail_nth {
+                Some(n) if n > 0 => self.slots[si].dev.inject_fault(n).map_err(|e| e.to_string()),
+                _ => Err(String::new()),
+            };
+            if let Some(h) = &mut self.step_hook {
+                h(i, StepPoint::Before);
+            }
+            let mut outcome = self.exec_step(si, step);
+            if let Some(h) = &mut self.step_hook {
+                h(i, StepPoint::After);
+            }
+            if let Some(n) = step.fail_nth {
+                let fired = match &armed {
+                    Ok(()) => Some(self.slots[si].dev.fault_injected().map_err(|e| e.to_string())),
+                    Err(_) => None,
+                };
+                if let Ok((obs, violations, notes)) = &mut outcome {
+                    match (&armed, fired) {
+                        (Ok(()), Some(fired)) => {
+                            let model = &mut self.slots[si].model;
+                            obs.notes.push(crate::oracle::fault::judge_injected(n, fired, violations, model));
+                        }
+                        (Err(e), _) => notes.push(format!("step {}: fail_nth {n} not armed: {e}", i + 1)),
+                        (Ok(()), None) => {}
+                    }
+                }
+            }
             let micros = t0.elapsed().as_micros() as u64;
             let label = step.device.as_deref().unwrap_or(&labels[0]);
             let (obs, mut violations, notes) = match outcome {

@@ -14,11 +14,15 @@
 //! descriptions of the uAPI: any finding on a reference simulator is a disagreement, a bug in
 //! one of them, and the target panics with the finding and a YAML reproducer.
 
+pub mod corpus;
+pub mod coverage;
+pub mod kcov;
 pub mod live;
 mod opgen;
 /// The suite's PRNG, used by the fuzzer (re-exported where it used to live).
 pub use crate::rng;
 pub mod stream;
+pub mod symbolize;
 pub mod yaml;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -312,6 +316,7 @@ fn names_defined(op: &Op, fds: &[String], streams: &[String]) -> bool {
     match op {
         Op::Read(a) => fd_ok(&a.fd),
         Op::PrecopyInfo(a) => fd_ok(&a.fd),
+        Op::BadBuffer(a) => fd_ok(&a.fd),
         Op::Poll { fd, .. } | Op::FdFlags { fd } | Op::CloseFd { fd } => fd_ok(fd),
         Op::Write(WriteArgs { fd, data, mutate, .. }) => {
             fd_ok(fd)

@@ -19,6 +19,8 @@ pub struct YamlStep {
     pub name: Option<String>,
     /// `device:` label (None: the first device).
     pub device: Option<String>,
+    /// `fail_nth:` fault injection of the step.
+    pub fail_nth: Option<u32>,
 }
 
 /// A sequence to render as a fixture.
@@ -58,6 +60,7 @@ struct StepOut {
     value: serde_json::Value,
     name: Option<String>,
     device: Option<String>,
+    fail_nth: Option<u32>,
 }
 
 impl Serialize for StepOut {
@@ -69,6 +72,9 @@ impl Serialize for StepOut {
         }
         if let Some(n) = &self.name {
             m.serialize_entry("as", n)?;
+        }
+        if let Some(n) = self.fail_nth {
+            m.serialize_entry("fail_nth", &n)?;
         }
         m.serialize_entry("expect", "oracle")?;
         m.end()
@@ -95,7 +101,7 @@ fn step_out(s: &YamlStep) -> StepOut {
         _ => (s.op.name().to_string(), serde_json::Value::Null),
     };
     strip_nulls(&mut value);
-    StepOut { key, value, name: s.name.clone(), device: s.device.clone() }
+    StepOut { key, value, name: s.name.clone(), device: s.device.clone(), fail_nth: s.fail_nth }
 }
 
 /// The lower-case flag names a fixture's `requires.flags` takes.
@@ -160,6 +166,7 @@ pub fn reproducer(case: &FuzzCase, out: &CaseRun, target: Target) -> String {
                 op: case.ops.get(i)?.clone(),
                 name: case.names.get(i).cloned().flatten(),
                 device: None,
+                fail_nth: None,
             })
         })
         .collect();
@@ -193,13 +200,19 @@ pub fn resume_reproducer(case: &super::stream::Case) -> String {
     use crate::state::{MigState, StateArg};
     let hex: String = case.bytes.iter().map(|b| format!("{b:02x}")).collect();
     let sizes: Vec<u32> = case.segments.iter().map(|s| *s as u32).collect();
-    let set = |s: MigState| YamlStep { op: Op::SetState(StateArg::Named(s)), name: None, device: None };
+    let set = |s: MigState| YamlStep {
+        op: Op::SetState(StateArg::Named(s)),
+        name: None,
+        device: None,
+        fail_nth: None,
+    };
     let steps = vec![
         set(MigState::Stop),
         YamlStep {
             op: Op::SetState(StateArg::Named(MigState::Resuming)),
             name: Some("load".into()),
             device: None,
+            fail_nth: None,
         },
         YamlStep {
             op: Op::Write(WriteArgs {
@@ -213,6 +226,7 @@ pub fn resume_reproducer(case: &super::stream::Case) -> String {
             }),
             name: None,
             device: None,
+            fail_nth: None,
         },
         set(case.leave_to),
     ];

@@ -229,6 +229,48 @@ pub struct WriteArgs {
     pub from_thread: bool,
 }
 
+/// Which data-fd call a [`BadBufferArgs`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[serde(rename_all = "snake_case")]
+pub enum BadCall {
+    /// read() into the buffer.
+    Read,
+    /// write() from the buffer.
+    Write,
+    /// `VFIO_MIG_GET_PRECOPY_INFO` with the buffer as its argument.
+    PrecopyInfo,
+}
+
+/// A data-fd call with a user buffer the kernel cannot use entirely: `len` bytes at an address
+/// where only the first `valid` bytes are mapped (0: none is), the rest an inaccessible page.
+/// The kernel must fail with EFAULT or move at most the mapped bytes (a bad pointer is the
+/// caller's error, never the driver's crash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[serde(deny_unknown_fields)]
+pub struct BadBufferArgs {
+    #[serde(default)]
+    pub fd: FdRef,
+    pub call: BadCall,
+    pub len: u32,
+    #[serde(default)]
+    pub valid: u32,
+}
+
+/// SET MIG_DEVICE_STATE to `state` while a second thread reads data fd `fd` (QEMU's
+/// migration thread reading the stream while the main loop changes the state): the reader
+/// starts first, the SET follows after `delay_us` microseconds. The uAPI does not say what the
+/// read sees, so the step is not judged; the oracle forgets the device state and its data
+/// fds (the next GET tells it again). A kernel report in the step is still a finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Arbitrary)]
+#[serde(deny_unknown_fields)]
+pub struct RaceArgs {
+    pub state: StateArg,
+    #[serde(default)]
+    pub fd: FdRef,
+    #[serde(default)]
+    pub delay_us: u16,
+}
+
 /// `VFIO_MIG_GET_PRECOPY_INFO` on a data fd, with any argsz and flags.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, Arbitrary)]
 #[serde(default, deny_unknown_fields)]
@@ -549,6 +591,10 @@ pub enum Op {
     Read(ReadArgs),
     Write(WriteArgs),
     PrecopyInfo(PrecopyArgs),
+    /// A read, write or PRECOPY_INFO with a buffer that is not (entirely) mapped.
+    BadBuffer(BadBufferArgs),
+    /// A SET from this thread while another thread reads the data fd.
+    RaceSetRead(RaceArgs),
     /// poll() for POLLIN (saving) or POLLOUT (resuming) with a timeout in ms.
     Poll {
         #[serde(default)]
@@ -609,6 +655,8 @@ impl Op {
             Op::Read(_) => "read",
             Op::Write(_) => "write",
             Op::PrecopyInfo(_) => "precopy_info",
+            Op::BadBuffer(_) => "bad_buffer",
+            Op::RaceSetRead(_) => "race_set_read",
             Op::Poll { .. } => "poll",
             Op::FdFlags { .. } => "fd_flags",
             Op::CloseFd { .. } => "close_fd",
@@ -644,6 +692,8 @@ impl Op {
         "read",
         "write",
         "precopy_info",
+        "bad_buffer",
+        "race_set_read",
         "poll",
         "fd_flags",
         "close_fd",
@@ -900,7 +950,7 @@ mod tests {
         for op in ops {
             assert!(Op::NAMES.contains(&op.name()), "{} missing", op.name());
         }
-        assert_eq!(Op::NAMES.len(), 30);
+        assert_eq!(Op::NAMES.len(), 32);
     }
 
     #[test]

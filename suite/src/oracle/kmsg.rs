@@ -145,14 +145,27 @@ pub fn reports(records: &[Record]) -> Vec<Found> {
     out
 }
 
+/// What V2-KERNEL-001 expects of a check's window of the kernel log.
+const NO_REPORT: &str =
+    "no kernel error report (KASAN, lockdep, WARN, BUG/Oops, soft lockup, hung task) while the check runs";
+
 /// The finding for one report.
 pub fn violation(found: &Found) -> Violation {
     Violation::new(
         [V2_KERNEL_001],
-        "no kernel error report (KASAN, lockdep, WARN, BUG/Oops, soft lockup, hung task) while the check runs"
-            .to_string(),
+        NO_REPORT.to_string(),
         format!("the kernel logged a {}:\n{}", found.report.name(), found.excerpt.join("\n")),
     )
+}
+
+/// The finding for a report the live fuzzer attributed to a step (`fuzz --coverage kcov` reads
+/// the log itself, per step: `vmc::kmsg`): its first line, `at` (where it came: `during step
+/// N ...`) and the functions of its call trace, innermost first.
+pub fn splat_violation(splat: &crate::kmsg::Splat, at: &str) -> Violation {
+    let frames = splat.frames();
+    let trace =
+        if frames.is_empty() { String::new() } else { format!("; call trace: {}", frames.join(" < ")) };
+    Violation::new([V2_KERNEL_001], NO_REPORT.to_string(), format!("{} {at}{trace}", splat.title))
 }
 
 #[cfg(test)]
@@ -253,5 +266,36 @@ mod tests {
         ]);
         let kinds: Vec<Report> = reports(&r).iter().map(|f| f.report).collect();
         assert_eq!(kinds, [Report::Warn, Report::HungTask]);
+    }
+
+    #[test]
+    fn a_splat_the_fuzzer_attributed_to_a_step_breaks_v2_kernel_001_with_its_trace() {
+        let lines = [
+            "BUG: kernel NULL pointer dereference, address: 0000000000000008",
+            "RIP: 0010:mtty_set_state+0x305/0x760",
+            "Call Trace:",
+            " vfio_ioctl_device_feature_mig_device_state+0x9e/0x120",
+            "---[ end trace 0 ]---",
+        ];
+        let recs: Vec<crate::kmsg::Record> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| crate::kmsg::Record {
+                seq: i as u64,
+                level: 1,
+                usec: i as u64,
+                text: l.to_string(),
+            })
+            .collect();
+        let splat = crate::kmsg::splats(&recs).remove(0);
+        let v = splat_violation(&splat, "during step 3 `set_state: STOP`");
+        assert_eq!(v.clauses, vec![V2_KERNEL_001]);
+        assert!(v.actual.starts_with("BUG: kernel NULL pointer dereference"), "{}", v.actual);
+        assert!(v.actual.contains("during step 3"));
+        assert!(
+            v.actual.ends_with("call trace: mtty_set_state < vfio_ioctl_device_feature_mig_device_state"),
+            "{}",
+            v.actual
+        );
     }
 }

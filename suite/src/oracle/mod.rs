@@ -11,6 +11,7 @@ pub mod data_fd;
 pub mod debugfs;
 pub mod dma;
 pub mod expect;
+pub mod fault;
 pub mod feature;
 pub mod fsm;
 pub mod kernels;

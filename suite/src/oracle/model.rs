@@ -365,8 +365,12 @@ impl Model {
         if cur == MigState::Resuming
             && let SetPrediction::Walk(_) = pred
         {
-            let log = self.resume.clone().unwrap_or_default();
-            let (valid, why) = log.validity(self.facts.device_type.as_deref());
+            // No log: the session began while the model did not follow the device (its state
+            // was learned afterwards, e.g. after `forget`): what it was given is unknown.
+            let (valid, why) = match &self.resume {
+                Some(log) => log.validity(self.facts.device_type.as_deref()),
+                None => (None, "the suite does not know what this resume session was given".to_string()),
+            };
             match (valid, obs.errno) {
                 (Some(false), None) => {
                     let mut clauses = vec![V2_ARC_RES_001];
@@ -965,6 +969,16 @@ impl Model {
         self.logging = false;
     }
 
+    /// Forgets what an unjudged step may have changed (a SET racing a read, a step whose
+    /// injected fault fired): the state is learned again from the next GET or SET, the data
+    /// fds open so far are no longer judged, the resume log is dropped.
+    pub fn forget(&mut self) {
+        self.state = None;
+        self.resume = None;
+        self.reopened = false;
+        self.fds.clear();
+    }
+
     /// Records that the suite closed a data fd.
     pub fn on_close_fd(&mut self, fd: i32) {
         self.fds.remove(&fd);
@@ -1089,6 +1103,24 @@ mod tests {
 
     fn set_ok(fd: i32, state: MigState) -> Observation {
         Observation { data_fd: Some(fd), state: Some(state.raw()), ..Default::default() }
+    }
+
+    #[test]
+    fn leaving_a_resume_session_the_model_did_not_see_begin_is_not_judged_on_its_data() {
+        let mut m = model(7);
+        assert!(m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)).is_empty());
+        assert!(m.judge_set(MigState::Resuming.raw(), &set_ok(101, MigState::Resuming)).is_empty());
+        // Followed from the start: leaving with nothing written breaks V2-ARC-RES-001.
+        let mut seen = m.clone();
+        let v = seen.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].clauses[0], V2_ARC_RES_001);
+        // After `forget` (a racing SET, an injected fault), the state is learned again but
+        // the session's data is unknown: no verdict on it.
+        m.forget();
+        let failed = Observation { errno: Some(Errno::EINVAL), ..set_ok(-1, MigState::Resuming) };
+        assert!(m.judge_set(MigState::RunningP2p.raw(), &failed).is_empty());
+        assert!(m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)).is_empty());
     }
 
     #[test]

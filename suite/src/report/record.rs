@@ -419,6 +419,9 @@ pub struct FuzzSummary {
     /// Error paths hit, as `op:ERRNO` with a count (`set_state:EINVAL`, `read:ENOMSG`).
     pub error_paths: Vec<(String, u64)>,
     pub findings: Vec<FuzzFinding>,
+    /// Kernel coverage (`fuzz --coverage kcov`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<super::coverage::CoverageRecord>,
 }
 
 /// One line of the record.

@@ -60,6 +60,10 @@ pub struct KernelDevice {
     /// vfio-pci-core zaps BAR mappings while memory decode is off (an access then raises
     /// SIGBUS), so mmap accesses to BARs check the command register first.
     check_memory_enable: bool,
+    /// `/proc/thread-self/fail-nth` of the thread that armed a fault: the handle that arms
+    /// and disarms it, and one opened before arming to read it back (opening a file is itself
+    /// a fault point; the file cannot seek, so each arming reads from a fresh handle).
+    fail_nth: Option<(std::thread::ThreadId, u32, std::fs::File, Option<std::fs::File>)>,
 }
 
 fn uname_r() -> Option<String> {
@@ -119,6 +123,7 @@ impl KernelDevice {
             binding,
             debugfs,
             check_memory_enable,
+            fail_nth: None,
         };
         dev.first_get_info();
         Ok(dev)
@@ -215,6 +220,9 @@ impl KernelDevice {
         self.data_fds.clear();
     }
 }
+
+/// The fault-injection knob of the calling thread (CONFIG_FAULT_INJECTION).
+const FAIL_NTH: &str = "/proc/thread-self/fail-nth";
 
 impl Device for KernelDevice {
     fn info(&self) -> &DeviceInfo {
@@ -336,9 +344,96 @@ impl Device for KernelDevice {
         fdops::flags(self.data(fd)?)
     }
 
+    fn data_bad_buffer(
+        &mut self,
+        fd: i32,
+        call: crate::op::BadCall,
+        len: usize,
+        valid: usize,
+    ) -> DevResult<usize> {
+        fdops::bad_buffer(self.data(fd)?, call, len, valid)
+    }
+
     fn data_close(&mut self, fd: i32) -> DevResult<()> {
         let owned = self.data_fds.remove(&fd).ok_or(Errno::EBADF)?;
         nix::unistd::close(owned.into_raw_fd()).map_err(Errno::from)
+    }
+
+    fn race_set_read(
+        &mut self,
+        fd: i32,
+        state: u32,
+        delay_us: u32,
+        chunk: usize,
+    ) -> DevResult<crate::device::RaceResult> {
+        // The reader gets its own descriptor of the same open file, so the two threads share
+        // nothing of this backend.
+        let reader = self.data(fd)?.try_clone_to_owned().map_err(|e| Errno::from_io(&e))?;
+        let chunk = chunk.max(1);
+        let started = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            // Spawning may fail (EAGAIN, or an injected fault in clone()): the step's error.
+            let h = std::thread::Builder::new().spawn_scoped(s, || {
+                let mut buf = vec![0u8; chunk];
+                started.wait();
+                let mut read = (0u64, None);
+                while read.0 < crate::device::RACE_READ_MAX {
+                    match fdops::read(reader.as_fd(), &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => read.0 += n as u64,
+                        Err(e) => {
+                            read.1 = Some(e);
+                            break;
+                        }
+                    }
+                }
+                read
+            });
+            let h = h.map_err(|e| Errno::from_io(&e))?;
+            started.wait();
+            if delay_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(u64::from(delay_us)));
+            }
+            let mut payload = [0u8; 8];
+            payload[..4].copy_from_slice(&state.to_le_bytes());
+            payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
+            let set = self
+                .feature(16, uapi::FEATURE_SET | uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
+                .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
+            let (read_bytes, read_error) = h.join().map_err(|_| Errno::EIO)?;
+            Ok(crate::device::RaceResult { set, read_bytes, read_error })
+        })
+    }
+
+    fn inject_fault(&mut self, nth: u32) -> DevResult<()> {
+        use std::io::Write;
+        // The file names the thread (and process) that opened it: open it again after a
+        // fork or from another thread.
+        let me = std::thread::current().id();
+        let pid = std::process::id();
+        if !self.fail_nth.as_ref().is_some_and(|(t, p, _, _)| *t == me && *p == pid) {
+            let f = std::fs::OpenOptions::new().write(true).open(FAIL_NTH).map_err(|e| Errno::from_io(&e))?;
+            self.fail_nth = Some((me, pid, f, None));
+        }
+        let reader = std::fs::File::open(FAIL_NTH).map_err(|e| Errno::from_io(&e))?;
+        let (_, _, f, r) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
+        *r = Some(reader);
+        f.write_all(nth.to_string().as_bytes()).map_err(|e| Errno::from_io(&e))
+    }
+
+    fn fault_injected(&mut self) -> DevResult<bool> {
+        use std::io::{Read, Write};
+        let (_, _, f, r) = self.fail_nth.as_mut().ok_or(Errno::EBADF)?;
+        let mut text = String::new();
+        let read = r
+            .take()
+            .ok_or(Errno::EBADF)
+            .and_then(|mut r| r.read_to_string(&mut text).map_err(|e| Errno::from_io(&e)));
+        // Disarm whatever the reading says, so that no later call of this thread fails.
+        f.write_all(b"0").map_err(|e| Errno::from_io(&e))?;
+        read?;
+        let left: u32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
+        Ok(left == 0)
     }
 
     fn close(&mut self) -> DevResult<()> {

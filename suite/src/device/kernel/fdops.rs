@@ -45,6 +45,63 @@ pub(super) fn flags(fd: BorrowedFd<'_>) -> Result<FdFlags, Errno> {
     Ok(FdFlags { cloexec: fd_flags & libc::FD_CLOEXEC != 0, access_mode: (fl & libc::O_ACCMODE) as u32 })
 }
 
+/// `call` on `fd` with a `len`-byte buffer of which only the first `valid` bytes are mapped:
+/// the buffer ends `valid` bytes into an anonymous mapping followed by an inaccessible page.
+pub(super) fn bad_buffer(
+    fd: BorrowedFd<'_>,
+    call: crate::op::BadCall,
+    len: usize,
+    valid: usize,
+) -> Result<usize, Errno> {
+    const PAGE: usize = 4096;
+    let valid = valid.min(len);
+    let mapped = valid.div_ceil(PAGE) * PAGE;
+    let total = mapped + PAGE;
+    let last = || Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    // SAFETY: a fresh private anonymous mapping, owned here and unmapped before returning.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(last());
+    }
+    let base = p.cast::<u8>();
+    // SAFETY: `base + mapped` is the page-aligned last page of the mapping just created.
+    let guarded = unsafe { libc::mprotect(base.add(mapped).cast(), PAGE, libc::PROT_NONE) };
+    let r = if guarded != 0 {
+        Err(last())
+    } else {
+        // SAFETY: `buf` points `valid` bytes before the guard page, inside the mapping; the
+        // kernel checks every access to the buffer and fails with EFAULT past the mapped part
+        // (which is what this call is for); nothing in this process touches the guard page.
+        let buf = unsafe { base.add(mapped - valid) };
+        let n = match call {
+            // SAFETY: as above; `len` bytes from `buf` are checked by the kernel.
+            crate::op::BadCall::Read => unsafe { libc::read(fd.as_raw_fd(), buf.cast(), len) },
+            // SAFETY: as above.
+            crate::op::BadCall::Write => unsafe { libc::write(fd.as_raw_fd(), buf.cast(), len) },
+            // SAFETY: the ioctl reads and writes its argument through copy_{from,to}_user.
+            crate::op::BadCall::PrecopyInfo => unsafe {
+                libc::ioctl(fd.as_raw_fd(), crate::device::VFIO_MIG_GET_PRECOPY_INFO as libc::c_ulong, buf)
+                    as isize
+            },
+        };
+        if n < 0 { Err(last()) } else { Ok(n as usize) }
+    };
+    // SAFETY: unmaps exactly the mapping created above; `buf` is not used after this.
+    unsafe {
+        libc::munmap(p, total);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;

@@ -226,6 +226,9 @@ pub(super) fn fuzz_section(f: &FuzzSummary, id: &str) -> String {
             esc(&fd.reproducer)
         ));
     }
+    if let Some(c) = &f.coverage {
+        s.push_str(&super::coverage::session_html(id, c));
+    }
     s.push_str("</section>\n");
     s
 }

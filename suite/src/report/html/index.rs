@@ -264,6 +264,7 @@ pub(super) fn index_page(runs: &[(String, Run)]) -> Page {
             }
         }
         b.push_str("</table>\n");
+        b.push_str(&super::coverage::index_section(runs));
     }
     if runs.len() > 1 {
         b.push_str("<h2 id=\"matrix\">Runs &times; clauses</h2>\n<p class=\"muted\">Each cell is the worst verdict of the run's checks on the clause (a check that broke another clause counts as PASS here). Highlighted clause ids differ between the runs that observed them; &mdash; = not run (no check of the run observes the clause: a partial run is not a difference).</p>\n");

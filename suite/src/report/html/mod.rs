@@ -5,7 +5,8 @@
 //!
 //! Pages:
 //! - `index.html`: the legend, the runs (device x kernel x profile), with several runs the
-//!   runs x clauses matrix, the FSM arc matrix of every run, the fuzz coverage, and the clause
+//!   runs x clauses matrix, the FSM arc matrix of every run, the fuzz coverage (with the kernel
+//!   coverage of `fuzz --coverage kcov` sessions in one plot), and the clause
 //!   table (clause, level, statement, one verdict per run with expected vs actual on click).
 //! - `run-N.html`: one run: its devices, totals, arc matrix, fuzz sessions and every check
 //!   (failure blocks with Expected/Actual/Reproduce, the step trace), each at `#check-ID`.
@@ -13,6 +14,7 @@
 mod aggregate;
 mod arcs;
 mod assets;
+mod coverage;
 mod diff;
 mod index;
 mod run_page;
