@@ -1245,7 +1245,7 @@ mod tests {
         let f = &s.findings[found.expect("the defect is found")];
         assert_eq!(f.key, vec![V2_STATE_007.to_string()]);
         assert!(f.sequence.steps.len() <= 4, "not shrunk: {}", f.record.reproducer);
-        let check = crate::fixture::load_str("r.yaml", f.record.reproducer.as_bytes())
+        let check = crate::sequence::load_str("r.yaml", f.record.reproducer.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{}", f.record.reproducer));
         let run = e.run(&check);
         assert!(run.findings.iter().any(|x| x.violation.clauses == vec![V2_STATE_007]));

@@ -279,7 +279,7 @@ impl FuzzCase {
 
 /// Loads a fixture or a bare YAML list of steps.
 fn load_steps(text: &[u8]) -> Option<Check> {
-    if text.len() > crate::fixture::MAX_FILE {
+    if text.len() > crate::sequence::MAX_FILE {
         return None;
     }
     let s = std::str::from_utf8(text).ok()?;
@@ -289,7 +289,7 @@ fn load_steps(text: &[u8]) -> Option<Check> {
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .is_some_and(|l| l.starts_with('-') || l.starts_with('['));
     if !is_list {
-        return crate::fixture::load_str("fuzz-input.yaml", text).ok();
+        return crate::sequence::load_str("fuzz-input.yaml", text).ok();
     }
     let mut wrapped = String::with_capacity(s.len() + s.lines().count() * 2 + 48);
     wrapped.push_str("id: fuzz.input.case\ntitle: fuzz input\nsteps:\n");
@@ -298,7 +298,7 @@ fn load_steps(text: &[u8]) -> Option<Check> {
         wrapped.push_str(line);
         wrapped.push('\n');
     }
-    crate::fixture::load_str("fuzz-input.yaml", wrapped.as_bytes()).ok()
+    crate::sequence::load_str("fuzz-input.yaml", wrapped.as_bytes()).ok()
 }
 
 /// Whether every fd label and stream `op` names is defined by an earlier step (the fixture
@@ -446,11 +446,11 @@ pub fn resume_stream(data: &[u8]) {
 /// `yaml_sequence`: the fixture loader never panics and stays within its budgets.
 pub fn yaml_sequence(data: &[u8]) {
     let text = data.strip_prefix(YAML_MARKER.as_bytes()).unwrap_or(data);
-    if let Ok(check) = crate::fixture::load_str("fuzz.yaml", text) {
-        let budget = crate::fixture::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
+    if let Ok(check) = crate::sequence::load_str("fuzz.yaml", text) {
+        let budget = crate::sequence::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
         assert!(check.steps.len() <= budget, "{} steps from a budget of {budget} nodes", check.steps.len());
         assert!(!check.steps.is_empty(), "a fixture without steps loaded");
-        assert!(crate::fixture::valid_id(&check.id), "invalid id `{}` loaded", check.id);
+        assert!(crate::sequence::valid_id(&check.id), "invalid id `{}` loaded", check.id);
         // Every loaded sequence must also be a valid fuzz case.
         let mut wrapped = YAML_MARKER.as_bytes().to_vec();
         wrapped.extend_from_slice(text);
@@ -467,7 +467,7 @@ pub fn yaml_sequence(data: &[u8]) {
 /// `yaml_profile`: the profile loader never panics and stays within its budgets.
 pub fn yaml_profile(data: &[u8]) {
     if let Ok(p) = crate::profile::Profile::load_str("fuzz.yaml", data) {
-        let budget = crate::fixture::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
+        let budget = crate::sequence::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
         assert!(p.deviations.len() <= budget, "{} deviations from {budget} nodes", p.deviations.len());
         for d in &p.deviations {
             assert!(!d.checks.is_empty(), "a deviation without checks loaded");
