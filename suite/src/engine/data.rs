@@ -1,16 +1,21 @@
 //! The data path: reads and writes on data fds, with the stream captures, views and mutations
 //! of sequences.
 
-use super::Engine;
 use super::capture::{Capture, MAX_WRITE, Provenance, Segments, View};
 use super::exec::{READ_BUF, obs_of};
+use super::{Engine, HarnessError};
 use crate::device::Device;
 use crate::hash::StreamHash;
 use crate::op::{ReadArgs, Source, WriteArgs};
 use crate::oracle::model::{Observation, Piece, StreamEnd};
 
 impl Engine {
-    pub(super) fn read_loop(&mut self, si: usize, fd: i32, a: &ReadArgs) -> Result<Observation, String> {
+    pub(super) fn read_loop(
+        &mut self,
+        si: usize,
+        fd: i32,
+        a: &ReadArgs,
+    ) -> Result<Observation, HarnessError> {
         let chunk = (a.chunk.max(1) as usize).min(READ_BUF);
         let mut buf = self.take_buf(chunk);
         if let Some(offset) = a.offset {
@@ -69,8 +74,7 @@ impl Engine {
                         if let Some(h) = &mut cap_hash {
                             h.update(&buf[..n]);
                         }
-                        c.append_unhashed(&buf[..n])
-                            .map_err(|e| format!("cannot keep the captured stream: {e}"))?;
+                        c.append_unhashed(&buf[..n]).map_err(HarnessError::KeepCapture)?;
                     }
                     total += n as u64;
                     if a.once {
@@ -211,26 +215,31 @@ impl Engine {
     }
 
     /// Bytes for a write: a captured stream (through a mutation) or literal bytes.
-    pub(super) fn source_capture(&self, src: &Source) -> Result<Option<Capture>, String> {
+    pub(super) fn source_capture(&self, src: &Source) -> Result<Option<Capture>, HarnessError> {
         match src {
             Source::Stream(_) => Ok(None),
             Source::Zeros(n) => {
-                Capture::from_bytes(&vec![0u8; *n as usize]).map(Some).map_err(|e| e.to_string())
+                Capture::from_bytes(&vec![0u8; *n as usize]).map(Some).map_err(HarnessError::WriteData)
             }
             Source::Hex(h) => {
                 let clean: String = h.chars().filter(|c| !c.is_whitespace()).collect();
                 if !clean.len().is_multiple_of(2) {
-                    return Err(format!("hex data `{h}` has an odd number of digits"));
+                    return Err(HarnessError::OddHexDigits(h.clone()));
                 }
                 let bytes: Result<Vec<u8>, _> =
                     (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16)).collect();
-                let bytes = bytes.map_err(|_| format!("`{h}` is not hex"))?;
-                Capture::from_bytes(&bytes).map(Some).map_err(|e| e.to_string())
+                let bytes = bytes.map_err(|_| HarnessError::NotHex(h.clone()))?;
+                Capture::from_bytes(&bytes).map(Some).map_err(HarnessError::WriteData)
             }
         }
     }
 
-    pub(super) fn write_loop(&mut self, si: usize, fd: i32, a: &WriteArgs) -> Result<Observation, String> {
+    pub(super) fn write_loop(
+        &mut self,
+        si: usize,
+        fd: i32,
+        a: &WriteArgs,
+    ) -> Result<Observation, HarnessError> {
         let mut buf = std::mem::take(&mut self.buf);
         let obs = self.write_with(si, fd, a, &mut buf);
         self.give_buf(buf);
@@ -243,22 +252,22 @@ impl Engine {
         fd: i32,
         a: &WriteArgs,
         buf: &mut Vec<u8>,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, HarnessError> {
         let literal = self.source_capture(&a.data)?;
         let base = match (&a.data, &literal) {
             (Source::Stream(name), _) => self
                 .streams
                 .get(&name.0)
-                .ok_or_else(|| format!("no captured stream `{name}`: capture it with a read step first"))?,
+                .ok_or_else(|| HarnessError::NoCapture { name: name.to_string(), by: "read" })?,
             (_, Some(c)) => c,
-            _ => return Err("no data to write".to_string()),
+            _ => return Err(HarnessError::NoData),
         };
         let other = match &a.mutate {
             Some(crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. }) => {
                 Some(
                     self.streams
                         .get(&other.0)
-                        .ok_or_else(|| format!("no captured stream `{other}` to splice in"))?,
+                        .ok_or_else(|| HarnessError::NoSpliceStream(other.to_string()))?,
                 )
             }
             _ => None,
@@ -269,7 +278,7 @@ impl Engine {
         let progress = &mut self.progress;
         if let Some(offset) = a.offset {
             let mut buf = vec![0u8; view.len().min(4096) as usize];
-            let n = view.read_at(0, &mut buf).map_err(|e| e.to_string())?;
+            let n = view.read_at(0, &mut buf).map_err(HarnessError::WriteData)?;
             let r = dev.data_pwrite(fd, &buf[..n], offset);
             let mut obs = obs_of(&r);
             obs.bytes = Some(r.unwrap_or(0) as u64);
@@ -287,7 +296,7 @@ impl Engine {
             *buf = vec![0u8; need];
         }
         let buf = &mut buf[..need];
-        let mut run = |dev: &mut dyn Device| -> Result<Observation, String> {
+        let mut run = |dev: &mut dyn Device| -> Result<Observation, HarnessError> {
             let mut pos = 0u64;
             let mut accepted = 0u64;
             let mut obs = Observation::ok();
@@ -308,9 +317,7 @@ impl Engine {
                     None => {
                         if pos + size as u64 > held_at + held as u64 {
                             let want = ((view.len() - pos) as usize).min(buf.len());
-                            held = view
-                                .read_at(pos, &mut buf[..want])
-                                .map_err(|e| format!("cannot read the captured stream: {e}"))?;
+                            held = view.read_at(pos, &mut buf[..want]).map_err(HarnessError::ReadCapture)?;
                             held_at = pos;
                         }
                         let from = (pos - held_at) as usize;
@@ -353,7 +360,7 @@ impl Engine {
         };
         if a.from_thread {
             std::thread::scope(|s| s.spawn(move || run(dev)).join())
-                .map_err(|_| "the writer thread panicked".to_string())?
+                .map_err(|_| HarnessError::WriterPanicked)?
         } else {
             run(dev)
         }

@@ -4,6 +4,7 @@
 
 pub mod capture;
 mod data;
+mod error;
 mod exec;
 mod v1;
 
@@ -22,6 +23,7 @@ use crate::state::{MigFlags, MigState};
 use crate::uapi;
 
 pub use capture::Capture;
+pub use error::HarnessError;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -338,7 +340,7 @@ impl Engine {
     /// Which slot plays each of the check's device labels: the first label is the device
     /// under test; the others prefer devices of the same type (streams move between them),
     /// except that with `other_type` the second label gets a device of another type.
-    pub fn slot_map(&self, check: &Check) -> Result<Vec<usize>, String> {
+    pub fn slot_map(&self, check: &Check) -> Result<Vec<usize>, HarnessError> {
         let labels = check.devices();
         let mut map = vec![0usize];
         let model0 = self.slots[0].dev.info().model.clone();
@@ -353,24 +355,18 @@ impl Engine {
             match pick {
                 Some(j) => map.push(j),
                 None if want_other => {
-                    return Err(format!(
-                        "needs a second device of a type other than {} (add one with --peer)",
-                        model0.as_deref().unwrap_or("the first")
-                    ));
+                    return Err(HarnessError::NeedsOtherType {
+                        model: model0.as_deref().unwrap_or("the first").to_string(),
+                    });
                 }
                 None if check.requires.same_type => {
-                    return Err(format!(
-                        "needs {} devices of type {} (add them with --peer)",
-                        labels.len(),
-                        model0.as_deref().unwrap_or("of the first")
-                    ));
+                    return Err(HarnessError::NeedsSameType {
+                        count: labels.len(),
+                        model: model0.as_deref().unwrap_or("of the first").to_string(),
+                    });
                 }
                 None => {
-                    return Err(format!(
-                        "needs {} devices, {} given (add more with --peer)",
-                        labels.len(),
-                        self.slots.len()
-                    ));
+                    return Err(HarnessError::NeedsDevices { count: labels.len(), given: self.slots.len() });
                 }
             }
         }
@@ -384,7 +380,7 @@ impl Engine {
         }
         let map = match self.slot_map(check) {
             Ok(m) => m,
-            Err(e) => return Some(e),
+            Err(e) => return Some(e.to_string()),
         };
         for slot in map.iter().map(|&i| &self.slots[i]) {
             // The kernel first: a clause the kernel does not have explains the rest.
@@ -426,7 +422,7 @@ impl Engine {
     }
 
     /// Restores every device the check uses and resets the per-check state.
-    fn prepare(&mut self, map: &[usize]) -> Result<(), String> {
+    fn prepare(&mut self, map: &[usize]) -> Result<(), HarnessError> {
         self.streams.clear();
         self.marks.clear();
         self.saved.clear();
@@ -435,11 +431,11 @@ impl Engine {
             stop_logging(slot);
             slot.dev
                 .restore()
-                .map_err(|e| format!("device {} could not be reset before the check: {e}", slot.label))?;
+                .map_err(|errno| HarnessError::ResetBefore { device: slot.label.clone(), errno })?;
             slot.fds = FdTable::default();
             let state = if slot.facts.api == MigrationApi::V2 {
                 let p = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE)
-                    .map_err(|e| format!("GET MIG_DEVICE_STATE on {} failed with {e}", slot.label))?;
+                    .map_err(|errno| HarnessError::GetStateBefore { device: slot.label.clone(), errno })?;
                 MigState::from_raw(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
             } else {
                 None
@@ -465,15 +461,15 @@ impl Engine {
         let map = match self.slot_map(check) {
             Ok(m) => m,
             Err(e) => {
-                run.unsupported = Some(e);
+                run.unsupported = Some(e.to_string());
                 return run;
             }
         };
         let labels = check.devices();
         run.trace.reserve(check.steps.len());
         if let Err(e) = self.prepare(&map) {
-            run.error = Some(e.clone());
-            run.restore_error = Some(e);
+            run.error = Some(e.to_string());
+            run.restore_error = Some(e.to_string());
             run.duration_us = start.elapsed().as_micros() as u64;
             return run;
         }
