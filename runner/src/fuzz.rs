@@ -171,7 +171,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut exec = |e: &mut Engine, c: &vmc::check::Check| {
         if Instant::now() >= until {
             return vmc::engine::CheckRun {
-                error: Some(crate::isolate::TIME_UP.to_string()),
+                end: vmc::engine::CheckEnd::HarnessError(crate::isolate::TIME_UP.to_string()),
                 ..Default::default()
             };
         }

@@ -16,7 +16,7 @@ use super::rng::Rng;
 use super::yaml::{YamlSequence, YamlStep, short_hash};
 use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
-use crate::engine::{CheckRun, DeviceFacts, Engine};
+use crate::engine::{CheckEnd, CheckRun, DeviceFacts, Engine};
 use crate::op::{
     Access, ConfigArgs, DmaReportArgs, DmaStartArgs, FdRef, IrqAction, IrqArgs, IrqData, IrqIndex, Mutation,
     Op, PrecopyArgs, ReadArgs, RegionArgs, RegionRef, Segmentation, Source, StreamName, V1Field, V1FieldArgs,
@@ -899,12 +899,16 @@ impl Session {
         if let Some(e) = &run.restore_error {
             return WalkOutcome::Wedged(e.clone());
         }
-        if let Some(e) = run.error.as_deref().filter(|e| e.starts_with("interrupted")) {
+        if let Some(e) = run.end.error().filter(|_| run.end.interrupted()) {
             return WalkOutcome::Interrupted(e.to_string());
         }
         let mut new = Vec::new();
-        if let Some(problem) = run.error.clone().or_else(|| run.timeout.clone()) {
-            let timeout = run.timeout.is_some();
+        let problem = match &run.end {
+            CheckEnd::HarnessError(e) => Some((e.clone(), false)),
+            CheckEnd::Timeout(t) => Some((t.clone(), true)),
+            CheckEnd::Completed | CheckEnd::Unsupported(_) => None,
+        };
+        if let Some((problem, timeout)) = problem {
             let key = vec![if timeout { "TIMEOUT".to_string() } else { "ERROR".to_string() }];
             if let Some(i) = self.seen(&key) {
                 self.findings[i].sightings += 1;
@@ -919,8 +923,7 @@ impl Session {
                 let (steps, runs) = if timeout {
                     (check.steps.clone(), 0)
                 } else {
-                    let same =
-                        |r: &CheckRun| (r.error.as_deref() == Some(problem.as_str())).then_some(usize::MAX);
+                    let same = |r: &CheckRun| (r.end.error() == Some(problem.as_str())).then_some(usize::MAX);
                     let last = check.steps.len().saturating_sub(1);
                     let (steps, _, runs) = self.shrink(engine, exec, &check, &same, last);
                     (steps, runs)
@@ -1195,7 +1198,7 @@ fn sorted(v: &[crate::clauses::ClauseId]) -> Vec<String> {
 }
 
 fn interrupted(run: &CheckRun) -> bool {
-    run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+    run.end.interrupted()
 }
 
 #[cfg(test)]

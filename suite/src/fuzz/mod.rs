@@ -26,7 +26,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
 use crate::device::sim::{SimConfig, parse_spec};
-use crate::engine::{CheckRun, Engine, EngineOptions};
+use crate::engine::{CheckEnd, CheckRun, Engine, EngineOptions};
 use crate::op::{Op, Source, WriteArgs};
 use crate::state::MigFlags;
 
@@ -364,13 +364,12 @@ impl CaseRun {
         if let Some(e) = &self.run.restore_error {
             return Some(format!("the simulator did not restore: {e}"));
         }
-        if let Some(e) = &self.run.error {
-            return Some(format!("harness error: {e}"));
+        match &self.run.end {
+            CheckEnd::HarnessError(e) => Some(format!("harness error: {e}")),
+            CheckEnd::Timeout(e) => Some(format!("timeout: {e}")),
+            CheckEnd::Unsupported(u) => Some(format!("the case did not run: {u}")),
+            CheckEnd::Completed => None,
         }
-        if let Some(e) = &self.run.timeout {
-            return Some(format!("timeout: {e}"));
-        }
-        self.run.unsupported.as_ref().map(|u| format!("the case did not run: {u}"))
     }
 }
 
