@@ -47,7 +47,8 @@ the device restored), 6 device could not be restored to RUNNING, or does not ans
 
 const REPORT_AFTER_HELP: &str = "\
 Every format counts the same results: the checks of each record and the findings of its fuzz
-sessions (a new finding is a FAIL, a known one an XFAIL); an XPASS fails when the run had
+sessions (a new finding by its recorded level: FAIL for a MUST, NON-STRICT for a SHOULD; a
+known one an XFAIL); an XPASS fails when the run had
 --strict-profile.
 
 Exit codes (the worst over the records): 0 conformant, 1 a violation (FAIL, TIMEOUT, ERROR,
@@ -294,7 +295,8 @@ Every walk runs as a check in a child process under the watchdog, and the device
 after each. A finding whose clauses are all declared deviations of the profile (given, or matched
 to the device as the main run does) is \"known\"; the others are new.
 
-Exit codes: 0 no new findings, 1 new findings, 2 usage error, 3 device cannot be opened,
+Exit codes: 0 no new failing finding, 1 a new finding of a MUST clause, a hang or a harness
+error (a new SHOULD finding is NON-STRICT), 2 usage error, 3 device cannot be opened,
 4 no migration support, 5 interrupted, 6 device could not be restored or does not answer (wedged)."
 )]
 pub struct FuzzArgs {

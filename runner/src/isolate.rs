@@ -609,3 +609,37 @@ pub fn preflight(spec: &str, open: impl FnOnce() -> bool, timeout: Duration) -> 
         Err(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_of_a_device_that_never_answers_ends_within_its_timeout_with_what_to_do() {
+        // Arrange: an "open and probe" that never returns, as on a device whose lock a stuck
+        // kernel thread holds.
+        let started = Instant::now();
+
+        // Act
+        let result = preflight(
+            "/dev/vfio/9",
+            || loop {
+                std::thread::sleep(Duration::from_secs(1));
+            },
+            Duration::from_millis(300),
+        );
+
+        // Assert
+        let message = result.expect_err("a device that never answers is an error");
+        assert!(message.starts_with("/dev/vfio/9: the device does not answer"), "{message}");
+        assert!(message.contains("reset the device or reload its driver"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn preflight_of_a_device_that_answers_or_fails_to_open_lets_the_run_go_on() {
+        assert_eq!(preflight("sim", || true, Duration::from_secs(5)), Ok(()));
+        // A failed open is reported by the run's own open, with its own exit code.
+        assert_eq!(preflight("sim", || false, Duration::from_secs(5)), Ok(()));
+    }
+}

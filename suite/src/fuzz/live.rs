@@ -1039,6 +1039,7 @@ impl Session {
                 reproducer_file: None,
                 replay: None,
                 known: None,
+                level: crate::oracle::outcome::clauses_level(key.iter().map(String::as_str)),
                 after_secs: self.started.elapsed().as_secs_f64(),
             },
             key,

@@ -104,18 +104,34 @@ impl fmt::Display for Outcome {
 
 /// The most severe level among a finding's clauses.
 pub fn finding_level(f: &Finding) -> Level {
+    clauses_level(f.violation.clauses.iter().map(|c| c.as_str())).unwrap_or(Level::Must)
+}
+
+/// The most severe level among `clauses` (catalog ids); None when none is in the catalog
+/// (`TIMEOUT`, `ERROR`, or a clause of a newer catalog).
+pub fn clauses_level<'a>(clauses: impl IntoIterator<Item = &'a str>) -> Option<Level> {
     let rank = |l: Level| match l {
         Level::Must | Level::Core | Level::DrvDoc => 3,
         Level::Should | Level::Qemu => 2,
         Level::May | Level::Info => 1,
         Level::User => 0,
     };
-    f.violation
-        .clauses
-        .iter()
-        .filter_map(|c| catalog().get(c).map(|cl| cl.level))
-        .max_by_key(|l| rank(*l))
-        .unwrap_or(Level::Must)
+    clauses.into_iter().filter_map(|c| catalog().get(c).map(|cl| cl.level)).max_by_key(|l| rank(*l))
+}
+
+/// The outcome of a live-fuzzing finding: a declared deviation is XFAIL, a hang TIMEOUT, a
+/// harness problem ERROR, anything else what its level says ([`level_outcome`], as without
+/// `--strict`): a SHOULD the fuzzer saw broken is NON-STRICT, never FAIL.
+pub fn fuzz_finding_outcome(clauses: &[String], level: Option<Level>, known: bool) -> Outcome {
+    match clauses.first().map(String::as_str) {
+        _ if known => Outcome::Xfail,
+        Some("TIMEOUT") => Outcome::Timeout,
+        Some("ERROR") => Outcome::Error,
+        _ => level_outcome(
+            level.or_else(|| clauses_level(clauses.iter().map(String::as_str))).unwrap_or(Level::Must),
+            false,
+        ),
+    }
 }
 
 /// The outcome from the findings alone (before the profile is applied).
@@ -241,6 +257,23 @@ mod tests {
     use crate::clauses::ClauseId;
     use crate::clauses::id::*;
     use crate::oracle::Violation;
+
+    #[test]
+    fn a_fuzz_finding_is_judged_by_its_level_not_failed_for_being_found() {
+        let should = vec![V2_PRECOPY_007.as_str().to_string()];
+        let must = vec![V2_STATE_007.as_str().to_string()];
+        assert_eq!(V2_PRECOPY_007.level(), Level::Should, "the test needs a SHOULD clause");
+        assert_eq!(fuzz_finding_outcome(&should, None, false), Outcome::NonStrict);
+        assert_eq!(fuzz_finding_outcome(&should, Some(Level::Should), false), Outcome::NonStrict);
+        assert_eq!(fuzz_finding_outcome(&must, None, false), Outcome::Fail);
+        // The recorded level wins over today's catalog.
+        assert_eq!(fuzz_finding_outcome(&must, Some(Level::Info), false), Outcome::Info);
+        assert_eq!(fuzz_finding_outcome(&must, None, true), Outcome::Xfail);
+        assert_eq!(fuzz_finding_outcome(&["TIMEOUT".to_string()], None, false), Outcome::Timeout);
+        assert_eq!(fuzz_finding_outcome(&["ERROR".to_string()], None, false), Outcome::Error);
+        assert_eq!(clauses_level(["V2-PRECOPY-007", "V2-STATE-007"]), Some(Level::Must));
+        assert_eq!(clauses_level(["TIMEOUT"]), None);
+    }
 
     fn run_with(clauses: &[ClauseId]) -> CheckRun {
         CheckRun {

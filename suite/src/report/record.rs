@@ -327,6 +327,10 @@ pub struct FuzzFinding {
     /// The profile deviation that declares it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<String>,
+    /// The level of its clauses as the oracle judged them when it was found (the most severe
+    /// of them); absent in records written before it was recorded, and for TIMEOUT/ERROR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
     /// Seconds from the start of fuzzing to the first sighting.
     pub after_secs: f64,
 }
@@ -342,23 +346,20 @@ impl FuzzFinding {
             .find_map(|l| l.strip_prefix("id: "))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|| format!("fuzz.live.{}", self.clauses.join("_").to_ascii_lowercase()));
-        let harness = match self.clauses.first().map(String::as_str) {
-            Some("TIMEOUT") => Some(Outcome::Timeout),
-            Some("ERROR") => Some(Outcome::Error),
-            _ => None,
-        };
-        let outcome = match (&self.known, harness) {
-            (Some(_), _) => Outcome::Xfail,
-            (None, Some(o)) => o,
-            (None, None) => Outcome::Fail,
-        };
+        let outcome =
+            crate::oracle::outcome::fuzz_finding_outcome(&self.clauses, self.level, self.known.is_some());
+        let harness = matches!(self.clauses.first().map(String::as_str), Some("TIMEOUT" | "ERROR"));
+        let level = self
+            .level
+            .or_else(|| crate::oracle::outcome::clauses_level(self.clauses.iter().map(String::as_str)))
+            .unwrap_or(Level::Must);
         let first = self.clauses.first().and_then(|c| catalog().get(c));
-        let findings = if harness.is_some() {
+        let findings = if harness {
             Vec::new()
         } else {
             vec![FindingRecord {
                 clauses: self.clauses.clone(),
-                level: first.map_or(Level::Must, |c| c.level),
+                level,
                 title: first.map(|c| c.title.clone()).unwrap_or_default(),
                 statement: first.map(|c| c.statement.clone()).unwrap_or_default(),
                 source: first.map(|c| c.sources()).unwrap_or_default(),
@@ -383,8 +384,8 @@ impl FuzzFinding {
             outcome,
             reason: match (&self.known, harness) {
                 (Some(k), _) => Some(format!("known deviation of {k}")),
-                (None, Some(_)) => Some(format!("expected {}; actual {}", self.expected, self.actual)),
-                (None, None) => None,
+                (None, true) => Some(format!("expected {}; actual {}", self.expected, self.actual)),
+                (None, false) => None,
             },
             clauses: self.clauses.clone(),
             findings,

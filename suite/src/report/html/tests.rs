@@ -335,6 +335,7 @@ fn a_fuzz_finding_makes_its_clause_fail_instead_of_pass_or_not_observed() {
         reproducer_file: None,
         replay: None,
         known: None,
+        level: None,
         after_secs: 0.5,
     });
     let pages = render(&[("a.jsonl".to_string(), r)]);
