@@ -1,4 +1,4 @@
-//! Generated check families. A new check is a YAML fixture or a generator here, never a new
+//! Generated check families. A new check is a YAML sequence or a generator here, never a new
 //! code path in the engine. Generators take the device kind only for the few checks that
 //! need a device-specific stimulus ([`probes`]); check ids never depend on the device.
 

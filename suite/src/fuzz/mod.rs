@@ -7,7 +7,7 @@
 //!
 //! A fuzz input is either raw bytes, decoded with [`arbitrary::Unstructured`] into a
 //! [`FuzzCase`], or text that starts with [`YAML_MARKER`]: an optional `#device: sim:v2?...`
-//! line, then a YAML fixture or a YAML list of steps. Seed corpora are readable YAML generated
+//! line, then a YAML sequence or a YAML list of steps. Seed corpora are readable YAML generated
 //! from `fixtures/`, and libFuzzer still mutates them.
 //!
 //! In [`fsm_v2`] and [`v1_region`] the simulator and the oracle are two independent
@@ -171,7 +171,7 @@ impl FuzzCase {
     }
 
     /// Bounds every size so one case runs in well under a millisecond on the simulator, and
-    /// drops what the fixture loader would refuse (an fd or stream used before it exists):
+    /// drops what the sequence loader would refuse (an fd or stream used before it exists):
     /// what runs is exactly what `fuzz-to-yaml` prints.
     pub fn normalize(&mut self) {
         let api = self.api;
@@ -277,7 +277,7 @@ impl FuzzCase {
     }
 }
 
-/// Loads a fixture or a bare YAML list of steps.
+/// Loads a sequence or a bare YAML list of steps.
 fn load_steps(text: &[u8]) -> Option<Check> {
     if text.len() > crate::sequence::MAX_FILE {
         return None;
@@ -301,7 +301,7 @@ fn load_steps(text: &[u8]) -> Option<Check> {
     crate::sequence::load_str("fuzz-input.yaml", wrapped.as_bytes()).ok()
 }
 
-/// Whether every fd label and stream `op` names is defined by an earlier step (the fixture
+/// Whether every fd label and stream `op` names is defined by an earlier step (the sequence
 /// loader's rule).
 fn names_defined(op: &Op, fds: &[String], streams: &[String]) -> bool {
     let fd_ok = |f: &crate::op::FdRef| match f {
@@ -442,13 +442,13 @@ pub fn resume_stream(data: &[u8]) {
     }
 }
 
-/// `yaml_sequence`: the fixture loader never panics and stays within its budgets.
+/// `yaml_sequence`: the sequence loader never panics and stays within its budgets.
 pub fn yaml_sequence(data: &[u8]) {
     let text = data.strip_prefix(YAML_MARKER.as_bytes()).unwrap_or(data);
     if let Ok(check) = crate::sequence::load_str("fuzz.yaml", text) {
         let budget = crate::sequence::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
         assert!(check.steps.len() <= budget, "{} steps from a budget of {budget} nodes", check.steps.len());
-        assert!(!check.steps.is_empty(), "a fixture without steps loaded");
+        assert!(!check.steps.is_empty(), "a sequence without steps loaded");
         assert!(crate::sequence::valid_id(&check.id), "invalid id `{}` loaded", check.id);
         // Every loaded sequence must also be a valid fuzz case.
         let mut wrapped = YAML_MARKER.as_bytes().to_vec();
