@@ -54,8 +54,22 @@ pub fn observers() -> std::collections::BTreeMap<String, Vec<String>> {
             out.entry(cl.to_string()).or_default().push(c.id.clone());
         }
     }
+    for (clause, who) in RUN_WIDE {
+        out.entry(clause.to_string()).or_default().push((*who).to_string());
+    }
     out
 }
+
+/// Clauses judged around every check rather than by one check, with what observes them. Each
+/// has been seen to fail: V2-KERNEL-001 on the 7.2 test kernel (mtty's close-in-RESUMING NULL
+/// dereference, `.ci/vm-kernels.sh`), V2-DEBUGFS-001 on the defect `debugfs_state_stale`.
+pub const RUN_WIDE: &[(crate::clauses::ClauseId, &str)] = &[
+    (crate::clauses::id::V2_KERNEL_001, "(every check on a kernel device, with --kernel-log: oracle::kmsg)"),
+    (
+        crate::clauses::id::V2_DEBUGFS_001,
+        "(every SET of every check, where the device has VFIO debugfs: oracle::debugfs)",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
