@@ -92,7 +92,7 @@ fn main() {
     let root = root.canonicalize().unwrap_or(root);
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded.rs");
     let code = format!(
-        "/// Built-in fixtures: (path relative to the repository, contents).\npub const FIXTURES: &[(&str, &[u8])] = {};\n/// Built-in vendor profiles.\npub const PROFILES: &[(&str, &[u8])] = {};\n",
+        "/// Built-in sequences (`fixtures/`): (path relative to the repository, contents).\npub const SEQUENCES: &[(&str, &[u8])] = {};\n/// Built-in vendor profiles.\npub const PROFILES: &[(&str, &[u8])] = {};\n",
         table(&root, "fixtures"),
         table(&root, "profiles")
     );

@@ -299,10 +299,12 @@ fn suite_pass(
         }
     }));
     let run = engine.run(cyc);
-    if !run.findings.is_empty() || run.error.is_some() || run.unsupported.is_some() {
+    if !run.findings.is_empty() || run.end.error().is_some() || run.end.unsupported().is_some() {
         return Err(format!(
             "the cycle check did not pass: error {:?}, unsupported {:?}, findings {:?}",
-            run.error, run.unsupported, run.findings
+            run.end.error(),
+            run.end.unsupported(),
+            run.findings
         ));
     }
     add_cycle(&mut s.suite, &deltas(&stamps));
@@ -311,8 +313,13 @@ fn suite_pass(
         let t = Instant::now();
         let r = engine.run(c);
         per.push(t.elapsed().as_secs_f64());
-        if r.error.is_some() || r.unsupported.is_some() {
-            return Err(format!("{}: error {:?}, unsupported {:?}", c.id, r.error, r.unsupported));
+        if r.end.error().is_some() || r.end.unsupported().is_some() {
+            return Err(format!(
+                "{}: error {:?}, unsupported {:?}",
+                c.id,
+                r.end.error(),
+                r.end.unsupported()
+            ));
         }
     }
     s.fam_suite.push(per);
@@ -389,8 +396,8 @@ fn sim_loop(n: usize) -> Result<(), String> {
     let t = Instant::now();
     for _ in 0..n {
         let r = engine.run(&c);
-        if r.error.is_some() || !r.findings.is_empty() {
-            return Err(format!("{:?} {:?}", r.error, r.findings));
+        if r.end.error().is_some() || !r.findings.is_empty() {
+            return Err(format!("{:?} {:?}", r.end.error(), r.findings));
         }
     }
     println!(

@@ -120,12 +120,12 @@ fn plain_write(dev: &mut dyn Device, stream: &[u8], sizes: &[usize]) -> Result<f
 }
 
 fn checked(c: &Check, run: &CheckRun) -> Result<(), String> {
-    if run.error.is_some() || run.unsupported.is_some() || !run.findings.is_empty() {
+    if run.end.error().is_some() || run.end.unsupported().is_some() || !run.findings.is_empty() {
         return Err(format!(
             "{}: error {:?}, unsupported {:?}, findings {:?}",
             c.id,
-            run.error,
-            run.unsupported,
+            run.end.error(),
+            run.end.unsupported(),
             run.findings.iter().map(|f| &f.violation).collect::<Vec<_>>()
         ));
     }

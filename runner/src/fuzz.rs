@@ -120,7 +120,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
             ));
         }
     }
-    let inputs = crate::suite::Inputs { fixtures: Vec::new(), only_sequences: true, profile: explicit };
+    let inputs = crate::suite::Inputs { sequences: Vec::new(), only_sequences: true, profile: explicit };
     let profile = crate::suite::profile(&inputs, &engine);
     let seed = args.seed.unwrap_or_else(clock_seed);
     let opts = LiveOptions {
@@ -201,7 +201,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     let mut exec = |e: &mut Engine, c: &vmc::check::Check| {
         if Instant::now() >= until {
             return vmc::engine::CheckRun {
-                error: Some(crate::isolate::TIME_UP.to_string()),
+                end: vmc::engine::CheckEnd::HarnessError(crate::isolate::TIME_UP.to_string()),
                 ..Default::default()
             };
         }
@@ -526,7 +526,7 @@ pub fn to_yaml(file: &Path, target: Option<&str>) -> u8 {
             }
         },
     };
-    let bytes = match vmc::fixture::read_bounded(file) {
+    let bytes = match vmc::sequence::read_bounded(file) {
         Ok(b) => b,
         Err(e) => {
             errln!("vfio-mig-conform fuzz-to-yaml: {}: {e}", file.display());

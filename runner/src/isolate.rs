@@ -17,7 +17,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe};
 use serde::{Deserialize, Serialize};
 use vmc::check::Check;
-use vmc::engine::{CheckRun, Engine};
+use vmc::engine::{CheckEnd, CheckRun, Engine};
 use vmc::op::Op;
 
 /// How long restoring a device after a failed check may take, at least: a reset is allowed
@@ -204,7 +204,7 @@ fn guarded(
     match std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut *engine))) {
         Ok(r) => r,
         Err(p) => CheckRun {
-            error: Some(format!(
+            end: CheckEnd::HarnessError(format!(
                 "internal error (a bug in vfio-mig-conform): {what}: {}",
                 panic_message(&*p)
             )),
@@ -407,7 +407,7 @@ fn run_forked(
             }
             let run = match reopened {
                 Ok(()) => run_here(engine, check),
-                Err(e) => CheckRun { error: Some(e), ..Default::default() },
+                Err(e) => CheckRun { end: CheckEnd::HarnessError(e), ..Default::default() },
             };
             send(&mut out, &Msg::Done(Box::new(run)));
             let _ = out.flush();
@@ -474,13 +474,18 @@ fn supervise(
     loop {
         if let Some(why) = interrupted() {
             let _ = kill_and_reap(child, Duration::from_secs(2));
-            let r = CheckRun { error: Some(format!("{why} during {}", where_(&step))), ..Default::default() };
+            let r = CheckRun {
+                end: CheckEnd::HarnessError(format!("{why} during {}", where_(&step))),
+                ..Default::default()
+            };
             return fail(engine, r);
         }
         if iso.until.is_some_and(|u| Instant::now() >= u) {
             let _ = kill_and_reap(child, Duration::from_secs(2));
-            let r =
-                CheckRun { error: Some(format!("{TIME_UP} during {}", where_(&step))), ..Default::default() };
+            let r = CheckRun {
+                end: CheckEnd::HarnessError(format!("{TIME_UP} during {}", where_(&step))),
+                ..Default::default()
+            };
             return fail(engine, r);
         }
         // Lines already buffered (two steps can arrive in one read) are handled before the pipe is
@@ -491,7 +496,11 @@ fn supervise(
         if now >= deadline && !buffered && !pipe_ready(raw, Duration::ZERO) {
             let reaped = kill_and_reap(child, Duration::from_secs(2));
             let mut r = CheckRun {
-                timeout: Some(format!("{} did not return within {} s", where_(&step), iso.timeout.as_secs())),
+                end: CheckEnd::Timeout(format!(
+                    "{} did not return within {} s",
+                    where_(&step),
+                    iso.timeout.as_secs()
+                )),
                 ..Default::default()
             };
             if reaped.is_none() {
@@ -518,7 +527,7 @@ fn supervise(
                     None => "ended (its status could not be read)".to_string(),
                 };
                 let r = CheckRun {
-                    error: Some(format!("the check process {how} during {}", where_(&step))),
+                    end: CheckEnd::HarnessError(format!("the check process {how} during {}", where_(&step))),
                     ..Default::default()
                 };
                 return fail(engine, r);

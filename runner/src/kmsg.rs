@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
-use vmc::engine::{CheckRun, Finding};
+use vmc::engine::{CheckEnd, CheckRun, Finding};
 use vmc::oracle::kmsg::{Record, reports, violation};
 
 /// The kernel log device.
@@ -94,10 +94,9 @@ pub fn judge_records(run: &mut CheckRun, records: &[Record], steps: &StepTimes, 
             setup: false,
         });
     }
-    if run.timeout.is_none()
-        && let Some(e) = run.error.take()
-    {
+    if let CheckEnd::HarnessError(e) = &run.end {
         run.notes.push(format!("{e} (after the kernel report)"));
+        run.end = CheckEnd::Completed;
     }
 }
 
@@ -111,8 +110,10 @@ mod tests {
 
     #[test]
     fn a_report_is_a_finding_of_the_step_running_when_it_was_logged_and_replaces_the_error() {
-        let mut run =
-            CheckRun { error: Some("the check process was killed by SIGKILL".into()), ..Default::default() };
+        let mut run = CheckRun {
+            end: CheckEnd::HarnessError("the check process was killed by SIGKILL".into()),
+            ..Default::default()
+        };
         let steps: StepTimes =
             vec![(0, "set_state: RESUMING".into(), 100), (4, "set_state: STOP".into(), 500)];
         let recs = [
@@ -125,21 +126,18 @@ mod tests {
         let f = &run.findings[0];
         assert_eq!((f.step, f.op.as_str(), f.device.as_str()), (4, "set_state: STOP", "A"));
         assert!(f.violation.actual.contains("NULL pointer dereference"));
-        assert_eq!(run.error, None, "the report explains the dead check process");
+        assert_eq!(run.end, CheckEnd::Completed, "the report explains the dead check process");
         assert!(run.notes.iter().any(|n| n.contains("killed by SIGKILL")));
     }
 
     #[test]
     fn a_clean_window_changes_nothing_and_a_timeout_stays_a_timeout() {
-        let mut run = CheckRun { error: Some("e".into()), ..Default::default() };
+        let mut run = CheckRun { end: CheckEnd::HarnessError("e".into()), ..Default::default() };
         judge_records(&mut run, &[rec(1, "vfio: fine")], &Vec::new(), "A");
         assert!(run.findings.is_empty());
-        assert_eq!(run.error.as_deref(), Some("e"));
-        let mut run = CheckRun {
-            timeout: Some("step 5 did not return".into()),
-            error: Some("e".into()),
-            ..Default::default()
-        };
+        assert_eq!(run.end.error(), Some("e"));
+        let mut run =
+            CheckRun { end: CheckEnd::Timeout("step 5 did not return".into()), ..Default::default() };
         judge_records(
             &mut run,
             &[rec(1, "INFO: task x:1 blocked for more than 20 seconds.")],
@@ -147,6 +145,6 @@ mod tests {
             "A",
         );
         assert_eq!(run.findings.len(), 1);
-        assert!(run.timeout.is_some() && run.error.is_some());
+        assert_eq!(run.end.timeout(), Some("step 5 did not return"));
     }
 }

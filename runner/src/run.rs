@@ -520,18 +520,18 @@ fn run_trial(
         None
     };
     let run = match skip {
-        Some(why) => vmc::engine::CheckRun { unsupported: Some(why), ..Default::default() },
+        Some(why) => {
+            vmc::engine::CheckRun { end: vmc::engine::CheckEnd::Unsupported(why), ..Default::default() }
+        }
         None => {
             let iso = s.iso;
             crate::isolate::run_check(&mut s.engine, check, iso)
         }
     };
-    if crate::isolate::interrupted().is_some()
-        && run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
-    {
+    if crate::isolate::interrupted().is_some() && run.end.interrupted() {
         // The interrupted check did not finish: not recorded, only reported on stderr.
         s.progress.clear();
-        errln!("vfio-mig-conform: {}: {}", check.id, run.error.as_deref().unwrap_or(""));
+        errln!("vfio-mig-conform: {}: {}", check.id, run.end.error().unwrap_or(""));
         if let Some(e) = &run.restore_error {
             s.wedged = Some(e.clone());
         }

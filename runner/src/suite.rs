@@ -1,4 +1,4 @@
-//! Assembling a run: the YAML inputs (fixtures, `--sequence` files, the profile) are loaded
+//! Assembling a run: the YAML inputs (sequences: built-in, `--fixtures` directories, `--sequence` files, the profile) are loaded
 //! and validated before any device is opened, so bad input never touches a device; then the
 //! generated families for the device's kind are added.
 
@@ -14,15 +14,15 @@ use crate::run::Exit;
 /// Everything read from files, validated.
 #[derive(Debug)]
 pub struct Inputs {
-    /// Fixture checks (built-in or `--fixtures`), or the `--sequence` checks.
-    pub fixtures: Vec<Check>,
+    /// Sequence checks (built-in or `--fixtures`), or the `--sequence` checks.
+    pub sequences: Vec<Check>,
     /// `--sequence` given: run only those.
     pub only_sequences: bool,
     /// `--profile` given explicitly (None: automatic; Some(None): `none`).
     pub profile: Option<Option<Profile>>,
 }
 
-fn load_errors(errors: &[vmc::fixture::LoadError]) -> Exit {
+fn load_errors(errors: &[vmc::sequence::LoadError]) -> Exit {
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
     Exit::new(exit::USAGE, lines.join("\n"))
 }
@@ -30,10 +30,10 @@ fn load_errors(errors: &[vmc::fixture::LoadError]) -> Exit {
 impl Inputs {
     /// Loads and validates every input file.
     pub fn load(args: &RunArgs) -> Result<Inputs, Exit> {
-        let mut fixtures = Vec::new();
+        let mut sequences = Vec::new();
         if args.sequence.is_empty() {
             if args.fixtures.is_empty() {
-                fixtures.extend(vmc::embedded::fixtures().map_err(|e| load_errors(&e))?);
+                sequences.extend(vmc::sequence::builtin().map_err(|e| load_errors(&e))?);
             } else {
                 for dir in &args.fixtures {
                     if !dir.is_dir() {
@@ -42,14 +42,14 @@ impl Inputs {
                             format!("{}: not a directory of fixtures", dir.display()),
                         ));
                     }
-                    fixtures.extend(vmc::fixture::load_dir(dir).map_err(|e| load_errors(&e))?);
+                    sequences.extend(vmc::sequence::load_dir(dir).map_err(|e| load_errors(&e))?);
                 }
             }
         } else {
             let mut errors = Vec::new();
             for f in &args.sequence {
-                match vmc::fixture::load_file(f) {
-                    Ok(c) => fixtures.push(c),
+                match vmc::sequence::load_file(f) {
+                    Ok(c) => sequences.push(c),
                     Err(e) => errors.push(e),
                 }
             }
@@ -63,19 +63,19 @@ impl Inputs {
             Some(p) => Some(Some(explicit_profile(p)?)),
         };
         if let Some(Some(p)) = &profile {
-            names_known_checks(p, &fixtures)?;
+            names_known_checks(p, &sequences)?;
         }
-        Ok(Inputs { fixtures, only_sequences: !args.sequence.is_empty(), profile })
+        Ok(Inputs { sequences, only_sequences: !args.sequence.is_empty(), profile })
     }
 }
 
 /// Refuses a profile whose deviation names a check that does not exist (a typo would make
 /// the deviation never apply): every pattern must match a generated check, a built-in
-/// fixture or one of `fixtures` (the run's `--fixtures`/`--sequence` checks).
-pub fn names_known_checks(p: &Profile, fixtures: &[Check]) -> Result<(), Exit> {
-    let builtin = vmc::embedded::fixtures().unwrap_or_default();
+/// sequence or one of `sequences` (the run's `--fixtures`/`--sequence` checks).
+pub fn names_known_checks(p: &Profile, sequences: &[Check]) -> Result<(), Exit> {
+    let builtin = vmc::sequence::builtin().unwrap_or_default();
     let generated = vmc::checks::generated();
-    let ids: Vec<&str> = generated.iter().chain(&builtin).chain(fixtures).map(|c| c.id.as_str()).collect();
+    let ids: Vec<&str> = generated.iter().chain(&builtin).chain(sequences).map(|c| c.id.as_str()).collect();
     let errors: Vec<String> = p
         .deviations
         .iter()
@@ -91,7 +91,7 @@ pub fn names_known_checks(p: &Profile, fixtures: &[Check]) -> Result<(), Exit> {
 }
 
 pub fn explicit_profile(p: &str) -> Result<Profile, Exit> {
-    let bad = |e: vmc::fixture::LoadError| Exit::new(exit::USAGE, e.to_string());
+    let bad = |e: vmc::sequence::LoadError| Exit::new(exit::USAGE, e.to_string());
     let path = std::path::Path::new(p);
     if path.exists() || p.contains('/') || p.ends_with(".yaml") {
         return Profile::load_file(path).map_err(bad);
@@ -115,7 +115,7 @@ pub fn checks(inputs: &Inputs, engine: &Engine) -> Result<Vec<Check>, Exit> {
     if !inputs.only_sequences {
         checks.extend(vmc::checks::generated_for(vmc::checks::Kind::of(engine.slots[0].dev.info())));
     }
-    checks.extend(inputs.fixtures.iter().cloned());
+    checks.extend(inputs.sequences.iter().cloned());
     let mut seen = BTreeSet::new();
     for c in &checks {
         if !seen.insert(c.id.clone()) {

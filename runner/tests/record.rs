@@ -327,7 +327,7 @@ fn fidelity(scenario: &str, yaml: &Path, events: &Path, trace: &str) -> String {
     let diffs = compare(&qemu, &rec);
     assert!(diffs.is_empty(), "{scenario}: the recording departs from QEMU's trace:\n{}", diffs.join("\n"));
     // The YAML sequence holds the same SETs, in the same order, per device.
-    let check = vmc::fixture::load_file(yaml).unwrap();
+    let check = vmc::sequence::load_file(yaml).unwrap();
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     for e in &ev {
         if e["kind"] == "device_open" {

@@ -1,5 +1,5 @@
 //! Errno values as the suite records them: the raw number, printed and parsed by name
-//! (`EINVAL`), so fixtures, reports and reproducers read like kernel code.
+//! (`EINVAL`), so sequences, reports and reproducers read like kernel code.
 
 use std::fmt;
 

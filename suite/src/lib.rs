@@ -6,7 +6,7 @@
 //! - [`oracle`]: the spec oracle (v2 FSM in [`oracle::fsm`], v1 protocol in [`oracle::v1`]).
 //! - [`kernel_table`]: the kernel's next-state table, extracted from vfio_main.c (checked in
 //!   under `suite/data/next_state/`), which the v2 FSM oracle is compared with.
-//! - [`op`]: the operation vocabulary shared by fixtures, fuzzing and reproducers.
+//! - [`op`]: the operation vocabulary shared by sequences, fuzzing and reproducers.
 //! - [`device`]: the device abstraction, the simulators ([`device::sim`]) and the kernel
 //!   ioctl layer.
 //! - [`fuzz`]: the fuzz harness (cargo-fuzz targets, YAML reproducers) and the live fuzzer.
@@ -18,7 +18,6 @@ pub mod device;
 pub mod embedded;
 pub mod engine;
 pub mod errno;
-pub mod fixture;
 pub mod fuzz;
 pub mod hash;
 pub mod kernel_table;
@@ -31,6 +30,7 @@ pub mod profile;
 pub mod provenance;
 pub mod report;
 pub mod rng;
+pub mod sequence;
 pub mod state;
 pub mod uapi;
 pub mod units;

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::clauses::{Clause, Family, Feature, catalog};
-use crate::fixture::{FlagName, LoadError, parse_yaml, read_bounded};
 use crate::outcome::Outcome;
+use crate::sequence::{FlagName, LoadError, parse_yaml, read_bounded};
 use crate::state::MigFlags;
 
 /// A clause family (uapi-clauses.md §5).
@@ -89,7 +89,7 @@ struct AdvertisesYaml {
     #[serde(default)]
     precopy_info_v2: Option<bool>,
     #[serde(default)]
-    api: Option<crate::fixture::ApiName>,
+    api: Option<crate::sequence::ApiName>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,8 +284,8 @@ impl Profile {
             dma_logging: y.advertises.dma_logging,
             precopy_info_v2: y.advertises.precopy_info_v2,
             api: y.advertises.api.map(|a| match a {
-                crate::fixture::ApiName::V1 => crate::device::MigrationApi::V1,
-                crate::fixture::ApiName::V2 => crate::device::MigrationApi::V2,
+                crate::sequence::ApiName::V1 => crate::device::MigrationApi::V1,
+                crate::sequence::ApiName::V2 => crate::device::MigrationApi::V2,
             }),
             families: y.families,
             strict: y.strict,

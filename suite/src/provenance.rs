@@ -1,5 +1,5 @@
 //! Where a recorded sequence comes from (`vfio-mig-conform record`): the `provenance:` map of
-//! a fixture. The loader checks its shape; nothing in a run depends on it.
+//! a sequence. The loader checks its shape; nothing in a run depends on it.
 
 use serde::{Deserialize, Serialize};
 

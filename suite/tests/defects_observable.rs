@@ -176,7 +176,7 @@ fn fingerprint(r: &CheckRun) -> String {
     let obs: Vec<String> = r.trace.iter().map(|t| format!("{:?}", t.obs)).collect();
     let findings: Vec<String> =
         r.findings.iter().map(|f| vmc::clauses::join(&f.violation.clauses).replace(" ", "")).collect();
-    format!("{obs:?} {findings:?} {:?} {:?}", r.error, r.restore_error)
+    format!("{obs:?} {findings:?} {:?} {:?}", r.end.error(), r.restore_error)
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn every_defect_is_observable_and_the_reference_is_clean() {
         let defective = SimConfig { defects: vec![defect], ..reference.clone() };
         let good = run(&reference, &ops);
         let bad = run(&defective, &ops);
-        assert!(good.error.is_none(), "{name}: reference errored: {:?}", good.error);
+        assert!(good.end.error().is_none(), "{name}: reference errored: {:?}", good.end);
         assert!(good.findings.is_empty(), "{name}: reference has findings: {:#?}", good.findings);
         assert_ne!(fingerprint(&good), fingerprint(&bad), "{name}: the defect changed nothing");
     }

@@ -17,7 +17,7 @@ use vmc::outcome::{Outcome, classify};
 
 fn all_checks() -> Vec<Check> {
     let mut c = generated_for(Kind::Sim);
-    c.extend(vmc::embedded::fixtures().unwrap_or_else(|e| panic!("built-in fixtures: {e:?}")));
+    c.extend(vmc::sequence::builtin().unwrap_or_else(|e| panic!("built-in fixtures: {e:?}")));
     c
 }
 

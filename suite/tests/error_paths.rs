@@ -11,7 +11,7 @@ fn fixture(steps: &str) -> Check {
     let text = format!(
         "id: test.error_paths.t\ntitle: t\nrequires: {{api: v2, flags: [stop_copy, p2p, pre_copy]}}\nsteps:\n{steps}"
     );
-    vmc::fixture::load_str("t.yaml", text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    vmc::sequence::load_str("t.yaml", text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(check: &Check) -> CheckRun {
@@ -32,7 +32,7 @@ fn a_set_racing_a_read_is_not_judged_and_the_oracle_learns_the_state_again() {
     // Act
     let r = run(&check);
     // Assert
-    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.end.error().is_none(), "{:?}", r.end);
     assert!(r.findings.is_empty(), "{:?}", r.findings.iter().map(|f| &f.violation).collect::<Vec<_>>());
     let race = &r.trace[1];
     assert!(race.obs.errno.is_none(), "{}", race.obs.summary());
@@ -68,7 +68,7 @@ fn fail_nth_loads_from_yaml_and_on_a_simulator_the_step_runs_unarmed_and_judged(
     let r = run(&check);
     // Assert: the simulator cannot inject faults: said in the notes, and the steps are judged
     // as any other (the raw state 9 is refused).
-    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.end.error().is_none(), "{:?}", r.end);
     assert!(r.notes.iter().any(|n| n.contains("fail_nth 3 not armed")), "{:?}", r.notes);
     assert!(r.trace[1].obs.errno.is_some());
     assert!(r.findings.is_empty());
@@ -93,6 +93,6 @@ fn a_reproducer_keeps_the_fail_nth_of_its_steps() {
     };
     let text = seq.render();
     assert!(text.contains("fail_nth: 4"), "{text}");
-    let back = vmc::fixture::load_str("r.yaml", text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let back = vmc::sequence::load_str("r.yaml", text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back.steps[0].fail_nth, Some(4));
 }

@@ -25,8 +25,8 @@ fn slug(path: &str) -> String {
 /// The generated seeds: target -> (file name, bytes).
 fn seeds() -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
     let mut out: BTreeMap<&'static str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-    for (path, bytes) in vmc::embedded::FIXTURES {
-        let check = vmc::fixture::load_str(path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    for (path, bytes) in vmc::embedded::SEQUENCES {
+        let check = vmc::sequence::load_str(path, bytes).unwrap_or_else(|e| panic!("{e}"));
         out.entry("yaml_sequence").or_default().push((format!("seed-{}.yaml", slug(path)), bytes.to_vec()));
         let (target, spec) = match check.requires.api {
             Some(MigrationApi::V1) => ("v1_region", "sim:v1?size=4219".to_string()),

@@ -28,7 +28,7 @@ fn every_builtin_profile_loads_with_a_unique_name_equal_to_its_file_stem() {
 fn every_deviation_names_checks_that_exist() {
     let ids: Vec<String> = generated().into_iter().map(|c| c.id).collect();
     let fixture_ids: Vec<String> =
-        vmc::embedded::fixtures().unwrap_or_default().into_iter().map(|c| c.id).collect();
+        vmc::sequence::builtin().unwrap_or_default().into_iter().map(|c| c.id).collect();
     for p in builtin() {
         for d in &p.deviations {
             for g in &d.checks {

@@ -8,7 +8,7 @@ use vmc::outcome::{Outcome, classify};
 #[test]
 fn a_long_wait_step_keeps_the_watchdog_fed_between_slices() {
     // Arrange: a check that waits 1 s, and a progress callback counting heartbeats
-    let check = vmc::fixture::load_str(
+    let check = vmc::sequence::load_str(
         "wait.yaml",
         b"id: test.watchdog.wait\ntitle: t\nrequires: {api: v2}\nsteps:\n  - wait: {ms: 1000}\n",
     )

@@ -75,7 +75,7 @@ pub fn record(a: &RecordArgs) -> u8 {
         return crate::cli::exit::USAGE;
     };
     if let Some(id) = &a.id
-        && !vmc::fixture::valid_id(id)
+        && !vmc::sequence::valid_id(id)
     {
         eprintln!(
             "vfio-mig-conform record: --id `{id}` must be lower-case words joined by dots, at least three"
@@ -157,7 +157,7 @@ pub fn record(a: &RecordArgs) -> u8 {
     let name = a.output.as_ref().map_or("<stdout>".to_string(), |p| p.display().to_string());
     // The recording must load as a fixture: a recorder bug must not produce a file that only
     // fails later.
-    let loaded = vmc::fixture::load_str(&name, text.as_bytes());
+    let loaded = vmc::sequence::load_str(&name, text.as_bytes());
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         eprintln!("vfio-mig-conform record: writing {name}: {e}");
         return RECORD_FAILED;
@@ -243,7 +243,7 @@ mod tests {
         };
         let id = default_id(&p, Some(std::path::Path::new("fixtures/recorded/live-precopy.yaml")));
         assert_eq!(id, "rec.qemu_10_0_2.live_precopy");
-        assert!(vmc::fixture::valid_id(&id));
+        assert!(vmc::sequence::valid_id(&id));
         assert_eq!(default_id(&vmc::provenance::Provenance::default(), None), "rec.vmm.recording");
     }
 }

@@ -1071,7 +1071,7 @@ mod tests {
             };
             let text = render(&self.events, &h, DeviceOps::All);
             // Every rendering must load as a fixture.
-            if let Err(e) = vmc::fixture::load_str("t.yaml", text.as_bytes()) {
+            if let Err(e) = vmc::sequence::load_str("t.yaml", text.as_bytes()) {
                 panic!("{e}\n{text}");
             }
             text

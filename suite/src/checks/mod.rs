@@ -1,4 +1,4 @@
-//! Generated check families. A new check is a YAML fixture or a generator here, never a new
+//! Generated check families. A new check is a YAML sequence or a generator here, never a new
 //! code path in the engine. Generators take the device kind only for the few checks that
 //! need a device-specific stimulus ([`probes`]); check ids never depend on the device.
 
@@ -48,7 +48,7 @@ pub fn generated() -> Vec<Check> {
 pub fn observers() -> std::collections::BTreeMap<String, Vec<String>> {
     let mut out: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     let mut checks = generated();
-    checks.extend(crate::embedded::fixtures().unwrap_or_default());
+    checks.extend(crate::sequence::builtin().unwrap_or_default());
     for c in checks {
         for cl in &c.clauses {
             out.entry(cl.to_string()).or_default().push(c.id.clone());
@@ -81,7 +81,7 @@ mod tests {
             let checks = generated_for(kind);
             let mut ids: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
             for id in &ids {
-                assert!(crate::fixture::valid_id(id), "{id}: ids need at least three lower-case components");
+                assert!(crate::sequence::valid_id(id), "{id}: ids need at least three lower-case components");
             }
             let n = ids.len();
             ids.sort_unstable();

@@ -1,9 +1,9 @@
 //! The data path: reads and writes on data fds, with the stream captures, views and mutations
 //! of sequences, and `bad_buffer` (a read or write whose user buffer is partly unmapped).
 
-use super::Engine;
 use super::capture::{Capture, MAX_WRITE, Provenance, Segments, View};
 use super::exec::{READ_BUF, obs_of};
+use super::{Engine, HarnessError};
 use crate::device::Device;
 use crate::hash::StreamHash;
 use crate::op::{BadBufferArgs, BadCall, ReadArgs, Source, WriteArgs};
@@ -11,7 +11,12 @@ use crate::oracle::Violation;
 use crate::oracle::model::{Observation, Piece, StreamEnd};
 
 impl Engine {
-    pub(super) fn read_loop(&mut self, si: usize, fd: i32, a: &ReadArgs) -> Result<Observation, String> {
+    pub(super) fn read_loop(
+        &mut self,
+        si: usize,
+        fd: i32,
+        a: &ReadArgs,
+    ) -> Result<Observation, HarnessError> {
         let chunk = (a.chunk.max(1) as usize).min(READ_BUF);
         let mut buf = self.take_buf(chunk);
         if let Some(offset) = a.offset {
@@ -70,8 +75,7 @@ impl Engine {
                         if let Some(h) = &mut cap_hash {
                             h.update(&buf[..n]);
                         }
-                        c.append_unhashed(&buf[..n])
-                            .map_err(|e| format!("cannot keep the captured stream: {e}"))?;
+                        c.append_unhashed(&buf[..n]).map_err(HarnessError::KeepCapture)?;
                     }
                     total += n as u64;
                     if a.once {
@@ -212,26 +216,31 @@ impl Engine {
     }
 
     /// Bytes for a write: a captured stream (through a mutation) or literal bytes.
-    pub(super) fn source_capture(&self, src: &Source) -> Result<Option<Capture>, String> {
+    pub(super) fn source_capture(&self, src: &Source) -> Result<Option<Capture>, HarnessError> {
         match src {
             Source::Stream(_) => Ok(None),
             Source::Zeros(n) => {
-                Capture::from_bytes(&vec![0u8; *n as usize]).map(Some).map_err(|e| e.to_string())
+                Capture::from_bytes(&vec![0u8; *n as usize]).map(Some).map_err(HarnessError::WriteData)
             }
             Source::Hex(h) => {
                 let clean: String = h.chars().filter(|c| !c.is_whitespace()).collect();
                 if !clean.len().is_multiple_of(2) {
-                    return Err(format!("hex data `{h}` has an odd number of digits"));
+                    return Err(HarnessError::OddHexDigits(h.clone()));
                 }
                 let bytes: Result<Vec<u8>, _> =
                     (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16)).collect();
-                let bytes = bytes.map_err(|_| format!("`{h}` is not hex"))?;
-                Capture::from_bytes(&bytes).map(Some).map_err(|e| e.to_string())
+                let bytes = bytes.map_err(|_| HarnessError::NotHex(h.clone()))?;
+                Capture::from_bytes(&bytes).map(Some).map_err(HarnessError::WriteData)
             }
         }
     }
 
-    pub(super) fn write_loop(&mut self, si: usize, fd: i32, a: &WriteArgs) -> Result<Observation, String> {
+    pub(super) fn write_loop(
+        &mut self,
+        si: usize,
+        fd: i32,
+        a: &WriteArgs,
+    ) -> Result<Observation, HarnessError> {
         let mut buf = std::mem::take(&mut self.buf);
         let obs = self.write_with(si, fd, a, &mut buf);
         self.give_buf(buf);
@@ -244,22 +253,22 @@ impl Engine {
         fd: i32,
         a: &WriteArgs,
         buf: &mut Vec<u8>,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, HarnessError> {
         let literal = self.source_capture(&a.data)?;
         let base = match (&a.data, &literal) {
             (Source::Stream(name), _) => self
                 .streams
                 .get(&name.0)
-                .ok_or_else(|| format!("no captured stream `{name}`: capture it with a read step first"))?,
+                .ok_or_else(|| HarnessError::NoCapture { name: name.to_string(), by: "read" })?,
             (_, Some(c)) => c,
-            _ => return Err("no data to write".to_string()),
+            _ => return Err(HarnessError::NoData),
         };
         let other = match &a.mutate {
             Some(crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. }) => {
                 Some(
                     self.streams
                         .get(&other.0)
-                        .ok_or_else(|| format!("no captured stream `{other}` to splice in"))?,
+                        .ok_or_else(|| HarnessError::NoSpliceStream(other.to_string()))?,
                 )
             }
             _ => None,
@@ -270,7 +279,7 @@ impl Engine {
         let progress = &mut self.progress;
         if let Some(offset) = a.offset {
             let mut buf = vec![0u8; view.len().min(4096) as usize];
-            let n = view.read_at(0, &mut buf).map_err(|e| e.to_string())?;
+            let n = view.read_at(0, &mut buf).map_err(HarnessError::WriteData)?;
             let r = dev.data_pwrite(fd, &buf[..n], offset);
             let mut obs = obs_of(&r);
             obs.bytes = Some(r.unwrap_or(0) as u64);
@@ -288,7 +297,7 @@ impl Engine {
             *buf = vec![0u8; need];
         }
         let buf = &mut buf[..need];
-        let mut run = |dev: &mut dyn Device| -> Result<Observation, String> {
+        let mut run = |dev: &mut dyn Device| -> Result<Observation, HarnessError> {
             let mut pos = 0u64;
             let mut accepted = 0u64;
             let mut obs = Observation::ok();
@@ -309,9 +318,7 @@ impl Engine {
                     None => {
                         if pos + size as u64 > held_at + held as u64 {
                             let want = ((view.len() - pos) as usize).min(buf.len());
-                            held = view
-                                .read_at(pos, &mut buf[..want])
-                                .map_err(|e| format!("cannot read the captured stream: {e}"))?;
+                            held = view.read_at(pos, &mut buf[..want]).map_err(HarnessError::ReadCapture)?;
                             held_at = pos;
                         }
                         let from = (pos - held_at) as usize;
@@ -354,7 +361,7 @@ impl Engine {
         };
         if a.from_thread {
             std::thread::scope(|s| s.spawn(move || run(dev)).join())
-                .map_err(|_| "the writer thread panicked".to_string())?
+                .map_err(|_| HarnessError::WriterPanicked)?
         } else {
             run(dev)
         }
@@ -369,7 +376,7 @@ impl Engine {
         &mut self,
         si: usize,
         a: &BadBufferArgs,
-    ) -> Result<(Observation, Vec<Violation>), String> {
+    ) -> Result<(Observation, Vec<Violation>), HarnessError> {
         let fd = self.fd(si, &a.fd)?;
         let (len, valid) = (a.len as usize, (a.valid as usize).min(a.len as usize));
         let slot = &mut self.slots[si];

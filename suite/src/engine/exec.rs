@@ -2,7 +2,7 @@
 //! in data.rs, the v1 region protocol in v1.rs). The spec model always follows along; its
 //! judgements are returned only when the step asks for the oracle.
 
-use super::{Engine, feature_get};
+use super::{Engine, HarnessError, feature_get};
 use crate::check::Step;
 use crate::device::{Device, MigrationApi, VFIO_MIG_GET_PRECOPY_INFO};
 use crate::errno::Errno;
@@ -14,11 +14,12 @@ use crate::oracle::{data_fd, dma};
 use crate::uapi;
 
 type StepOutput = (Observation, Vec<Violation>, Vec<String>);
+type Result<T> = std::result::Result<T, HarnessError>;
 
 /// Size of the buffer used for reads.
 pub(super) const READ_BUF: usize = 1 << 20;
 
-pub(super) fn obs_of<T>(r: &Result<T, Errno>) -> Observation {
+pub(super) fn obs_of<T>(r: &std::result::Result<T, Errno>) -> Observation {
     match r {
         Ok(_) => Observation::ok(),
         Err(e) => Observation::err(*e),
@@ -26,16 +27,14 @@ pub(super) fn obs_of<T>(r: &Result<T, Errno>) -> Observation {
 }
 
 impl Engine {
-    pub(super) fn fd(&self, si: usize, r: &FdRef) -> Result<i32, String> {
+    pub(super) fn fd(&self, si: usize, r: &FdRef) -> Result<i32> {
         let t = &self.slots[si].fds;
         let fd = match r {
             FdRef::Current => t.current,
             FdRef::Previous => t.previous,
             FdRef::Named(n) => t.named.get(n).copied(),
         };
-        fd.ok_or_else(|| {
-            format!("no data fd `{r}` on device {}: no earlier step returned one", self.slots[si].label)
-        })
+        fd.ok_or_else(|| HarnessError::NoDataFd { fd: r.to_string(), device: self.slots[si].label.clone() })
     }
 
     pub(super) fn get_state(dev: &mut dyn Device) -> Option<u32> {
@@ -44,7 +43,7 @@ impl Engine {
             .map(|p| u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
     }
 
-    pub(super) fn region_index(&self, si: usize, r: &RegionRef) -> Result<u32, String> {
+    pub(super) fn region_index(&self, si: usize, r: &RegionRef) -> Result<u32> {
         Ok(match r {
             RegionRef::Bar0 => 0,
             RegionRef::Bar1 => 1,
@@ -56,20 +55,16 @@ impl Engine {
                 .migration_region
                 .as_ref()
                 .map(|m| m.index)
-                .ok_or_else(|| "the device has no v1 migration region".to_string())?,
+                .ok_or(HarnessError::NoMigrationRegion)?,
         })
     }
 
-    pub(super) fn mig_region(&self, si: usize) -> Result<crate::device::RegionInfo, String> {
-        self.slots[si]
-            .facts
-            .migration_region
-            .clone()
-            .ok_or_else(|| "the device has no v1 migration region".to_string())
+    pub(super) fn mig_region(&self, si: usize) -> Result<crate::device::RegionInfo> {
+        self.slots[si].facts.migration_region.clone().ok_or(HarnessError::NoMigrationRegion)
     }
 
     /// Runs one step.
-    pub(super) fn exec_step(&mut self, si: usize, step: &Step) -> Result<StepOutput, String> {
+    pub(super) fn exec_step(&mut self, si: usize, step: &Step) -> Result<StepOutput> {
         let oracle = step.oracle;
         let mut notes = Vec::new();
         let is_v2 = self.slots[si].facts.api == MigrationApi::V2;
@@ -215,10 +210,7 @@ impl Engine {
                 let bits = if a.page_size == 0 { 0 } else { a.length.div_ceil(a.page_size) };
                 let words = bits.div_ceil(64);
                 if words > (16 << 20) / 8 {
-                    return Err(format!(
-                        "a {} byte bitmap is larger than the suite allocates (16 MiB)",
-                        words * 8
-                    ));
+                    return Err(HarnessError::BitmapTooLarge(words * 8));
                 }
                 let fill = u64::from_ne_bytes([a.prefill; 8]);
                 let mut bitmap = vec![fill; words.max(1) as usize];
@@ -431,20 +423,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn region_access(
-        &mut self,
-        si: usize,
-        a: &RegionArgs,
-        write: bool,
-    ) -> Result<Observation, String> {
+    pub(super) fn region_access(&mut self, si: usize, a: &RegionArgs, write: bool) -> Result<Observation> {
         let index = self.region_index(si, &a.region)?;
         let width = usize::from(a.width);
         if !(1..=8).contains(&width) {
-            return Err(format!("access width {width} is not 1 to 8 bytes"));
+            return Err(HarnessError::AccessWidth(width));
         }
         let dev = self.slots[si].dev.as_mut();
         if write {
-            let value = a.value.ok_or("a region write needs `value`")?;
+            let value = a.value.ok_or(HarnessError::RegionWriteNeedsValue)?;
             let bytes = value.to_le_bytes();
             let r = dev.region_write(index, a.offset, &bytes[..width], a.via);
             return Ok(obs_of(&r));

@@ -4,6 +4,7 @@
 
 pub mod capture;
 mod data;
+mod error;
 mod exec;
 mod v1;
 
@@ -22,6 +23,7 @@ use crate::state::{MigFlags, MigState};
 use crate::uapi;
 
 pub use capture::Capture;
+pub use error::HarnessError;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -134,30 +136,132 @@ pub struct StepRecord {
     pub micros: u64,
 }
 
-/// The raw result of running a check (the runner turns it into an outcome).
+/// How a check's run ended. Findings are kept beside it: a run can break clauses and then
+/// end on anything (a harness error at a later step, a precondition that turns out unmet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CheckEnd {
+    /// Every step ran, or the run stopped at a broken MUST ([`CheckRun::stopped_early`]).
+    #[default]
+    Completed,
+    /// The check could not observe what it is about here (a feature, a device or a kernel
+    /// it needs is absent, a precondition failed): why.
+    Unsupported(String),
+    /// A harness or environment problem, not a driver violation (a sequence naming what
+    /// does not exist, a crashed check process, an interrupt): what.
+    HarnessError(String),
+    /// A device operation did not return within the watchdog: which step, how long.
+    Timeout(String),
+}
+
+impl CheckEnd {
+    /// The reason, if the run was UNSUPPORTED.
+    pub fn unsupported(&self) -> Option<&str> {
+        if let CheckEnd::Unsupported(s) = self { Some(s) } else { None }
+    }
+
+    /// The harness error, if there was one.
+    pub fn error(&self) -> Option<&str> {
+        if let CheckEnd::HarnessError(s) = self { Some(s) } else { None }
+    }
+
+    /// The watchdog's report, if an operation timed out.
+    pub fn timeout(&self) -> Option<&str> {
+        if let CheckEnd::Timeout(s) = self { Some(s) } else { None }
+    }
+
+    /// The run was interrupted (SIGINT/SIGTERM) before it finished.
+    pub fn interrupted(&self) -> bool {
+        self.error().is_some_and(|e| e.starts_with("interrupted"))
+    }
+}
+
+/// The raw result of running a check (the runner turns it into an outcome). It crosses the
+/// process boundary of `isolate` as JSON in the form it had before [`CheckEnd`]: the end is
+/// one of three optional fields (`unsupported`, `error`, `timeout`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CheckRunWire", into = "CheckRunWire")]
 pub struct CheckRun {
     pub findings: Vec<Finding>,
     pub trace: Vec<StepRecord>,
-    /// Why the check could not run on these devices (optional feature absent).
-    pub unsupported: Option<String>,
-    /// A harness or environment problem (not a driver violation).
-    pub error: Option<String>,
-    /// A device operation did not return within the watchdog (which step, how long).
-    #[serde(default)]
-    pub timeout: Option<String>,
+    /// How the run ended.
+    pub end: CheckEnd,
     /// Facts worth reporting that are not violations (environment limits, values).
     pub notes: Vec<String>,
     /// The device could not be restored to RUNNING (before or after the check): the run
-    /// must stop.
+    /// must stop. Not a [`CheckEnd`]: the restore after a check happens whatever the check
+    /// ended with, so it can fail after findings, UNSUPPORTED, a harness error or a timeout,
+    /// and both must be reported (the end judges the driver, this stops the run).
     pub restore_error: Option<String>,
     pub duration_us: u64,
     /// The run stopped at a broken MUST before the last step.
     pub stopped_early: bool,
     /// Steps skipped as harness errors (an fd or stream that does not exist) when the engine
     /// runs with [`Engine::skip_harness_errors`] (fuzzing); 0-based.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<usize>,
+}
+
+/// [`CheckRun`] as JSON: its end as the three optional fields it had before [`CheckEnd`].
+#[derive(Serialize, Deserialize)]
+struct CheckRunWire {
+    findings: Vec<Finding>,
+    trace: Vec<StepRecord>,
+    unsupported: Option<String>,
+    error: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    notes: Vec<String>,
+    restore_error: Option<String>,
+    duration_us: u64,
+    stopped_early: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<usize>,
+}
+
+impl From<CheckRunWire> for CheckRun {
+    fn from(w: CheckRunWire) -> CheckRun {
+        // More than one field set (never written, only possible in hand-made JSON): the most
+        // severe wins, in the order `oracle::outcome::classify` has always read them.
+        let end = match (w.timeout, w.error, w.unsupported) {
+            (Some(t), _, _) => CheckEnd::Timeout(t),
+            (None, Some(e), _) => CheckEnd::HarnessError(e),
+            (None, None, Some(u)) => CheckEnd::Unsupported(u),
+            (None, None, None) => CheckEnd::Completed,
+        };
+        CheckRun {
+            findings: w.findings,
+            trace: w.trace,
+            end,
+            notes: w.notes,
+            restore_error: w.restore_error,
+            duration_us: w.duration_us,
+            stopped_early: w.stopped_early,
+            skipped: w.skipped,
+        }
+    }
+}
+
+impl From<CheckRun> for CheckRunWire {
+    fn from(r: CheckRun) -> CheckRunWire {
+        let (mut unsupported, mut error, mut timeout) = (None, None, None);
+        match r.end {
+            CheckEnd::Completed => {}
+            CheckEnd::Unsupported(u) => unsupported = Some(u),
+            CheckEnd::HarnessError(e) => error = Some(e),
+            CheckEnd::Timeout(t) => timeout = Some(t),
+        }
+        CheckRunWire {
+            findings: r.findings,
+            trace: r.trace,
+            unsupported,
+            error,
+            timeout,
+            notes: r.notes,
+            restore_error: r.restore_error,
+            duration_us: r.duration_us,
+            stopped_early: r.stopped_early,
+            skipped: r.skipped,
+        }
+    }
 }
 
 /// Renders `op` once per step and hands out the cached text afterwards.
@@ -359,7 +463,7 @@ impl Engine {
     /// Which slot plays each of the check's device labels: the first label is the device
     /// under test; the others prefer devices of the same type (streams move between them),
     /// except that with `other_type` the second label gets a device of another type.
-    pub fn slot_map(&self, check: &Check) -> Result<Vec<usize>, String> {
+    pub fn slot_map(&self, check: &Check) -> Result<Vec<usize>, HarnessError> {
         let labels = check.devices();
         let mut map = vec![0usize];
         let model0 = self.slots[0].dev.info().model.clone();
@@ -374,24 +478,18 @@ impl Engine {
             match pick {
                 Some(j) => map.push(j),
                 None if want_other => {
-                    return Err(format!(
-                        "needs a second device of a type other than {} (add one with --peer)",
-                        model0.as_deref().unwrap_or("the first")
-                    ));
+                    return Err(HarnessError::NeedsOtherType {
+                        model: model0.as_deref().unwrap_or("the first").to_string(),
+                    });
                 }
                 None if check.requires.same_type => {
-                    return Err(format!(
-                        "needs {} devices of type {} (add them with --peer)",
-                        labels.len(),
-                        model0.as_deref().unwrap_or("of the first")
-                    ));
+                    return Err(HarnessError::NeedsSameType {
+                        count: labels.len(),
+                        model: model0.as_deref().unwrap_or("of the first").to_string(),
+                    });
                 }
                 None => {
-                    return Err(format!(
-                        "needs {} devices, {} given (add more with --peer)",
-                        labels.len(),
-                        self.slots.len()
-                    ));
+                    return Err(HarnessError::NeedsDevices { count: labels.len(), given: self.slots.len() });
                 }
             }
         }
@@ -405,7 +503,7 @@ impl Engine {
         }
         let map = match self.slot_map(check) {
             Ok(m) => m,
-            Err(e) => return Some(e),
+            Err(e) => return Some(e.to_string()),
         };
         for slot in map.iter().map(|&i| &self.slots[i]) {
             // The kernel first: a clause the kernel does not have explains the rest.
@@ -447,7 +545,7 @@ impl Engine {
     }
 
     /// Restores every device the check uses and resets the per-check state.
-    fn prepare(&mut self, map: &[usize]) -> Result<(), String> {
+    fn prepare(&mut self, map: &[usize]) -> Result<(), HarnessError> {
         self.streams.clear();
         self.marks.clear();
         self.saved.clear();
@@ -456,11 +554,11 @@ impl Engine {
             stop_logging(slot);
             slot.dev
                 .restore()
-                .map_err(|e| format!("device {} could not be reset before the check: {e}", slot.label))?;
+                .map_err(|errno| HarnessError::ResetBefore { device: slot.label.clone(), errno })?;
             slot.fds = FdTable::default();
             let state = if slot.facts.api == MigrationApi::V2 {
                 let p = feature_get(slot.dev.as_mut(), uapi::FEATURE_MIG_DEVICE_STATE)
-                    .map_err(|e| format!("GET MIG_DEVICE_STATE on {} failed with {e}", slot.label))?;
+                    .map_err(|errno| HarnessError::GetStateBefore { device: slot.label.clone(), errno })?;
                 MigState::from_raw(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])))
             } else {
                 None
@@ -480,27 +578,27 @@ impl Engine {
         let start = Instant::now();
         let mut run = CheckRun::default();
         if let Some(why) = self.unsupported(check) {
-            run.unsupported = Some(why);
+            run.end = CheckEnd::Unsupported(why);
             return run;
         }
         let map = match self.slot_map(check) {
             Ok(m) => m,
             Err(e) => {
-                run.unsupported = Some(e);
+                run.end = CheckEnd::Unsupported(e.to_string());
                 return run;
             }
         };
         let labels = check.devices();
         run.trace.reserve(check.steps.len());
         if let Err(e) = self.prepare(&map) {
-            run.error = Some(e.clone());
-            run.restore_error = Some(e);
+            run.end = CheckEnd::HarnessError(e.to_string());
+            run.restore_error = Some(e.to_string());
             run.duration_us = start.elapsed().as_micros() as u64;
             return run;
         }
         for (i, step) in check.steps.iter().enumerate() {
             if self.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)) {
-                run.error = Some(format!("interrupted before step {}", i + 1));
+                run.end = CheckEnd::HarnessError(format!("interrupted before step {}", i + 1));
                 break;
             }
             self.current_step = i;
@@ -509,7 +607,7 @@ impl Engine {
                 p(i, op_text(&mut rendered, &step.op));
             }
             let Some(si) = Self::slot_index(check, &map, step.device.as_deref()) else {
-                run.error = Some(format!(
+                run.end = CheckEnd::HarnessError(format!(
                     "step {} names unknown device `{}`",
                     i + 1,
                     step.device.as_deref().unwrap_or("")
@@ -558,7 +656,7 @@ impl Engine {
                 }
                 Err(e) => {
                     let op = op_text(&mut rendered, &step.op);
-                    run.error = Some(match &step.loc {
+                    run.end = CheckEnd::HarnessError(match &step.loc {
                         Some(l) => format!("{l}: step {} `{op}`: {e}", i + 1),
                         None => format!("step {} `{op}`: {e}", i + 1),
                     });
@@ -579,7 +677,7 @@ impl Engine {
                 .then(|| crate::oracle::dma::report_unobservable(obs.errno, self.slots[si].facts.report_stub))
                 .flatten()
             {
-                run.unsupported = Some(why.to_string());
+                run.end = CheckEnd::Unsupported(why.to_string());
                 let op = op_text(&mut rendered, &step.op).to_string();
                 run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
                 break;
@@ -592,7 +690,7 @@ impl Engine {
             };
             let expected = crate::oracle::expect::evaluate(&memory, step, &obs);
             if let (Some(why), Some(first)) = (&step.precondition, expected.first()) {
-                run.unsupported = Some(format!("{why} (step {}: {})", i + 1, first.actual));
+                run.end = CheckEnd::Unsupported(format!("{why} (step {}: {})", i + 1, first.actual));
                 if self.keep_trace {
                     let op = op_text(&mut rendered, &step.op).to_string();
                     run.trace.push(StepRecord { step: i, device: label.to_string(), op, obs, micros });
@@ -644,5 +742,37 @@ impl Engine {
         }
         run.duration_us = start.elapsed().as_micros() as u64;
         run
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_run_crosses_the_process_boundary_in_its_old_json_form() {
+        let run = CheckRun {
+            end: CheckEnd::Timeout("step 2 `read: {}` did not return within 5 s".to_string()),
+            restore_error: Some("device A did not return to RUNNING after the check: EIO".to_string()),
+            duration_us: 7,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(json["timeout"], "step 2 `read: {}` did not return within 5 s");
+        assert!(json["error"].is_null() && json["unsupported"].is_null(), "{json}");
+        assert!(json.get("end").is_none(), "{json}");
+        let back: CheckRun = serde_json::from_value(json).unwrap();
+        assert_eq!(back, run);
+    }
+
+    #[test]
+    fn a_check_run_written_before_check_end_reads_with_the_most_severe_end() {
+        let old = r#"{"findings":[],"trace":[],"unsupported":"device lacks p2p","error":null,
+            "notes":[],"restore_error":null,"duration_us":1,"stopped_early":false}"#;
+        let run: CheckRun = serde_json::from_str(old).unwrap();
+        assert_eq!(run.end, CheckEnd::Unsupported("device lacks p2p".to_string()));
+        let both = old.replace(r#""error":null"#, r#""error":"EBUSY""#);
+        let run: CheckRun = serde_json::from_str(&both).unwrap();
+        assert_eq!(run.end, CheckEnd::HarnessError("EBUSY".to_string()));
     }
 }

@@ -1,9 +1,9 @@
 //! The v1 migration region protocol (Linux 5.8-5.17): header fields, device_state writes, and
 //! the save and resume loops over pending_bytes, data_offset and data_size.
 
-use super::Engine;
 use super::capture::{Capture, View};
 use super::exec::obs_of;
+use super::{Engine, HarnessError};
 use crate::device::Device;
 use crate::errno::Errno;
 use crate::hash::StreamHash;
@@ -18,7 +18,7 @@ impl Engine {
         si: usize,
         a: &V1FieldArgs,
         write: bool,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, HarnessError> {
         let region = self.mig_region(si)?;
         let (off, w) = a.field.offset_width();
         let width = a.width.unwrap_or(w);
@@ -31,7 +31,7 @@ impl Engine {
             save_as: None,
         };
         if write && a.value.is_none() {
-            return Err(format!("v1_write of {} needs `value`", a.field.name()));
+            return Err(HarnessError::V1WriteNeedsValue(a.field.name()));
         }
         self.region_access(si, &ra, write)
     }
@@ -46,7 +46,7 @@ impl Engine {
         a: &V1FieldArgs,
         write: bool,
         oracle: bool,
-    ) -> Result<(Observation, Vec<Violation>), String> {
+    ) -> Result<(Observation, Vec<Violation>), HarnessError> {
         let (off, w) = a.field.offset_width();
         let offset = off + u64::from(a.misalign);
         let width = a.width.unwrap_or(w);
@@ -84,11 +84,11 @@ impl Engine {
         &mut self,
         si: usize,
         value: u32,
-    ) -> Result<(Observation, Vec<Violation>), String> {
+    ) -> Result<(Observation, Vec<Violation>), HarnessError> {
         let region = self.mig_region(si)?;
         let dev = self.slots[si].dev.as_mut();
-        let prev = Self::v1_read_u64(dev, region.index, 0, 4)
-            .map_err(|e| format!("cannot read device_state: {e}"))? as u32;
+        let prev =
+            Self::v1_read_u64(dev, region.index, 0, 4).map_err(HarnessError::V1StateUnreadable)? as u32;
         let new = (prev & !v1o::MASK) | value;
         let r = dev.region_write(region.index, 0, &new.to_le_bytes(), Access::Rw);
         let after = Self::v1_read_u64(dev, region.index, 0, 4).unwrap_or(u64::MAX) as u32;
@@ -108,7 +108,7 @@ impl Engine {
         &mut self,
         si: usize,
         a: &crate::op::V1SaveArgs,
-    ) -> Result<(Observation, Vec<Violation>), String> {
+    ) -> Result<(Observation, Vec<Violation>), HarnessError> {
         let region = self.mig_region(si)?;
         let layout =
             v1o::RegionLayout { size: region.size, mmap_areas: region.sparse.clone(), page_size: 4096 };
@@ -192,8 +192,7 @@ impl Engine {
                     Ok(got) if got > 0 => {
                         hash.update(&buf[..got]);
                         if let Some(c) = &mut capture {
-                            c.append(&buf[..got])
-                                .map_err(|e| format!("cannot keep the captured stream: {e}"))?;
+                            c.append(&buf[..got]).map_err(HarnessError::KeepCapture)?;
                         }
                         done += got as u64;
                     }
@@ -230,15 +229,16 @@ impl Engine {
         &mut self,
         si: usize,
         a: &crate::op::V1ResumeArgs,
-    ) -> Result<(Observation, Vec<Violation>), String> {
+    ) -> Result<(Observation, Vec<Violation>), HarnessError> {
         let region = self.mig_region(si)?;
         let literal = self.source_capture(&a.data)?;
         let base = match (&a.data, &literal) {
-            (Source::Stream(name), _) => self.streams.get(&name.0).ok_or_else(|| {
-                format!("no captured stream `{name}`: capture it with a v1_save step first")
-            })?,
+            (Source::Stream(name), _) => self
+                .streams
+                .get(&name.0)
+                .ok_or_else(|| HarnessError::NoCapture { name: name.to_string(), by: "v1_save" })?,
             (_, Some(c)) => c,
-            _ => return Err("no data to write".to_string()),
+            _ => return Err(HarnessError::NoData),
         };
         let other = match &a.mutate {
             Some(crate::op::Mutation::Splice { other, .. } | crate::op::Mutation::SpliceAt { other, .. }) => {
@@ -270,7 +270,7 @@ impl Engine {
                 break;
             }
             let n = (view.len() - pos).min(room).min(buf.len() as u64) as usize;
-            let got = view.read_at(pos, &mut buf[..n]).map_err(|e| e.to_string())?;
+            let got = view.read_at(pos, &mut buf[..n]).map_err(HarnessError::WriteData)?;
             if let Err(e) = dev.region_write(idx, off, &buf[..got], a.via) {
                 obs.errno = Some(e);
                 obs.error_at = Some(pos);

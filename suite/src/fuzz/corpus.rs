@@ -188,9 +188,9 @@ pub fn load(dir: &Path) -> (Vec<(String, Vec<Step>)>, Vec<String>) {
     paths.sort();
     for p in paths {
         let name = p.display().to_string();
-        match crate::fixture::read_bounded(&p) {
+        match crate::sequence::read_bounded(&p) {
             Err(e) => errors.push(format!("{name}: {e}")),
-            Ok(bytes) => match crate::fixture::load_str(&name, &bytes) {
+            Ok(bytes) => match crate::sequence::load_str(&name, &bytes) {
                 Ok(check) => ok.push((
                     p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name),
                     check.steps,

@@ -7,7 +7,7 @@
 //!
 //! A fuzz input is either raw bytes, decoded with [`arbitrary::Unstructured`] into a
 //! [`FuzzCase`], or text that starts with [`YAML_MARKER`]: an optional `#device: sim:v2?...`
-//! line, then a YAML fixture or a YAML list of steps. Seed corpora are readable YAML generated
+//! line, then a YAML sequence or a YAML list of steps. Seed corpora are readable YAML generated
 //! from `fixtures/`, and libFuzzer still mutates them.
 //!
 //! In [`fsm_v2`] and [`v1_region`] the simulator and the oracle are two independent
@@ -30,7 +30,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use crate::check::{Check, Origin, Requires, Step};
 use crate::device::MigrationApi;
 use crate::device::sim::{SimConfig, parse_spec};
-use crate::engine::{CheckRun, Engine, EngineOptions};
+use crate::engine::{CheckEnd, CheckRun, Engine, EngineOptions};
 use crate::op::{Op, Source, WriteArgs};
 use crate::state::MigFlags;
 
@@ -175,7 +175,7 @@ impl FuzzCase {
     }
 
     /// Bounds every size so one case runs in well under a millisecond on the simulator, and
-    /// drops what the fixture loader would refuse (an fd or stream used before it exists):
+    /// drops what the sequence loader would refuse (an fd or stream used before it exists):
     /// what runs is exactly what `fuzz-to-yaml` prints.
     pub fn normalize(&mut self) {
         let api = self.api;
@@ -281,9 +281,9 @@ impl FuzzCase {
     }
 }
 
-/// Loads a fixture or a bare YAML list of steps.
+/// Loads a sequence or a bare YAML list of steps.
 fn load_steps(text: &[u8]) -> Option<Check> {
-    if text.len() > crate::fixture::MAX_FILE {
+    if text.len() > crate::sequence::MAX_FILE {
         return None;
     }
     let s = std::str::from_utf8(text).ok()?;
@@ -293,7 +293,7 @@ fn load_steps(text: &[u8]) -> Option<Check> {
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .is_some_and(|l| l.starts_with('-') || l.starts_with('['));
     if !is_list {
-        return crate::fixture::load_str("fuzz-input.yaml", text).ok();
+        return crate::sequence::load_str("fuzz-input.yaml", text).ok();
     }
     let mut wrapped = String::with_capacity(s.len() + s.lines().count() * 2 + 48);
     wrapped.push_str("id: fuzz.input.case\ntitle: fuzz input\nsteps:\n");
@@ -302,10 +302,10 @@ fn load_steps(text: &[u8]) -> Option<Check> {
         wrapped.push_str(line);
         wrapped.push('\n');
     }
-    crate::fixture::load_str("fuzz-input.yaml", wrapped.as_bytes()).ok()
+    crate::sequence::load_str("fuzz-input.yaml", wrapped.as_bytes()).ok()
 }
 
-/// Whether every fd label and stream `op` names is defined by an earlier step (the fixture
+/// Whether every fd label and stream `op` names is defined by an earlier step (the sequence
 /// loader's rule).
 fn names_defined(op: &Op, fds: &[String], streams: &[String]) -> bool {
     let fd_ok = |f: &crate::op::FdRef| match f {
@@ -369,13 +369,12 @@ impl CaseRun {
         if let Some(e) = &self.run.restore_error {
             return Some(format!("the simulator did not restore: {e}"));
         }
-        if let Some(e) = &self.run.error {
-            return Some(format!("harness error: {e}"));
+        match &self.run.end {
+            CheckEnd::HarnessError(e) => Some(format!("harness error: {e}")),
+            CheckEnd::Timeout(e) => Some(format!("timeout: {e}")),
+            CheckEnd::Unsupported(u) => Some(format!("the case did not run: {u}")),
+            CheckEnd::Completed => None,
         }
-        if let Some(e) = &self.run.timeout {
-            return Some(format!("timeout: {e}"));
-        }
-        self.run.unsupported.as_ref().map(|u| format!("the case did not run: {u}"))
     }
 }
 
@@ -448,14 +447,14 @@ pub fn resume_stream(data: &[u8]) {
     }
 }
 
-/// `yaml_sequence`: the fixture loader never panics and stays within its budgets.
+/// `yaml_sequence`: the sequence loader never panics and stays within its budgets.
 pub fn yaml_sequence(data: &[u8]) {
     let text = data.strip_prefix(YAML_MARKER.as_bytes()).unwrap_or(data);
-    if let Ok(check) = crate::fixture::load_str("fuzz.yaml", text) {
-        let budget = crate::fixture::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
+    if let Ok(check) = crate::sequence::load_str("fuzz.yaml", text) {
+        let budget = crate::sequence::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
         assert!(check.steps.len() <= budget, "{} steps from a budget of {budget} nodes", check.steps.len());
-        assert!(!check.steps.is_empty(), "a fixture without steps loaded");
-        assert!(crate::fixture::valid_id(&check.id), "invalid id `{}` loaded", check.id);
+        assert!(!check.steps.is_empty(), "a sequence without steps loaded");
+        assert!(crate::sequence::valid_id(&check.id), "invalid id `{}` loaded", check.id);
         // Every loaded sequence must also be a valid fuzz case.
         let mut wrapped = YAML_MARKER.as_bytes().to_vec();
         wrapped.extend_from_slice(text);
@@ -472,7 +471,7 @@ pub fn yaml_sequence(data: &[u8]) {
 /// `yaml_profile`: the profile loader never panics and stays within its budgets.
 pub fn yaml_profile(data: &[u8]) {
     if let Ok(p) = crate::profile::Profile::load_str("fuzz.yaml", data) {
-        let budget = crate::fixture::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
+        let budget = crate::sequence::yaml_options().budget.map_or(usize::MAX, |b| b.max_nodes);
         assert!(p.deviations.len() <= budget, "{} deviations from {budget} nodes", p.deviations.len());
         for d in &p.deviations {
             assert!(!d.checks.is_empty(), "a deviation without checks loaded");

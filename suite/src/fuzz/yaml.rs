@@ -1,4 +1,4 @@
-//! Fuzz cases and shrunk walks as YAML fixtures (`--sequence FILE` replays them): a header with
+//! Fuzz cases and shrunk walks as YAML sequences (`--sequence FILE` replays them): a header with
 //! id, title and citation "fuzz finding", `requires` from the flags, and steps judged by the
 //! oracle.
 
@@ -23,7 +23,7 @@ pub struct YamlStep {
     pub fail_nth: Option<u32>,
 }
 
-/// A sequence to render as a fixture.
+/// A sequence to render as YAML.
 #[derive(Clone, Debug, PartialEq)]
 pub struct YamlSequence {
     /// Comment lines at the top (without `# `).
@@ -104,7 +104,7 @@ fn step_out(s: &YamlStep) -> StepOut {
     StepOut { key, value, name: s.name.clone(), device: s.device.clone(), fail_nth: s.fail_nth }
 }
 
-/// The lower-case flag names a fixture's `requires.flags` takes.
+/// The lower-case flag names a sequence's `requires.flags` takes.
 pub fn flag_names(flags: MigFlags) -> Vec<&'static str> {
     [(1, "stop_copy"), (2, "p2p"), (4, "pre_copy")]
         .iter()
@@ -121,7 +121,7 @@ pub fn short_hash(text: &str) -> String {
 }
 
 impl YamlSequence {
-    /// The fixture text.
+    /// The sequence text.
     pub fn render(&self) -> String {
         let out = Out {
             id: &self.id,
@@ -155,7 +155,7 @@ pub fn replay_command(case: &FuzzCase) -> String {
     format!("vfio-mig-conform '{}' --max-stream 1m --sequence FILE", case.sim_config().spec())
 }
 
-/// A case run as a fixture: the steps that ran (without those skipped as harness errors), up
+/// A case run as a sequence: the steps that ran (without those skipped as harness errors), up
 /// to the first finding.
 pub fn reproducer(case: &FuzzCase, out: &CaseRun, target: Target) -> String {
     let keep = out.reproducer_steps();
@@ -193,7 +193,7 @@ pub fn reproducer(case: &FuzzCase, out: &CaseRun, target: Target) -> String {
     YamlSequence { id: format!("fuzz.{}.case_{}", target.name(), short_hash(&body)), ..seq }.render()
 }
 
-/// A `resume_stream` case as a fixture: the bytes written to a RESUMING session, then the
+/// A `resume_stream` case as a sequence: the bytes written to a RESUMING session, then the
 /// SET that leaves RESUMING, judged by the oracle (which treats literal bytes as invalid).
 pub fn resume_reproducer(case: &super::stream::Case) -> String {
     use crate::op::{FdRef, Segmentation, Source, WriteArgs};

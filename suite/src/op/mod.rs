@@ -1,6 +1,6 @@
 //! The operation vocabulary: everything the suite can do to a device, as one closed enum.
 //!
-//! The same type is a YAML fixture step (serde, `- set_state: STOP_COPY`), a fuzz input
+//! The same type is a YAML sequence step (serde, `- set_state: STOP_COPY`), a fuzz input
 //! (`Arbitrary`) and a reproducer, so a fuzz finding prints as a replayable YAML sequence.
 //! Operations are deliberately able to be malformed: raw state values, any argsz and flags,
 //! stale or wrong-direction data fds.

@@ -252,7 +252,7 @@ mod tests {
                 ops.extend(c.steps.into_iter().map(|s| s.op));
             }
         }
-        for c in crate::embedded::fixtures().unwrap_or_default() {
+        for c in crate::sequence::builtin().unwrap_or_default() {
             ops.extend(c.steps.into_iter().map(|s| s.op));
         }
         for raw in [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 255, u32::MAX] {
@@ -283,7 +283,7 @@ mod tests {
         let ops = ops();
         for op in &ops {
             let text = render_op(op);
-            let back: Result<Op, _> = crate::fixture::parse_yaml("render.yaml", text.as_bytes());
+            let back: Result<Op, _> = crate::sequence::parse_yaml("render.yaml", text.as_bytes());
             assert_eq!(back.as_ref().ok(), Some(op), "`{text}`: {back:?}");
         }
     }

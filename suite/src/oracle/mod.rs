@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clauses::ClauseId;
 
-/// One broken expectation: which clauses it checks, what the spec (or the fixture) expected
+/// One broken expectation: which clauses it checks, what the spec (or the sequence) expected
 /// and what the device did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clauses::{Level, catalog};
-use crate::engine::{CheckRun, Finding};
+use crate::engine::{CheckEnd, CheckRun, Finding};
 use crate::oracle::Violation;
 use crate::profile::Profile;
 
@@ -136,16 +136,14 @@ pub fn fuzz_finding_outcome(clauses: &[String], level: Option<Level>, known: boo
 
 /// The outcome from the findings alone (before the profile is applied).
 pub fn classify(run: &CheckRun, strict: bool) -> (Outcome, Option<String>) {
-    if let Some(t) = &run.timeout {
-        return (Outcome::Timeout, Some(t.clone()));
-    }
-    if let Some(e) = &run.error {
-        return (Outcome::Error, Some(e.clone()));
-    }
-    if let Some(u) = &run.unsupported
-        && run.findings.is_empty()
-    {
-        return (Outcome::Unsupported, Some(u.clone()));
+    match &run.end {
+        CheckEnd::Timeout(t) => return (Outcome::Timeout, Some(t.clone())),
+        CheckEnd::HarnessError(e) => return (Outcome::Error, Some(e.clone())),
+        // Findings made before the check found it could not go on still count.
+        CheckEnd::Unsupported(u) if run.findings.is_empty() => {
+            return (Outcome::Unsupported, Some(u.clone()));
+        }
+        CheckEnd::Unsupported(_) | CheckEnd::Completed => {}
     }
     let levels: Vec<Level> = run.findings.iter().map(finding_level).collect();
     if levels.iter().any(|l| l.is_mandatory()) {
@@ -341,7 +339,7 @@ mod tests {
 
     #[test]
     fn harness_errors_are_not_driver_failures() {
-        let run = CheckRun { error: Some("EBUSY".into()), ..Default::default() };
+        let run = CheckRun { end: CheckEnd::HarnessError("EBUSY".into()), ..Default::default() };
         assert_eq!(classify(&run, false).0, Outcome::Error);
     }
 }

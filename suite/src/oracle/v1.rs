@@ -94,7 +94,7 @@ pub fn transition(cur: u32, new: u32) -> Transition {
         (0b001, 0b011) => Transition::Required(V1_FLOW_005),
         (0b011, 0b010) => Transition::Required(V1_FLOW_006),
         // Leaving RESUMING loads the data: it may fail when the data is not a valid stream, so
-        // only fixtures that delivered one expect 100b -> 001b to succeed.
+        // only sequences that delivered one expect 100b -> 001b to succeed.
         (0b001, 0b100) => Transition::Required(V1_FLOW_007),
         _ => Transition::Allowed,
     }

@@ -70,7 +70,7 @@ pub struct CheckResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub duration_us: u64,
-    /// Where the check comes from (fixture file:line:col or generator).
+    /// Where the check comes from (sequence file:line:col or generator).
     pub origin: String,
     /// The command that runs exactly this check again.
     pub reproduce: String,

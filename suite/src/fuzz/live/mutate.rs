@@ -202,7 +202,7 @@ mod tests {
                     changed += 1;
                 }
                 let run = e.run(&w.check(m));
-                assert!(run.error.is_none(), "{op:?}: {:?}", run.error);
+                assert!(run.end.error().is_none(), "{op:?}: {:?}", run.end);
                 assert!(run.findings.is_empty(), "{op:?}: {:?}", run.findings);
             }
             assert!(changed >= 10, "{op:?} changed the walk only {changed} times in 20");

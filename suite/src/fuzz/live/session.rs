@@ -12,7 +12,7 @@ use super::shrink::{Shrunk, shrink};
 use super::walk::{Walker, clean};
 use crate::check::{Check, Step};
 use crate::device::MigrationApi;
-use crate::engine::{CheckRun, Engine};
+use crate::engine::{CheckEnd, CheckRun, Engine};
 use crate::fuzz::corpus::Corpus;
 use crate::fuzz::coverage::{CoverageSource, RunCoverage};
 use crate::fuzz::yaml::{YamlSequence, YamlStep, short_hash};
@@ -292,11 +292,15 @@ impl Session {
         if let Some(e) = &run.restore_error {
             return WalkOutcome::Wedged(e.clone(), new);
         }
-        if let Some(e) = run.error.as_deref().filter(|e| e.starts_with("interrupted")) {
+        if let Some(e) = run.end.error().filter(|_| run.end.interrupted()) {
             return WalkOutcome::Interrupted(e.to_string());
         }
-        if let Some(problem) = run.error.clone().or_else(|| run.timeout.clone()) {
-            let timeout = run.timeout.is_some();
+        let problem = match &run.end {
+            CheckEnd::HarnessError(e) => Some((e.clone(), false)),
+            CheckEnd::Timeout(t) => Some((t.clone(), true)),
+            CheckEnd::Completed | CheckEnd::Unsupported(_) => None,
+        };
+        if let Some((problem, timeout)) = problem {
             let key = vec![if timeout { "TIMEOUT".to_string() } else { "ERROR".to_string() }];
             if let Some(i) = self.seen(&key) {
                 self.findings[i].sightings += 1;
@@ -312,8 +316,7 @@ impl Session {
                 let (steps, runs) = if timeout || kernel {
                     (check.steps.clone(), 0)
                 } else {
-                    let same =
-                        |r: &CheckRun| (r.error.as_deref() == Some(problem.as_str())).then_some(usize::MAX);
+                    let same = |r: &CheckRun| (r.end.error() == Some(problem.as_str())).then_some(usize::MAX);
                     let last = check.steps.len().saturating_sub(1);
                     let s = self.shrink(engine, exec, check, &same, last);
                     (s.steps, s.runs)
@@ -640,7 +643,7 @@ fn sorted(v: &[crate::clauses::ClauseId]) -> Vec<String> {
 }
 
 fn interrupted(run: &CheckRun) -> bool {
-    run.error.as_deref().is_some_and(|e| e.starts_with("interrupted"))
+    run.end.interrupted()
 }
 #[cfg(test)]
 mod tests {
@@ -711,7 +714,7 @@ mod tests {
         let f = &s.findings[found.expect("the defect is found")];
         assert_eq!(f.key, vec![V2_STATE_007.to_string()]);
         assert!(f.sequence.steps.len() <= 4, "not shrunk: {}", f.record.reproducer);
-        let check = crate::fixture::load_str("r.yaml", f.record.reproducer.as_bytes())
+        let check = crate::sequence::load_str("r.yaml", f.record.reproducer.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{}", f.record.reproducer));
         let run = e.run(&check);
         assert!(run.findings.iter().any(|x| x.violation.clauses == vec![V2_STATE_007]));

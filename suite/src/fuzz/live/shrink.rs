@@ -89,6 +89,7 @@ pub fn shrink(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::CheckEnd;
     use crate::op::Op;
 
     fn wait(ms: u16) -> Step {
@@ -104,9 +105,11 @@ mod tests {
                 s.iter().filter_map(|s| if let Op::Wait { ms } = s.op { Some(ms) } else { None }).collect();
             ms.iter().position(|m| *m == 3).is_some_and(|a| ms[a..].contains(&7))
         };
-        let mut run =
-            |s: &[Step]| CheckRun { error: shows(s).then(|| "boom".to_string()), ..CheckRun::default() };
-        let same = |r: &CheckRun| r.error.as_ref().map(|_| usize::MAX);
+        let mut run = |s: &[Step]| CheckRun {
+            end: if shows(s) { CheckEnd::HarnessError("boom".to_string()) } else { CheckEnd::Completed },
+            ..CheckRun::default()
+        };
+        let same = |r: &CheckRun| r.end.error().map(|_| usize::MAX);
         let out = shrink(&steps, 11, &same, 100, &mut run, &|_| false);
         let ms: Vec<u16> =
             out.steps.iter().map(|s| if let Op::Wait { ms } = s.op { ms } else { 0 }).collect();
@@ -118,7 +121,7 @@ mod tests {
     fn a_problem_that_does_not_reproduce_keeps_the_whole_walk() {
         let steps: Vec<Step> = (1..=5).map(wait).collect();
         let mut run = |_: &[Step]| CheckRun::default();
-        let same = |r: &CheckRun| r.error.as_ref().map(|_| usize::MAX);
+        let same = |r: &CheckRun| r.end.error().map(|_| usize::MAX);
         let out = shrink(&steps, 2, &same, 100, &mut run, &|_| false);
         assert_eq!(out.steps.len(), 5);
         assert_eq!(out.runs, 1);

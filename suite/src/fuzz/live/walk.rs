@@ -914,7 +914,7 @@ fn walk_check(id: &str, api: MigrationApi, flags: MigFlags, devices: Vec<String>
     }
 }
 
-/// Drops steps that name a stream or fd label no earlier step defines (what the fixture
+/// Drops steps that name a stream or fd label no earlier step defines (what the sequence
 /// loader would refuse).
 pub fn clean(steps: &[Step]) -> Vec<Step> {
     let mut streams: Vec<(Option<String>, String)> = Vec::new();
