@@ -8,7 +8,6 @@
 //! lines that follow as its body. The live fuzzer attributes each splat to the operation that
 //! caused it; the runner can attach them to a check.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -168,128 +167,7 @@ pub fn drain_fd_seq(fd: std::os::fd::RawFd) -> Option<u64> {
     }
 }
 
-/// What kind of report the kernel printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SplatKind {
-    /// `BUG: KASAN: ...`
-    Kasan,
-    /// `BUG: KFENCE: ...`
-    Kfence,
-    /// lockdep: `WARNING: possible circular locking dependency detected` and its siblings.
-    Lockdep,
-    /// `WARNING: CPU: N PID: M at ...` (to 6.x) or `WARNING: file:line at ..., CPU#N: ...`.
-    Warn,
-    /// `BUG: kernel NULL pointer dereference, address: ...`
-    NullDeref,
-    /// `BUG: unable to handle page fault for address: ...`
-    PageFault,
-    /// `Oops: general protection fault ...`
-    GeneralProtection,
-    /// `kernel BUG at file:line!`
-    Bug,
-    /// Any other `BUG: ...` (sleeping in atomic context, bad page state, ...).
-    OtherBug,
-    /// `UBSAN: ...`
-    Ubsan,
-    /// `INFO: task comm:pid blocked for more than N seconds.`
-    HungTask,
-    /// `watchdog: BUG: soft lockup - CPU#N stuck for Ns!`
-    SoftLockup,
-    /// `rcu: INFO: ... detected stalls`
-    RcuStall,
-    /// `Kernel panic - not syncing: ...`
-    Panic,
-}
-
-impl SplatKind {
-    /// A short name for finding keys (`KERNEL-KASAN`).
-    pub fn name(self) -> &'static str {
-        match self {
-            SplatKind::Kasan => "KASAN",
-            SplatKind::Kfence => "KFENCE",
-            SplatKind::Lockdep => "LOCKDEP",
-            SplatKind::Warn => "WARN",
-            SplatKind::NullDeref => "NULL-DEREF",
-            SplatKind::PageFault => "PAGE-FAULT",
-            SplatKind::GeneralProtection => "GPF",
-            SplatKind::Bug => "BUG",
-            SplatKind::OtherBug => "BUG",
-            SplatKind::Ubsan => "UBSAN",
-            SplatKind::HungTask => "HUNG-TASK",
-            SplatKind::SoftLockup => "SOFT-LOCKUP",
-            SplatKind::RcuStall => "RCU-STALL",
-            SplatKind::Panic => "PANIC",
-        }
-    }
-}
-
-impl fmt::Display for SplatKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Classifies the first line of a kernel report; None for ordinary log lines.
-pub fn classify(line: &str) -> Option<SplatKind> {
-    let l = line.trim_start();
-    const LOCKDEP: [&str; 9] = [
-        "WARNING: possible circular locking dependency detected",
-        "WARNING: possible recursive locking detected",
-        "WARNING: inconsistent lock state",
-        "WARNING: possible irq lock inversion dependency detected",
-        "WARNING: bad unlock balance detected!",
-        "WARNING: held lock freed!",
-        "WARNING: lock held when returning to user space!",
-        "WARNING: suspicious RCU usage",
-        "WARNING: Nested lock was not taken",
-    ];
-    if LOCKDEP.iter().any(|p| l.starts_with(p)) || l.starts_with("WARNING: HARDIRQ-safe -> HARDIRQ-unsafe") {
-        return Some(SplatKind::Lockdep);
-    }
-    if l.starts_with("BUG: KASAN:") {
-        return Some(SplatKind::Kasan);
-    }
-    if l.starts_with("BUG: KFENCE:") {
-        return Some(SplatKind::Kfence);
-    }
-    if l.starts_with("WARNING: CPU: ") || (l.starts_with("WARNING: ") && l.contains(", CPU#")) {
-        return Some(SplatKind::Warn);
-    }
-    if l.starts_with("BUG: kernel NULL pointer dereference") {
-        return Some(SplatKind::NullDeref);
-    }
-    if l.starts_with("BUG: unable to handle page fault")
-        || l.starts_with("BUG: unable to handle kernel paging request")
-    {
-        return Some(SplatKind::PageFault);
-    }
-    if l.starts_with("watchdog: BUG: soft lockup") || l.starts_with("BUG: soft lockup") {
-        return Some(SplatKind::SoftLockup);
-    }
-    if l.starts_with("Oops: general protection fault") || l.starts_with("general protection fault") {
-        return Some(SplatKind::GeneralProtection);
-    }
-    if l.starts_with("kernel BUG at ") {
-        return Some(SplatKind::Bug);
-    }
-    if l.starts_with("BUG: ") {
-        return Some(SplatKind::OtherBug);
-    }
-    if l.starts_with("UBSAN: ") {
-        return Some(SplatKind::Ubsan);
-    }
-    if l.starts_with("INFO: task ") && l.contains(" blocked") && l.contains("for more than") {
-        return Some(SplatKind::HungTask);
-    }
-    if l.starts_with("rcu: INFO: ") && l.contains("detected stall") {
-        return Some(SplatKind::RcuStall);
-    }
-    if l.starts_with("Kernel panic - not syncing") {
-        return Some(SplatKind::Panic);
-    }
-    None
-}
+pub use crate::oracle::kmsg::{SplatKind, classify};
 
 /// A kernel report: its first line and the lines that follow it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,112 +1,160 @@
 //! Kernel-side evidence: the kernel log records of a check's window (`/dev/kmsg`) judged for
-//! the reports a healthy driver never causes (V2-KERNEL-001): KASAN, lockdep, WARN, BUG/Oops,
-//! soft lockups and hung tasks. Pure: the runner reads the records, this module judges them.
+//! the reports a healthy driver never causes (V2-KERNEL-001): KASAN, KFENCE, lockdep, WARN
+//! (both header formats: `WARNING: CPU: ...` to 6.x, `WARNING: file:line at ..., CPU#N` in 7.x),
+//! BUG/Oops, UBSAN, soft lockups, RCU stalls, hung tasks and panics. [`classify`] is the one
+//! classification of kernel reports: the live fuzzer's splats (crate::kmsg) use it too.
+//! Pure: the runner reads the records, this module judges them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use super::Violation;
 use crate::clauses::id::*;
 
-/// One `/dev/kmsg` record: `<level>,<seq>,<usec>,<flags>[,...];<message>` followed by
-/// dictionary lines that start with a space (Documentation/ABI/testing/dev-kmsg).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub level: u8,
-    pub seq: u64,
-    /// CLOCK_MONOTONIC microseconds when the kernel logged it.
-    pub usec: u64,
-    pub text: String,
-}
+pub use crate::kmsg::Record;
 
-impl Record {
-    /// Parses one record as `read()` returns it; None for anything else.
-    pub fn parse(raw: &str) -> Option<Record> {
-        let (prefix, rest) = raw.split_once(';')?;
-        let mut fields = prefix.split(',');
-        let prio: u32 = fields.next()?.parse().ok()?;
-        let seq = fields.next()?.parse().ok()?;
-        let usec = fields.next()?.parse().ok()?;
-        // The message is the first line; dictionary lines (" KEY=value") follow.
-        let text = rest.lines().next().unwrap_or("").to_string();
-        Some(Record { level: (prio & 7) as u8, seq, usec, text: unescape(&text) })
-    }
-}
-
-/// `\x0a`-style escapes of /dev/kmsg back to characters (only printable ASCII is kept).
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("\\x") {
-        out.push_str(&rest[..i]);
-        let hex = rest.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
-            Some(_) => out.push(' '),
-            None => out.push_str("\\x"),
-        }
-        rest = rest.get(i + if hex.is_some() { 4 } else { 2 }..).unwrap_or("");
-    }
-    out.push_str(rest);
-    out
-}
-
-/// What kind of report a line opens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Report {
+/// What kind of report the kernel printed: the one classification of kernel reports, used by a
+/// run's `--kernel-log` window (V2-KERNEL-001 per check) and by the live fuzzer (crate::kmsg).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplatKind {
+    /// `BUG: KASAN: ...`
     Kasan,
+    /// `BUG: KFENCE: ...`
+    Kfence,
+    /// lockdep: `WARNING: possible circular locking dependency detected` and its siblings.
     Lockdep,
+    /// `WARNING: CPU: N PID: M at ...` (to 6.x) or `WARNING: file:line at ..., CPU#N: ...`.
     Warn,
+    /// `BUG: kernel NULL pointer dereference, address: ...`
+    NullDeref,
+    /// `BUG: unable to handle page fault for address: ...`
+    PageFault,
+    /// `Oops: general protection fault ...`
+    GeneralProtection,
+    /// `kernel BUG at file:line!`
     Bug,
-    SoftLockup,
+    /// Any other `BUG: ...` (sleeping in atomic context, bad page state, ...).
+    OtherBug,
+    /// `UBSAN: ...`
+    Ubsan,
+    /// `INFO: task comm:pid blocked for more than N seconds.`
     HungTask,
+    /// `watchdog: BUG: soft lockup - CPU#N stuck for Ns!`
+    SoftLockup,
+    /// `rcu: INFO: ... detected stalls`
+    RcuStall,
+    /// `Kernel panic - not syncing: ...`
+    Panic,
 }
 
-impl Report {
+impl SplatKind {
+    /// A short name for finding keys (`KERNEL-KASAN`).
     pub fn name(self) -> &'static str {
         match self {
-            Report::Kasan => "KASAN report",
-            Report::Lockdep => "lockdep splat",
-            Report::Warn => "WARN",
-            Report::Bug => "BUG/Oops",
-            Report::SoftLockup => "soft lockup",
-            Report::HungTask => "hung task",
+            SplatKind::Kasan => "KASAN",
+            SplatKind::Kfence => "KFENCE",
+            SplatKind::Lockdep => "LOCKDEP",
+            SplatKind::Warn => "WARN",
+            SplatKind::NullDeref => "NULL-DEREF",
+            SplatKind::PageFault => "PAGE-FAULT",
+            SplatKind::GeneralProtection => "GPF",
+            SplatKind::Bug => "BUG",
+            SplatKind::OtherBug => "BUG",
+            SplatKind::Ubsan => "UBSAN",
+            SplatKind::HungTask => "HUNG-TASK",
+            SplatKind::SoftLockup => "SOFT-LOCKUP",
+            SplatKind::RcuStall => "RCU-STALL",
+            SplatKind::Panic => "PANIC",
         }
     }
+}
 
-    /// The report a log line starts, if any (the first line of each report format the kernel
-    /// prints: mm/kasan/report.c, kernel/locking/lockdep.c, kernel/panic.c, arch/x86/mm/fault.c,
-    /// kernel/watchdog.c, kernel/hung_task.c).
-    pub fn opened_by(line: &str) -> Option<Report> {
-        let l = line.trim_start();
-        if l.starts_with("BUG: KASAN:")
-            || l.contains("KASAN: null-ptr-deref")
-            || l.contains("KASAN: maybe wild")
-        {
-            Some(Report::Kasan)
-        } else if l.contains("BUG: soft lockup") {
-            Some(Report::SoftLockup)
-        } else if l.starts_with("INFO: task ") && l.contains("blocked for more than") {
-            Some(Report::HungTask)
-        } else if l.starts_with("WARNING: possible circular locking dependency")
-            || l.starts_with("WARNING: possible recursive locking")
-            || l.starts_with("WARNING: inconsistent lock state")
-            || l.starts_with("WARNING: bad unlock balance")
-            || l.starts_with("WARNING: lock held when returning to user space")
-            || l.starts_with("WARNING: held lock freed")
-            || l.starts_with("WARNING: suspicious RCU usage")
-            || l.starts_with("BUG: sleeping function called from invalid context")
-            || l.starts_with("BUG: scheduling while atomic")
-            || l.starts_with("INFO: possible irq lock inversion")
-        {
-            Some(Report::Lockdep)
-        } else if l.starts_with("WARNING: CPU:") || l.starts_with("WARNING: at ") {
-            Some(Report::Warn)
-        } else if l.starts_with("BUG: ")
-            || l.starts_with("kernel BUG at")
-            || l.starts_with("Oops: ")
-            || l.starts_with("general protection fault")
-        {
-            Some(Report::Bug)
-        } else {
-            None
+impl fmt::Display for SplatKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Classifies the first line of a kernel report; None for ordinary log lines.
+pub fn classify(line: &str) -> Option<SplatKind> {
+    let l = line.trim_start();
+    const LOCKDEP: [&str; 9] = [
+        "WARNING: possible circular locking dependency detected",
+        "WARNING: possible recursive locking detected",
+        "WARNING: inconsistent lock state",
+        "WARNING: possible irq lock inversion dependency detected",
+        "WARNING: bad unlock balance detected!",
+        "WARNING: held lock freed!",
+        "WARNING: lock held when returning to user space!",
+        "WARNING: suspicious RCU usage",
+        "WARNING: Nested lock was not taken",
+    ];
+    if LOCKDEP.iter().any(|p| l.starts_with(p)) || l.starts_with("WARNING: HARDIRQ-safe -> HARDIRQ-unsafe") {
+        return Some(SplatKind::Lockdep);
+    }
+    if l.starts_with("BUG: KASAN:") {
+        return Some(SplatKind::Kasan);
+    }
+    if l.starts_with("BUG: KFENCE:") {
+        return Some(SplatKind::Kfence);
+    }
+    if l.starts_with("WARNING: CPU: ") || (l.starts_with("WARNING: ") && l.contains(", CPU#")) {
+        return Some(SplatKind::Warn);
+    }
+    if l.starts_with("BUG: kernel NULL pointer dereference") {
+        return Some(SplatKind::NullDeref);
+    }
+    if l.starts_with("BUG: unable to handle page fault")
+        || l.starts_with("BUG: unable to handle kernel paging request")
+    {
+        return Some(SplatKind::PageFault);
+    }
+    if l.starts_with("watchdog: BUG: soft lockup") || l.starts_with("BUG: soft lockup") {
+        return Some(SplatKind::SoftLockup);
+    }
+    if l.starts_with("Oops: general protection fault") || l.starts_with("general protection fault") {
+        return Some(SplatKind::GeneralProtection);
+    }
+    if l.starts_with("kernel BUG at ") {
+        return Some(SplatKind::Bug);
+    }
+    if l.starts_with("BUG: ") {
+        return Some(SplatKind::OtherBug);
+    }
+    if l.starts_with("UBSAN: ") {
+        return Some(SplatKind::Ubsan);
+    }
+    if l.starts_with("INFO: task ") && l.contains(" blocked") && l.contains("for more than") {
+        return Some(SplatKind::HungTask);
+    }
+    if l.starts_with("rcu: INFO: ") && l.contains("detected stall") {
+        return Some(SplatKind::RcuStall);
+    }
+    if l.starts_with("Kernel panic - not syncing") {
+        return Some(SplatKind::Panic);
+    }
+    None
+}
+
+impl SplatKind {
+    /// The report's name in a finding ("the kernel logged a ...").
+    pub fn describe(self) -> &'static str {
+        match self {
+            SplatKind::Kasan => "KASAN report",
+            SplatKind::Kfence => "KFENCE report",
+            SplatKind::Lockdep => "lockdep splat",
+            SplatKind::Warn => "WARN",
+            SplatKind::NullDeref => "NULL pointer dereference (Oops)",
+            SplatKind::PageFault => "page fault (Oops)",
+            SplatKind::GeneralProtection => "general protection fault (Oops)",
+            SplatKind::Bug | SplatKind::OtherBug => "BUG",
+            SplatKind::Ubsan => "UBSAN report",
+            SplatKind::HungTask => "hung task",
+            SplatKind::SoftLockup => "soft lockup",
+            SplatKind::RcuStall => "RCU stall",
+            SplatKind::Panic => "kernel panic",
         }
     }
 }
@@ -118,7 +166,7 @@ pub const EXCERPT_LINES: usize = 40;
 /// opening line to the end of the trace or [`EXCERPT_LINES`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
-    pub report: Report,
+    pub report: SplatKind,
     pub usec: u64,
     pub excerpt: Vec<String>,
 }
@@ -130,7 +178,7 @@ pub fn reports(records: &[Record]) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     let mut i = 0;
     while i < records.len() {
-        let Some(report) = Report::opened_by(&records[i].text) else {
+        let Some(report) = classify(&records[i].text) else {
             i += 1;
             continue;
         };
@@ -146,15 +194,14 @@ pub fn reports(records: &[Record]) -> Vec<Found> {
 }
 
 /// What V2-KERNEL-001 expects of a check's window of the kernel log.
-const NO_REPORT: &str =
-    "no kernel error report (KASAN, lockdep, WARN, BUG/Oops, soft lockup, hung task) while the check runs";
+const NO_REPORT: &str = "no kernel error report (KASAN, KFENCE, lockdep, WARN, BUG/Oops, UBSAN, soft lockup, RCU stall, hung task, panic) while the check runs";
 
 /// The finding for one report.
 pub fn violation(found: &Found) -> Violation {
     Violation::new(
         [V2_KERNEL_001],
         NO_REPORT.to_string(),
-        format!("the kernel logged a {}:\n{}", found.report.name(), found.excerpt.join("\n")),
+        format!("the kernel logged a {}:\n{}", found.report.describe(), found.excerpt.join("\n")),
     )
 }
 
@@ -193,43 +240,51 @@ mod tests {
 
     #[test]
     fn each_report_kind_is_recognised_and_ordinary_lines_are_not() {
-        assert_eq!(
-            Report::opened_by("BUG: KASAN: slab-use-after-free in mtty_save_read"),
-            Some(Report::Kasan)
-        );
-        assert_eq!(
-            Report::opened_by("KASAN: null-ptr-deref in range [0x0000000000000008-0x000000000000000f]"),
-            Some(Report::Kasan)
-        );
-        assert_eq!(
-            Report::opened_by("WARNING: possible circular locking dependency detected"),
-            Some(Report::Lockdep)
-        );
-        assert_eq!(
-            Report::opened_by("WARNING: CPU: 0 PID: 77 at drivers/vfio/vfio_main.c:1 x"),
-            Some(Report::Warn)
-        );
-        assert_eq!(
-            Report::opened_by("BUG: kernel NULL pointer dereference, address: 0000000000000008"),
-            Some(Report::Bug)
-        );
-        assert_eq!(
-            Report::opened_by("Oops: general protection fault, probably for non-canonical address"),
-            Some(Report::Bug)
-        );
-        assert_eq!(
-            Report::opened_by("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [vfio-mig-conf:80]"),
-            Some(Report::SoftLockup)
-        );
-        assert_eq!(
-            Report::opened_by("INFO: task vfio-mig-conf:81 blocked for more than 20 seconds."),
-            Some(Report::HungTask)
-        );
-        assert_eq!(
-            Report::opened_by("PCI: Fatal: No config space access function found; report a bug"),
-            None
-        );
-        assert_eq!(Report::opened_by("mtty: loading out-of-tree module taints kernel."), None);
+        let cases = [
+            ("BUG: KASAN: slab-use-after-free in mtty_save_read", Some(SplatKind::Kasan)),
+            ("WARNING: possible circular locking dependency detected", Some(SplatKind::Lockdep)),
+            ("WARNING: CPU: 0 PID: 77 at drivers/vfio/vfio_main.c:1 x", Some(SplatKind::Warn)),
+            // The WARN header of 7.x kernels, as the 7.2 test kernel printed it.
+            (
+                "WARNING: drivers/vfio/vfio_main.c:1402 at vfio_device_fops_release+0x1e5/0x260, CPU#1: vfio-mig-confor/402",
+                Some(SplatKind::Warn),
+            ),
+            ("BUG: kernel NULL pointer dereference, address: 0000000000000008", Some(SplatKind::NullDeref)),
+            (
+                "Oops: general protection fault, probably for non-canonical address",
+                Some(SplatKind::GeneralProtection),
+            ),
+            (
+                "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [vfio-mig-conf:80]",
+                Some(SplatKind::SoftLockup),
+            ),
+            ("INFO: task vfio-mig-conf:81 blocked for more than 20 seconds.", Some(SplatKind::HungTask)),
+            ("UBSAN: shift-out-of-bounds in drivers/vfio/vfio_main.c:9:1", Some(SplatKind::Ubsan)),
+            ("PCI: Fatal: No config space access function found; report a bug", None),
+            ("mtty: loading out-of-tree module taints kernel.", None),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(classify(line), kind, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_7_2_warn_in_a_check_window_breaks_v2_kernel_001() {
+        // Arrange: the WARN the 7.2 test kernel printed when a RESUMING device was closed.
+        let r = recs(&[
+            "------------[ cut here ]------------",
+            "WARNING: drivers/vfio/vfio_main.c:1402 at vfio_device_fops_release+0x1e5/0x260, CPU#1: vfio-mig-confor/402",
+            "Modules linked in:",
+            "---[ end trace 0000000000000000 ]---",
+        ]);
+        // Act
+        let found = reports(&r);
+        // Assert
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].report, SplatKind::Warn);
+        let v = violation(&found[0]);
+        assert_eq!(v.clauses, vec![V2_KERNEL_001]);
+        assert!(v.actual.contains("the kernel logged a WARN"), "{}", v.actual);
     }
 
     #[test]
@@ -247,13 +302,17 @@ mod tests {
         ]);
         let found = reports(&r);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].report, Report::Bug);
+        assert_eq!(found[0].report, SplatKind::NullDeref);
         assert_eq!(found[0].usec, 1001);
         assert_eq!(found[0].excerpt.len(), 7);
         assert!(found[0].excerpt.last().is_some_and(|l| l.contains("end trace")));
         let v = violation(&found[0]);
         assert_eq!(v.clauses, [V2_KERNEL_001]);
-        assert!(v.actual.contains("BUG/Oops") && v.actual.contains("mtty_set_state"), "{}", v.actual);
+        assert!(
+            v.actual.contains("NULL pointer dereference (Oops)") && v.actual.contains("mtty_set_state"),
+            "{}",
+            v.actual
+        );
     }
 
     #[test]
@@ -264,8 +323,8 @@ mod tests {
             "---[ end trace 1 ]---",
             "INFO: task t:1 blocked for more than 20 seconds.",
         ]);
-        let kinds: Vec<Report> = reports(&r).iter().map(|f| f.report).collect();
-        assert_eq!(kinds, [Report::Warn, Report::HungTask]);
+        let kinds: Vec<SplatKind> = reports(&r).iter().map(|f| f.report).collect();
+        assert_eq!(kinds, [SplatKind::Warn, SplatKind::HungTask]);
     }
 
     #[test]
