@@ -57,6 +57,59 @@ fn a_vmm_that_cannot_run_exits_127_and_bad_options_exit_2() {
     assert_eq!(out.status.code(), Some(2), "the VMM is required");
 }
 
+/// The helper role of the next test (this test binary, run again under the recorder): 100
+/// reads of /dev/zero around a VFIO ioctl on it (VFIO_GET_API_VERSION: ENOTTY).
+fn reads_around_a_vfio_ioctl() {
+    use std::io::Read;
+    let mut f = std::fs::File::open("/dev/zero").unwrap();
+    let mut b = [0u8; 8];
+    for _ in 0..50 {
+        f.read_exact(&mut b).unwrap();
+    }
+    // SAFETY: an ioctl without argument on an fd we own; only its result is looked at.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), 0x3b64) };
+    assert_eq!(r, -1, "VFIO_GET_API_VERSION on /dev/zero fails");
+    for _ in 0..50 {
+        f.read_exact(&mut b).unwrap();
+    }
+}
+
+/// `record [EXTRA] -- env VMC_RECORD_HELPER=1 THIS_TEST`; returns (tracer stops, fd filters).
+fn record_helper(extra: &[&str]) -> (u64, u64) {
+    let me = std::env::current_exe().unwrap();
+    let out = bin()
+        .arg("record")
+        .args(extra)
+        .args(["--", "env", "VMC_RECORD_HELPER=1"])
+        .arg(&me)
+        .args(["--exact", "a_process_without_device_or_data_fds_stops_only_on_its_vfio_ioctls", "-q"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let n = |after: &str| -> u64 {
+        let i = err.find(after).unwrap_or_else(|| panic!("no `{after}` in: {err}"));
+        err[..i].split(|c: char| !c.is_ascii_digit()).rfind(|w| !w.is_empty()).unwrap().parse().unwrap()
+    };
+    (n(" tracer stops"), n(" fd filter(s) added"))
+}
+
+#[test]
+fn a_process_without_device_or_data_fds_stops_only_on_its_vfio_ioctls() {
+    if std::env::var_os("VMC_RECORD_HELPER").is_some() {
+        reads_around_a_vfio_ioctl();
+        return;
+    }
+    // Act: the helper under the recorder, and with every fd's I/O stopped on.
+    let (stops, filters) = record_helper(&[]);
+    let (all_stops, all_filters) = record_helper(&["--stop-on-all-io"]);
+    // Assert: one stop (the ioctl), none of the 100 reads or the harness's writes; with
+    // --stop-on-all-io every read stops. No fd filters either way (no device or data fd).
+    assert_eq!((stops, filters), (1, 0));
+    assert!(all_stops >= 101, "{all_stops} stops with --stop-on-all-io");
+    assert_eq!(all_filters, 0);
+}
+
 #[test]
 fn sigterm_to_the_recorder_ends_every_traced_process() {
     let d = tmp("term");

@@ -92,6 +92,12 @@ pub struct Decoder {
     /// Seccomp stops seen, and how many of them were followed to their exit.
     pub stops: u64,
     pub exits: u64,
+    /// Fd filters added (one per device or data fd number per process).
+    pub watched: u64,
+    /// Fds that could not be given one, and why (their transfers may be missing).
+    pub watch_failures: Vec<(i32, i32, String)>,
+    /// Device and data fds learnt since the tracer last asked.
+    new_fds: Vec<(i32, i32)>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -127,6 +133,9 @@ impl Decoder {
             programs: BTreeMap::new(),
             stops: 0,
             exits: 0,
+            watched: 0,
+            watch_failures: Vec::new(),
+            new_fds: Vec::new(),
         }
     }
 
@@ -155,7 +164,9 @@ impl Decoder {
     }
 
     fn set_fd(&mut self, pid: i32, fd: i32, what: Fd) {
-        self.procs.entry(pid).or_default().fds.insert(fd, what);
+        if self.procs.entry(pid).or_default().fds.insert(fd, what).is_none() {
+            self.new_fds.push((pid, fd));
+        }
     }
 
     fn label_of(&self, dev: usize) -> String {
@@ -543,6 +554,17 @@ impl Handler for Decoder {
 
     fn exec(&mut self, pid: i32) {
         self.exec_inner(pid);
+    }
+
+    fn take_new_fds(&mut self) -> Vec<(i32, i32)> {
+        std::mem::take(&mut self.new_fds)
+    }
+
+    fn watched(&mut self, pid: i32, fd: i32, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.watched += 1,
+            Err(why) => self.watch_failures.push((pid, fd, why)),
+        }
     }
 
     fn exit_process(&mut self, pid: i32, status: i32) {

@@ -28,8 +28,9 @@ pub const EXEC_FAILED: u8 = 127;
 /// `vfio-mig-conform record`.
 #[derive(Args, Debug)]
 #[command(after_help = "\
-The VMM runs under ptrace with a seccomp filter (it stops only on VFIO ioctls and the
-read/write/close family), every thread and child process followed: a shell script starting a
+The VMM runs under ptrace with seccomp filters: it stops only on VFIO ioctls and on the
+read/write/close family on the device and data fds those ioctls return (--stop-on-all-io:
+on every fd). Every thread and child process is followed: a shell script starting a
 source and a destination QEMU is recorded as one sequence, devices labelled A, B, ... in the
 order they are opened. Replay with: vfio-mig-conform DEV --peer DEV2 ... --sequence FILE.
 
@@ -59,6 +60,11 @@ pub struct RecordArgs {
     /// constantly; QEMU 10 never polls a data fd).
     #[arg(long)]
     pub poll: bool,
+    /// Stop on the read/write/close family on every fd of every process, not only on the
+    /// device and data fds a process got from its own VFIO ioctls (slower; for a VMM that is
+    /// handed such an fd by another process and uses it without a VFIO ioctl of its own).
+    #[arg(long)]
+    pub stop_on_all_io: bool,
     /// Keep at most this many bytes of data-fd transfers for matching a destination's writes
     /// to a source's reads (k/m/g suffixes); beyond, writes are recorded by size and hash.
     #[arg(long, value_name = "BYTES", default_value = "64m")]
@@ -105,25 +111,33 @@ pub fn record(a: &RecordArgs) -> u8 {
     };
     let mut dec = decode::Decoder::new(keep, sink);
     let t0 = std::time::Instant::now();
-    let (_, ended) = match ptrace::run(&a.command, a.poll, &mut dec) {
-        Ok(r) => r,
-        Err(e @ ptrace::TraceError::Exec(..)) => {
-            eprintln!("vfio-mig-conform record: {e}");
-            discard(a);
-            return EXEC_FAILED;
-        }
-        Err(e) => {
-            eprintln!("vfio-mig-conform record: {e}");
-            discard(a);
-            return RECORD_FAILED;
-        }
-    };
+    let (_, ended) =
+        match ptrace::run(&a.command, ptrace::Filters { poll: a.poll, all_io: a.stop_on_all_io }, &mut dec) {
+            Ok(r) => r,
+            Err(e @ ptrace::TraceError::Exec(..)) => {
+                eprintln!("vfio-mig-conform record: {e}");
+                discard(a);
+                return EXEC_FAILED;
+            }
+            Err(e) => {
+                eprintln!("vfio-mig-conform record: {e}");
+                discard(a);
+                return RECORD_FAILED;
+            }
+        };
     let wall = t0.elapsed();
     let status = ended.status().clamp(0, 255) as u8;
+    for (pid, fd, why) in &dec.watch_failures {
+        eprintln!(
+            "vfio-mig-conform record: warning: fd {fd} of process {pid} (a VFIO device or data fd) could not be given its seccomp filter ({why}); its transfers are missing from the recording: record again with --stop-on-all-io"
+        );
+    }
     if dec.devices.is_empty() {
         eprintln!(
-            "vfio-mig-conform record: {} opened no VFIO device (exit status {status}); nothing recorded",
-            a.command[0].to_string_lossy()
+            "vfio-mig-conform record: {} opened no VFIO device (exit status {status}); nothing recorded ({} tracer stops, {} fd filter(s) added)",
+            a.command[0].to_string_lossy(),
+            dec.stops,
+            dec.watched
         );
         discard(a);
         return RECORD_FAILED;
@@ -171,13 +185,14 @@ pub fn record(a: &RecordArgs) -> u8 {
                 .map(|d| format!("{} = {} ({})", d.label, d.name, d.kind))
                 .collect();
             eprintln!(
-                "vfio-mig-conform record: {} steps on {} into {name}; {} events; {} tracer stops ({} followed to their exit) in {:.2} s; the VMM exited with status {status}",
+                "vfio-mig-conform record: {} steps on {} into {name}; {} events; {} tracer stops ({} followed to their exit) in {:.2} s; {} fd filter(s) added; the VMM exited with status {status}",
                 check.steps.len(),
                 devs.join(", "),
                 dec.events.len(),
                 dec.stops,
                 dec.exits,
-                wall.as_secs_f64()
+                wall.as_secs_f64(),
+                dec.watched
             );
             status
         }

@@ -6,6 +6,15 @@
 //! One stop per filtered call the handler does not want (a `PTRACE_EVENT_SECCOMP` stop, then
 //! `PTRACE_CONT`); two for the calls it decodes (resumed with `PTRACE_SYSCALL` to get the
 //! syscall-exit stop). x86_64 only (registers).
+//!
+//! Watching an fd ([`super::seccomp`]): when the handler reports a new device or data fd at a
+//! call's exit stop, the stopped thread is made to call
+//! `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, fd_filter)` before it returns
+//! to the VMM: the program is written below its stack pointer (past the red zone), the
+//! instruction pointer is moved back onto the `syscall` instruction with the seccomp call in
+//! the registers, and once that call has run (its entry and exit stops) the registers of the
+//! original call's exit are put back. Every thread of the process has the filter from then
+//! on, and every child it forks.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
@@ -79,6 +88,33 @@ pub trait Handler {
     fn exec(&mut self, pid: i32);
     /// Process `pid` ended with this status (exit code, or 128 + signal).
     fn exit_process(&mut self, pid: i32, status: i32);
+    /// Device and data fds that became known since the last call, as (process, fd): the
+    /// tracer adds an fd filter for each before the process runs on.
+    fn take_new_fds(&mut self) -> Vec<(i32, i32)>;
+    /// Process `pid` got the fd filter for `fd`, or could not get it (why).
+    fn watched(&mut self, pid: i32, fd: i32, outcome: Result<(), String>);
+}
+
+/// An fd-filter injection in progress in one thread.
+struct Inject {
+    /// The registers at the exit stop of the call that made the fds known.
+    saved: libc::user_regs_struct,
+    /// The fd whose filter the injected seccomp() call installs.
+    fd: i32,
+    /// The next stop is the injected call's entry (else its exit).
+    at_entry: bool,
+    /// Fds still to do after this one.
+    rest: Vec<i32>,
+}
+
+/// Which stops the tracer sets up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filters {
+    /// Also stop on poll()/ppoll() (in processes with a device or data fd).
+    pub poll: bool,
+    /// Stop on the read/write family on every fd from the start, not only on device and data
+    /// fds.
+    pub all_io: bool,
 }
 
 /// How the traced command ended.
@@ -127,7 +163,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Runs `argv` under the tracer until every traced process has ended.
-pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32, Ended), TraceError> {
+pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result<(i32, Ended), TraceError> {
     if !cfg!(target_arch = "x86_64") {
         return Err(TraceError::Arch(std::env::consts::ARCH));
     }
@@ -141,7 +177,9 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
     }
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    let prog = super::seccomp::program(poll);
+    use super::seccomp::{Layer, program};
+    let poll = filters.poll;
+    let prog = program(if filters.all_io { Layer::Both { poll } } else { Layer::VfioIoctls });
 
     // SAFETY: the child only makes async-signal-safe calls (ptrace, raise, prctl, seccomp,
     // execvp, _exit) on memory prepared before the fork, and never returns.
@@ -185,7 +223,13 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
     ptrace::cont(child, None).map_err(|e| TraceError::Ptrace("CONT", e))?;
 
     let root = child.as_raw();
-    let mut t = Tracer { tgid: HashMap::new(), fresh: HashSet::new(), pending: HashMap::new() };
+    let mut t = Tracer {
+        tgid: HashMap::new(),
+        fresh: HashSet::new(),
+        pending: HashMap::new(),
+        watched: HashMap::new(),
+        injecting: HashMap::new(),
+    };
     t.tgid.insert(root, root);
     let mut ended = Ended::Exited(0);
     let mut exec_seen = false;
@@ -211,13 +255,11 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
             WaitStatus::PtraceEvent(tid, _, ev) if ev == PEvent::PTRACE_EVENT_SECCOMP as i32 => {
                 let tid = tid.as_raw();
                 let pid = t.pid_of(tid);
-                let call = match regs(tid) {
-                    Some(r) => Call { nr: r.orig_rax as i64, args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] },
-                    None => {
-                        resume(tid, false, None);
-                        continue;
-                    }
+                let Some(r) = regs(tid) else {
+                    resume(tid, false, None);
+                    continue;
                 };
+                let call = Call { nr: r.orig_rax as i64, args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] };
                 match h.entry(pid, tid, call, Mem { tid }) {
                     Want::Nothing => resume(tid, false, None),
                     Want::Exit(p) => {
@@ -228,13 +270,26 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
             }
             WaitStatus::PtraceSyscall(tid) => {
                 let tid = tid.as_raw();
+                if let Some(inj) = t.injecting.remove(&tid) {
+                    let pid = t.pid_of(tid);
+                    t.step_injection(tid, pid, inj, poll, h);
+                    continue;
+                }
                 if let Some(p) = t.pending.remove(&tid)
                     && let Some(r) = regs(tid)
                 {
                     let ret = r.rax as i64;
                     // A call interrupted by a signal is restarted (and filtered again).
                     if !(-516..=-512).contains(&ret) {
-                        h.exit(t.pid_of(tid), tid, p, ret, Mem { tid });
+                        let pid = t.pid_of(tid);
+                        h.exit(pid, tid, p, ret, Mem { tid });
+                        // New device or data fds: filter them before the VMM sees the result.
+                        let fresh = t.fresh_fds(pid, h.take_new_fds(), filters.all_io);
+                        if let Some((first, rest)) = fresh.split_first() {
+                            let inj = Inject { saved: r, fd: *first, at_entry: true, rest: rest.to_vec() };
+                            t.start_injection(tid, pid, inj, poll, h);
+                            continue;
+                        }
                     }
                 }
                 resume(tid, false, None);
@@ -255,7 +310,13 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
                     };
                     t.tgid.insert(new, new_pid);
                     if new_pid != parent {
+                        // Filters are inherited: the child is watched on the parent's fds.
+                        if let Some(w) = t.watched.get(&parent).cloned() {
+                            t.watched.insert(new_pid, w);
+                        }
                         h.fork(parent, new_pid);
+                        // (The child's copies of known fds are already watched.)
+                        let _ = h.take_new_fds();
                     }
                     // Its first stop is the SIGSTOP of the auto-attach unless already seen.
                     if !t.fresh.remove(&new) {
@@ -271,6 +332,7 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
                 t.tgid.retain(|k, v| *v != pid || *k == pid);
                 t.tgid.insert(tid, pid);
                 t.pending.remove(&tid);
+                t.injecting.remove(&tid);
                 exec_seen |= pid == root;
                 h.exec(pid);
                 resume(tid, false, None);
@@ -291,9 +353,11 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
             WaitStatus::Exited(tid, code) => {
                 let tid = tid.as_raw();
                 t.pending.remove(&tid);
+                t.injecting.remove(&tid);
                 if let Some(pid) = t.tgid.remove(&tid)
                     && pid == tid
                 {
+                    t.watched.remove(&pid);
                     h.exit_process(pid, code);
                 }
                 if tid == root {
@@ -314,9 +378,11 @@ pub fn run<H: Handler>(argv: &[OsString], poll: bool, h: &mut H) -> Result<(i32,
             WaitStatus::Signaled(tid, sig, _) => {
                 let tid = tid.as_raw();
                 t.pending.remove(&tid);
+                t.injecting.remove(&tid);
                 if let Some(pid) = t.tgid.remove(&tid)
                     && pid == tid
                 {
+                    t.watched.remove(&pid);
                     h.exit_process(pid, 128 + sig as i32);
                 }
                 if tid == root {
@@ -352,9 +418,88 @@ struct Tracer<P> {
     fresh: HashSet<i32>,
     /// Calls waiting for their exit stop.
     pending: HashMap<i32, P>,
+    /// Per process, the fd numbers it has a filter for (or failed to get one: not tried
+    /// again).
+    watched: HashMap<i32, HashSet<i32>>,
+    /// Threads running an injected seccomp() call.
+    injecting: HashMap<i32, Inject>,
 }
 
 impl<P> Tracer<P> {
+    /// The fds of `pid` among `new` that have no filter yet (none with `--stop-on-all-io`,
+    /// whose root filter traces every fd). Fds of other processes (the handler learns of a
+    /// fork's copies) are already covered by inheritance.
+    fn fresh_fds(&mut self, pid: i32, new: Vec<(i32, i32)>, all_io: bool) -> Vec<i32> {
+        if all_io {
+            return Vec::new();
+        }
+        let w = self.watched.entry(pid).or_default();
+        let mut out = Vec::new();
+        for (p, fd) in new {
+            if p == pid && fd >= 0 && w.insert(fd) {
+                out.push(fd);
+            }
+        }
+        out
+    }
+
+    /// Starts the injected seccomp() call of `inj.fd` (or, when that cannot be set up, reports
+    /// it and goes on with the next fd or lets the thread return from its call).
+    fn start_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, poll: bool, h: &mut H) {
+        loop {
+            let prog = super::seccomp::program(super::seccomp::Layer::Fd { fd: inj.fd as u32, poll });
+            match inject_filter(tid, &inj.saved, &prog) {
+                Ok(()) => {
+                    inj.at_entry = true;
+                    self.injecting.insert(tid, inj);
+                    resume(tid, true, None);
+                    return;
+                }
+                Err(why) => {
+                    h.watched(pid, inj.fd, Err(why));
+                    match inj.rest.pop() {
+                        Some(next) => inj.fd = next,
+                        None => {
+                            let _ = ptrace::setregs(Pid::from_raw(tid), inj.saved);
+                            resume(tid, false, None);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entry or exit stop of an injected seccomp() call.
+    fn step_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, poll: bool, h: &mut H) {
+        if inj.at_entry {
+            inj.at_entry = false;
+            self.injecting.insert(tid, inj);
+            resume(tid, true, None);
+            return;
+        }
+        let ret = regs(tid).map_or(-i64::from(libc::ESRCH), |r| r.rax as i64);
+        h.watched(
+            pid,
+            inj.fd,
+            match ret {
+                0 => Ok(()),
+                r if r > 0 => Err(format!("thread {r} has a seccomp filter of its own (TSYNC failed)")),
+                r => Err(format!("seccomp() failed: {}", NixErrno::from_raw(-r as i32))),
+            },
+        );
+        if let Some(next) = inj.rest.pop() {
+            inj.fd = next;
+            self.start_injection(tid, pid, inj, poll, h);
+            return;
+        }
+        // Back to the exit of the call that made the fds known, as if nothing happened.
+        if let Err(e) = ptrace::setregs(Pid::from_raw(tid), inj.saved) {
+            h.watched(pid, inj.fd, Err(format!("restoring the registers of thread {tid} failed: {e}")));
+        }
+        resume(tid, false, None);
+    }
+
     fn pid_of(&mut self, tid: i32) -> i32 {
         if let Some(p) = self.tgid.get(&tid) {
             return *p;
@@ -370,6 +515,37 @@ fn resume(tid: i32, to_exit: bool, sig: Option<Signal>) {
     // A task that died in between (SIGKILL, exit_group of another thread) cannot be resumed:
     // its exit is reported by waitpid.
     let _ = if to_exit { ptrace::syscall(pid, sig) } else { ptrace::cont(pid, sig) };
+}
+
+/// Makes the thread stopped at the exit stop of a call with registers `r` call
+/// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog)` next: the program is
+/// written below the stack pointer, past the 128-byte red zone, and the instruction pointer
+/// goes back onto the 2-byte `syscall` instruction with the call in the registers. The
+/// caller resumes the thread to that call's entry and exit stops.
+fn inject_filter(tid: i32, r: &libc::user_regs_struct, prog: &[libc::sock_filter]) -> Result<(), String> {
+    let len = 16 + prog.len() * 8;
+    let addr = r.rsp.wrapping_sub(128 + len as u64 + 64) & !15;
+    let bytes = super::seccomp::fprog_bytes(prog, addr);
+    let local = [std::io::IoSlice::new(&bytes)];
+    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: bytes.len() }];
+    match nix::sys::uio::process_vm_writev(Pid::from_raw(tid), &local, &remote) {
+        Ok(n) if n == bytes.len() => {}
+        Ok(n) => {
+            return Err(format!(
+                "only {n} of {} bytes of the filter could be written below its stack pointer",
+                bytes.len()
+            ));
+        }
+        Err(e) => return Err(format!("writing the filter below its stack pointer failed: {e}")),
+    }
+    let mut c = *r;
+    c.rax = libc::SYS_seccomp as u64;
+    c.orig_rax = libc::SYS_seccomp as u64;
+    c.rip = r.rip.wrapping_sub(2);
+    c.rdi = u64::from(libc::SECCOMP_SET_MODE_FILTER);
+    c.rsi = libc::SECCOMP_FILTER_FLAG_TSYNC;
+    c.rdx = addr;
+    ptrace::setregs(Pid::from_raw(tid), c).map_err(|e| format!("setting the registers failed: {e}"))
 }
 
 fn regs(tid: i32) -> Option<libc::user_regs_struct> {
@@ -400,4 +576,118 @@ fn exec_errno(prog: &std::ffi::OsStr) -> NixErrno {
         std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
     };
     if found { NixErrno::EACCES } else { NixErrno::ENOENT }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "VMC_PTRACE_TEST_ROLE";
+    const NAME: &str = "record::ptrace::tests::an_fd_filter_added_at_a_calls_exit_stops_the_calls_on_that_fd_in_every_thread";
+
+    /// This test binary, running only this test, in `role` (a tracer must be the only thing
+    /// in its process that waits for children: libtest runs other tests in threads).
+    fn this_test(role: &str) -> Vec<OsString> {
+        let me = std::env::current_exe().unwrap();
+        ["env".into(), format!("{ROLE}={role}").into(), me.into_os_string()]
+            .into_iter()
+            .chain(["--exact", NAME, "--test-threads=1", "-q"].map(OsString::from))
+            .collect()
+    }
+
+    /// The tracee: 200 reads of /dev/zero, an ioctl with a VFIO request on that fd (ENOTTY),
+    /// then 50 reads in a thread started before it and 50 in this one.
+    fn tracee() {
+        use std::io::Read;
+        // One fd for both threads (a clone would be another number).
+        let f = std::sync::Arc::new(std::fs::File::open("/dev/zero").unwrap());
+        let mut b = [0u8; 8];
+        for _ in 0..200 {
+            (&*f).read_exact(&mut b).unwrap();
+        }
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (g, f2) = (gate.clone(), f.clone());
+        let other = std::thread::spawn(move || {
+            g.wait();
+            let mut b = [0u8; 8];
+            for _ in 0..50 {
+                (&*f2).read_exact(&mut b).unwrap();
+            }
+        });
+        // SAFETY: an ioctl without argument on an fd we own; only its result is looked at.
+        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&*f), 0x3b64) };
+        assert_eq!(r, -1, "VFIO_GET_API_VERSION on /dev/zero fails");
+        gate.wait();
+        for _ in 0..50 {
+            (&*f).read_exact(&mut b).unwrap();
+        }
+        other.join().unwrap();
+    }
+
+    /// Declares the fd of the first VFIO ioctl new at its exit, counts the reads on it.
+    #[derive(Default)]
+    struct Watcher {
+        fd: Option<(i32, i32)>,
+        new: Vec<(i32, i32)>,
+        reads: u32,
+        ok: u32,
+        failed: Vec<String>,
+    }
+
+    impl Handler for Watcher {
+        type Pending = ();
+        fn entry(&mut self, pid: i32, _tid: i32, call: Call, _mem: Mem) -> Want<()> {
+            if call.nr == libc::SYS_ioctl && self.fd.is_none() {
+                self.fd = Some((pid, call.args[0] as i32));
+                return Want::Exit(());
+            }
+            if call.nr == libc::SYS_read && Some((pid, call.args[0] as i32)) == self.fd {
+                self.reads += 1;
+            }
+            Want::Nothing
+        }
+        fn exit(&mut self, _pid: i32, _tid: i32, _p: (), _ret: i64, _mem: Mem) {
+            self.new.extend(self.fd);
+        }
+        fn fork(&mut self, _parent: i32, _child: i32) {}
+        fn exec(&mut self, _pid: i32) {}
+        fn exit_process(&mut self, _pid: i32, _status: i32) {}
+        fn take_new_fds(&mut self) -> Vec<(i32, i32)> {
+            std::mem::take(&mut self.new)
+        }
+        fn watched(&mut self, _pid: i32, _fd: i32, outcome: Result<(), String>) {
+            match outcome {
+                Ok(()) => self.ok += 1,
+                Err(e) => self.failed.push(e),
+            }
+        }
+    }
+
+    #[test]
+    fn an_fd_filter_added_at_a_calls_exit_stops_the_calls_on_that_fd_in_every_thread() {
+        match std::env::var(ROLE).as_deref() {
+            Ok("tracee") => tracee(),
+            Ok("tracer") => {
+                // Act: trace the tracee, which learns of its fd at the ioctl's exit.
+                let mut w = Watcher::default();
+                let (_, ended) =
+                    run(&this_test("tracee"), Filters { poll: false, all_io: false }, &mut w).unwrap();
+                // Assert: the tracee passed, one filter, and exactly the 100 reads after the
+                // ioctl stopped: none of the 200 before, both threads' after (TSYNC).
+                assert_eq!(ended, Ended::Exited(0));
+                assert_eq!((w.ok, &w.failed), (1, &Vec::<String>::new()));
+                assert_eq!(w.reads, 100);
+            }
+            _ => {
+                // Arrange: a process of its own for the tracer.
+                let out = std::process::Command::new("env").args(this_test("tracer")).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }
