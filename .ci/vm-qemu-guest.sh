@@ -49,6 +49,11 @@ for s in $SCENARIOS; do
 	QEMU_TRACE=1 QDIR=/tmp/q-$s timeout 180 $T record -o $R/rec/$s.yaml --events $R/rec/$s.jsonl \
 		--id "rec.qemu_10_0.$s" --scenario "vm/qemu/scenario.sh $s" -- sh $S "$s" >$R/rec/$s.log 2>&1
 	expect "record $s ($(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s): $(grep -a '^vfio-mig-conform record' $R/rec/$s.log | sed 's/.*record: \([0-9]* steps\).*/\1/')" 0 $?
+	# The tracer stops only on VFIO ioctls and on I/O on device and data fds (the per-fd
+	# seccomp filters): a few hundred stops per scenario, where stopping on every read/write
+	# (QEMU's eventfds and monitor, the scenario's helpers) made about 3 800.
+	st=$(grep -a '^vfio-mig-conform record' $R/rec/$s.log | sed -n 's/.*; \([0-9]*\) tracer stops.*/\1/p')
+	expect "record $s: ${st:-?} tracer stops (at most 1000: only VFIO ioctls and device/data-fd I/O)" 0 "$([ -n "$st" ] && [ "$st" -le 1000 ]; echo $?)"
 	# The source's events first: in file_save_load both QEMUs use one device, one after the
 	# other (the trace lines carry no time stamp).
 	cat /tmp/q-$s/src.trace /tmp/q-$s/dst.trace >$R/rec/$s.trace 2>/dev/null

@@ -105,6 +105,8 @@ struct Inject {
     at_entry: bool,
     /// Fds still to do after this one.
     rest: Vec<i32>,
+    /// Signals that arrived meanwhile, raised again at the end.
+    deferred: Vec<Signal>,
 }
 
 /// Which stops the tracer sets up.
@@ -286,7 +288,13 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
                         // New device or data fds: filter them before the VMM sees the result.
                         let fresh = t.fresh_fds(pid, h.take_new_fds(), filters.all_io);
                         if let Some((first, rest)) = fresh.split_first() {
-                            let inj = Inject { saved: r, fd: *first, at_entry: true, rest: rest.to_vec() };
+                            let inj = Inject {
+                                saved: r,
+                                fd: *first,
+                                at_entry: true,
+                                rest: rest.to_vec(),
+                                deferred: Vec::new(),
+                            };
                             t.start_injection(tid, pid, inj, poll, h);
                             continue;
                         }
@@ -346,6 +354,13 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
                     resume(tid, false, None);
                 } else if sig == Signal::SIGSTOP && t.fresh.remove(&tid) {
                     resume(tid, false, None);
+                } else if let Some(inj) = t.injecting.get_mut(&tid) {
+                    // A signal on the way back to user mode, before the injected seccomp()
+                    // runs: its handler must not run on the injected registers (or be taken
+                    // for the injected call at the next syscall stop). Held back and raised
+                    // again once the thread is back at its own call's exit.
+                    inj.deferred.push(sig);
+                    resume(tid, true, None);
                 } else {
                     resume(tid, false, Some(sig));
                 }
@@ -461,7 +476,7 @@ impl<P> Tracer<P> {
                         Some(next) => inj.fd = next,
                         None => {
                             let _ = ptrace::setregs(Pid::from_raw(tid), inj.saved);
-                            resume(tid, false, None);
+                            finish(pid, tid, &inj.deferred);
                             return;
                         }
                     }
@@ -474,6 +489,13 @@ impl<P> Tracer<P> {
     fn step_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, poll: bool, h: &mut H) {
         if inj.at_entry {
             inj.at_entry = false;
+            if regs(tid).is_some_and(|r| r.orig_rax != libc::SYS_seccomp as u64) {
+                h.watched(
+                    pid,
+                    inj.fd,
+                    Err(format!("thread {tid} entered another system call than the injected seccomp()")),
+                );
+            }
             self.injecting.insert(tid, inj);
             resume(tid, true, None);
             return;
@@ -497,7 +519,7 @@ impl<P> Tracer<P> {
         if let Err(e) = ptrace::setregs(Pid::from_raw(tid), inj.saved) {
             h.watched(pid, inj.fd, Err(format!("restoring the registers of thread {tid} failed: {e}")));
         }
-        resume(tid, false, None);
+        finish(pid, tid, &inj.deferred);
     }
 
     fn pid_of(&mut self, tid: i32) -> i32 {
@@ -548,6 +570,16 @@ fn inject_filter(tid: i32, r: &libc::user_regs_struct, prog: &[libc::sock_filter
     ptrace::setregs(Pid::from_raw(tid), c).map_err(|e| format!("setting the registers failed: {e}"))
 }
 
+/// Lets a thread go on from its restored call exit, raising the signals held back meanwhile
+/// (as `tgkill`: the original siginfo is not kept).
+fn finish(pid: i32, tid: i32, deferred: &[Signal]) {
+    for sig in deferred {
+        // SAFETY: tgkill takes integer arguments only.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, *sig as i32) };
+    }
+    resume(tid, false, None);
+}
+
 fn regs(tid: i32) -> Option<libc::user_regs_struct> {
     ptrace::getregs(Pid::from_raw(tid)).ok()
 }
@@ -583,16 +615,29 @@ mod tests {
     use super::*;
 
     const ROLE: &str = "VMC_PTRACE_TEST_ROLE";
-    const NAME: &str = "record::ptrace::tests::an_fd_filter_added_at_a_calls_exit_stops_the_calls_on_that_fd_in_every_thread";
+    const FILTER_TEST: &str = "record::ptrace::tests::an_fd_filter_added_at_a_calls_exit_stops_the_calls_on_that_fd_in_every_thread";
+    const SIGNAL_TEST: &str =
+        "record::ptrace::tests::signals_during_filter_injection_reach_their_handler_and_leave_results_alone";
 
-    /// This test binary, running only this test, in `role` (a tracer must be the only thing
+    /// This test binary, running only test `name`, in `role` (a tracer must be the only thing
     /// in its process that waits for children: libtest runs other tests in threads).
-    fn this_test(role: &str) -> Vec<OsString> {
+    fn this_test(name: &str, role: &str) -> Vec<OsString> {
         let me = std::env::current_exe().unwrap();
         ["env".into(), format!("{ROLE}={role}").into(), me.into_os_string()]
             .into_iter()
-            .chain(["--exact", NAME, "--test-threads=1", "-q"].map(OsString::from))
+            .chain(["--exact", name, "--test-threads=1", "-q"].map(OsString::from))
             .collect()
+    }
+
+    /// Runs `name` in role `tracer` in a process of its own and asserts it passed.
+    fn in_own_process(name: &str) {
+        let out = std::process::Command::new("env").args(this_test(name, "tracer")).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The tracee: 200 reads of /dev/zero, an ioctl with a VFIO request on that fd (ENOTTY),
@@ -624,10 +669,13 @@ mod tests {
         other.join().unwrap();
     }
 
-    /// Declares the fd of the first VFIO ioctl new at its exit, counts the reads on it.
+    /// Declares the fd of the first VFIO ioctl new at its exit, counts the reads on it; with
+    /// `every`, declares a new made-up fd number at the exit of every ioctl (an injection each).
     #[derive(Default)]
     struct Watcher {
         fd: Option<(i32, i32)>,
+        every: bool,
+        ioctls: i32,
         new: Vec<(i32, i32)>,
         reads: u32,
         ok: u32,
@@ -637,6 +685,11 @@ mod tests {
     impl Handler for Watcher {
         type Pending = ();
         fn entry(&mut self, pid: i32, _tid: i32, call: Call, _mem: Mem) -> Want<()> {
+            if call.nr == libc::SYS_ioctl && self.every {
+                self.ioctls += 1;
+                self.fd = Some((pid, 1000 + self.ioctls));
+                return Want::Exit(());
+            }
             if call.nr == libc::SYS_ioctl && self.fd.is_none() {
                 self.fd = Some((pid, call.args[0] as i32));
                 return Want::Exit(());
@@ -671,23 +724,80 @@ mod tests {
                 // Act: trace the tracee, which learns of its fd at the ioctl's exit.
                 let mut w = Watcher::default();
                 let (_, ended) =
-                    run(&this_test("tracee"), Filters { poll: false, all_io: false }, &mut w).unwrap();
+                    run(&this_test(FILTER_TEST, "tracee"), Filters { poll: false, all_io: false }, &mut w)
+                        .unwrap();
                 // Assert: the tracee passed, one filter, and exactly the 100 reads after the
                 // ioctl stopped: none of the 200 before, both threads' after (TSYNC).
                 assert_eq!(ended, Ended::Exited(0));
                 assert_eq!((w.ok, &w.failed), (1, &Vec::<String>::new()));
                 assert_eq!(w.reads, 100);
             }
-            _ => {
-                // Arrange: a process of its own for the tracer.
-                let out = std::process::Command::new("env").args(this_test("tracer")).output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+            _ => in_own_process(FILTER_TEST),
+        }
+    }
+
+    static HANDLED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    extern "C" fn on_usr1(_: libc::c_int) {
+        // A system call in the handler: a syscall stop while the tracer may be injecting.
+        // SAFETY: getppid has no arguments and is async-signal-safe.
+        unsafe { libc::getppid() };
+        HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The tracee of the signal test: 300 VFIO ioctls on /dev/zero (each followed by an
+    /// injection) while another thread sends SIGUSR1 to this one as fast as it can. Every
+    /// ioctl must still fail with ENOTTY (not return the injected seccomp()'s 0), and signals
+    /// must still reach the handler.
+    fn signalled_tracee() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // SAFETY: installs a handler that only makes a system call and bumps an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_usr1 as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+        let f = std::fs::File::open("/dev/zero").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let sender = std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !s2.load(Ordering::SeqCst) {
+                // SAFETY: `me` is the live main test thread (joined below before it ends).
+                unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+                sent += 1;
+                std::thread::yield_now();
             }
+            sent
+        });
+        for i in 0..300 {
+            // SAFETY: an ioctl without argument on an fd we own.
+            let r = unsafe { libc::ioctl(fd, 0x3b64) };
+            let e = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((r, e), (-1, Some(libc::ENOTTY)), "ioctl {i}");
+        }
+        stop.store(true, Ordering::SeqCst);
+        let sent = sender.join().unwrap();
+        assert!(sent > 0 && HANDLED.load(Ordering::SeqCst) > 0, "sent {sent}, handled {HANDLED:?}");
+    }
+
+    #[test]
+    fn signals_during_filter_injection_reach_their_handler_and_leave_results_alone() {
+        match std::env::var(ROLE).as_deref() {
+            Ok("tracee") => signalled_tracee(),
+            Ok("tracer") => {
+                let mut w = Watcher { every: true, ..Watcher::default() };
+                let (_, ended) =
+                    run(&this_test(SIGNAL_TEST, "tracee"), Filters { poll: false, all_io: false }, &mut w)
+                        .unwrap();
+                assert_eq!(ended, Ended::Exited(0), "the tracee's checks failed (its output is above)");
+                assert_eq!((w.ok, &w.failed), (300, &Vec::<String>::new()));
+            }
+            _ => in_own_process(SIGNAL_TEST),
         }
     }
 }
