@@ -231,6 +231,7 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
         pending: HashMap::new(),
         watched: HashMap::new(),
         injecting: HashMap::new(),
+        poll,
     };
     t.tgid.insert(root, root);
     let mut ended = Ended::Exited(0);
@@ -274,7 +275,7 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
                 let tid = tid.as_raw();
                 if let Some(inj) = t.injecting.remove(&tid) {
                     let pid = t.pid_of(tid);
-                    t.step_injection(tid, pid, inj, poll, h);
+                    t.step_injection(tid, pid, inj, h);
                     continue;
                 }
                 if let Some(p) = t.pending.remove(&tid)
@@ -286,16 +287,10 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
                         let pid = t.pid_of(tid);
                         h.exit(pid, tid, p, ret, Mem { tid });
                         // New device or data fds: filter them before the VMM sees the result.
-                        let fresh = t.fresh_fds(pid, h.take_new_fds(), filters.all_io);
-                        if let Some((first, rest)) = fresh.split_first() {
-                            let inj = Inject {
-                                saved: r,
-                                fd: *first,
-                                at_entry: true,
-                                rest: rest.to_vec(),
-                                deferred: Vec::new(),
-                            };
-                            t.start_injection(tid, pid, inj, poll, h);
+                        let mut rest = t.fresh_fds(pid, h.take_new_fds(), filters.all_io);
+                        if let Some(fd) = rest.pop() {
+                            let inj = Inject { saved: r, fd, at_entry: true, rest, deferred: Vec::new() };
+                            t.start_injection(tid, pid, inj, h);
                             continue;
                         }
                     }
@@ -323,8 +318,6 @@ pub fn run<H: Handler>(argv: &[OsString], filters: Filters, h: &mut H) -> Result
                             t.watched.insert(new_pid, w);
                         }
                         h.fork(parent, new_pid);
-                        // (The child's copies of known fds are already watched.)
-                        let _ = h.take_new_fds();
                     }
                     // Its first stop is the SIGSTOP of the auto-attach unless already seen.
                     if !t.fresh.remove(&new) {
@@ -438,6 +431,8 @@ struct Tracer<P> {
     watched: HashMap<i32, HashSet<i32>>,
     /// Threads running an injected seccomp() call.
     injecting: HashMap<i32, Inject>,
+    /// Whether fd filters also stop on poll()/ppoll().
+    poll: bool,
 }
 
 impl<P> Tracer<P> {
@@ -459,34 +454,24 @@ impl<P> Tracer<P> {
     }
 
     /// Starts the injected seccomp() call of `inj.fd` (or, when that cannot be set up, reports
-    /// it and goes on with the next fd or lets the thread return from its call).
-    fn start_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, poll: bool, h: &mut H) {
-        loop {
-            let prog = super::seccomp::program(super::seccomp::Layer::Fd { fd: inj.fd as u32, poll });
-            match inject_filter(tid, &inj.saved, &prog) {
-                Ok(()) => {
-                    inj.at_entry = true;
-                    self.injecting.insert(tid, inj);
-                    resume(tid, true, None);
-                    return;
-                }
-                Err(why) => {
-                    h.watched(pid, inj.fd, Err(why));
-                    match inj.rest.pop() {
-                        Some(next) => inj.fd = next,
-                        None => {
-                            let _ = ptrace::setregs(Pid::from_raw(tid), inj.saved);
-                            finish(pid, tid, &inj.deferred);
-                            return;
-                        }
-                    }
-                }
+    /// it and goes on with the next fd).
+    fn start_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, h: &mut H) {
+        let prog = super::seccomp::program(super::seccomp::Layer::Fd { fd: inj.fd as u32, poll: self.poll });
+        match inject_filter(tid, &inj.saved, &prog) {
+            Ok(()) => {
+                inj.at_entry = true;
+                self.injecting.insert(tid, inj);
+                resume(tid, true, None);
+            }
+            Err(why) => {
+                h.watched(pid, inj.fd, Err(why));
+                self.next_or_finish(tid, pid, inj, h);
             }
         }
     }
 
     /// The entry or exit stop of an injected seccomp() call.
-    fn step_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, poll: bool, h: &mut H) {
+    fn step_injection<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, h: &mut H) {
         if inj.at_entry {
             inj.at_entry = false;
             if regs(tid).is_some_and(|r| r.orig_rax != libc::SYS_seccomp as u64) {
@@ -510,12 +495,17 @@ impl<P> Tracer<P> {
                 r => Err(format!("seccomp() failed: {}", NixErrno::from_raw(-r as i32))),
             },
         );
+        self.next_or_finish(tid, pid, inj, h);
+    }
+
+    /// The next fd's injection, or, when none is left, the thread back at the exit of the call
+    /// that made the fds known, as if nothing happened.
+    fn next_or_finish<H: Handler>(&mut self, tid: i32, pid: i32, mut inj: Inject, h: &mut H) {
         if let Some(next) = inj.rest.pop() {
             inj.fd = next;
-            self.start_injection(tid, pid, inj, poll, h);
+            self.start_injection(tid, pid, inj, h);
             return;
         }
-        // Back to the exit of the call that made the fds known, as if nothing happened.
         if let Err(e) = ptrace::setregs(Pid::from_raw(tid), inj.saved) {
             h.watched(pid, inj.fd, Err(format!("restoring the registers of thread {tid} failed: {e}")));
         }
