@@ -21,6 +21,9 @@ pub(super) struct ResumeLog {
     pieces: Vec<Piece>,
     /// A write of this session failed (the driver rejected some bytes).
     write_failed: bool,
+    /// A SET leaving RESUMING failed in this session (the driver refused to load what it had):
+    /// whether a driver takes more data and loads again after that, the uAPI does not say.
+    pub(super) load_failed: bool,
 }
 
 impl ResumeLog {
@@ -91,6 +94,13 @@ impl ResumeLog {
         }
         if self.write_failed {
             return (None, "a write of the stream failed".to_string());
+        }
+        if self.load_failed {
+            return (
+                None,
+                "an earlier load of this session failed (the uAPI does not say whether the session goes on after that)"
+                    .to_string(),
+            );
         }
         (Some(true), "one complete stream of a compatible device".to_string())
     }

@@ -207,6 +207,9 @@ impl Model {
                     return v;
                 }
                 (Some(false) | None, Some(_)) => {
+                    if let Some(log) = &mut self.resume {
+                        log.load_failed = true;
+                    }
                     if let Some(s) = after
                         && s != MigState::Resuming.raw()
                         && s != MigState::Error.raw()
@@ -501,6 +504,32 @@ mod tests {
 
     fn set_ok(fd: i32, state: MigState) -> Observation {
         Observation { data_fd: Some(fd), state: Some(state.raw()), ..Default::default() }
+    }
+
+    #[test]
+    fn after_a_failed_load_a_second_load_of_the_same_session_may_fail_either_way() {
+        // Arrange: a resume session whose first load (nothing written) failed, then a complete
+        // stream written to the same fd.
+        let mut m = model(7);
+        m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
+        m.judge_set(MigState::Resuming.raw(), &set_ok(101, MigState::Resuming));
+        let refused = Observation { errno: Some(Errno::EINVAL), ..set_ok(-1, MigState::Resuming) };
+        assert!(m.judge_set(MigState::Stop.raw(), &refused).is_empty());
+        let whole = Piece::Stream {
+            device_type: None,
+            session: "s0".into(),
+            start: 0,
+            end: 24,
+            eof: true,
+            cut: false,
+        };
+        let wrote = Observation { bytes: Some(24), ..Default::default() };
+        assert!(m.judge_write(101, Some(whole), &wrote).is_empty());
+        // Act + Assert: the uAPI does not say whether the session goes on after a failed
+        // load, so a second refusal is no violation (nor would a success be).
+        let mut ok = m.clone();
+        assert_eq!(m.judge_set(MigState::Stop.raw(), &refused), vec![]);
+        assert_eq!(ok.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)), vec![]);
     }
 
     #[test]
