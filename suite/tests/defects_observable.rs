@@ -257,3 +257,19 @@ fn docs_sequences_md_names_only_defects_that_exist() {
         assert!(!caught.contains(&name), "docs/sequences.md: `{name}` is listed as untargeted and as caught");
     }
 }
+
+#[test]
+fn docs_sequences_md_documents_every_step_kind() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sequences.md")).expect("docs");
+    // A table row's first cell starts with the step's YAML key: `name`, `name:` or `name: {...}`.
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|cell| cell.split(['`', '/']).map(|k| k.trim().trim_start_matches('`')))
+        .map(|k| k.split([':', ' ']).next().unwrap_or(""))
+        .collect();
+    for name in vmc::op::Op::NAMES {
+        assert!(documented.contains(name), "docs/sequences.md has no table row for the step `{name}`");
+    }
+}

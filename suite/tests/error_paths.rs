@@ -58,6 +58,41 @@ fn without_the_race_the_same_successful_set_is_a_finding() {
 }
 
 #[test]
+fn a_set_racing_a_reset_is_not_judged_and_the_device_ends_running() {
+    // Arrange: PRE_COPY with its data fd, then STOP_COPY racing a reset. The simulator runs the
+    // SET, then the reset: the device ends in RUNNING with no data fd, which the oracle would
+    // call a broken SET (V2-STATE-*) and a stale saving fd had it followed the SET alone.
+    let check = fixture(
+        "  - set_state: PRE_COPY\n    expect: oracle\n  - race_reset: {state: STOP_COPY, delay_us: 10}\n    expect: oracle\n  - set_state: PRE_COPY\n    expect: oracle\n  - read: {}\n    expect: oracle\n",
+    );
+    // Act
+    let r = run(&check);
+    // Assert
+    assert!(r.end.error().is_none(), "{:?}", r.end);
+    assert!(r.findings.is_empty(), "{:?}", r.findings.iter().map(|f| &f.violation).collect::<Vec<_>>());
+    let race = &r.trace[1];
+    assert!(race.obs.errno.is_none(), "{}", race.obs.summary());
+    assert_eq!(race.obs.state, Some(vmc::state::MigState::Running.raw()), "{}", race.obs.summary());
+    assert!(
+        race.obs.notes.iter().any(|n| n.contains("1 VFIO_DEVICE_RESET(s) raced the SET")),
+        "{:?}",
+        race.obs.notes
+    );
+    assert_eq!(r.trace[2].obs.state, Some(vmc::state::MigState::PreCopy.raw()));
+}
+
+#[test]
+fn race_reset_round_trips_through_yaml_and_names_its_fields() {
+    let check = fixture("  - race_reset: {state: STOP_COPY, delay_us: 100}\n");
+    let text = vmc::engine::render_op(&check.steps[0].op);
+    assert!(text.contains("race_reset") && text.contains("STOP_COPY") && text.contains("100"), "{text}");
+    let bad =
+        "id: t\ntitle: t\nrequires: {api: v2}\nsteps:\n  - race_reset: {state: STOP_COPY, fd: current}\n";
+    let e = vmc::sequence::load_str("t.yaml", bad.as_bytes()).map(|_| ()).expect_err("race_reset has no fd");
+    assert!(e.to_string().contains("t.yaml:5"), "{e}");
+}
+
+#[test]
 fn fail_nth_loads_from_yaml_and_on_a_simulator_the_step_runs_unarmed_and_judged() {
     // Arrange
     let check = fixture(

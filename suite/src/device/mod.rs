@@ -123,6 +123,18 @@ pub struct RaceResult {
     pub read_error: Option<crate::errno::Errno>,
 }
 
+/// What [`Device::race_reset`] saw: the SET's result (the returned data fd, -1 for none), how
+/// many resets the second thread issued and the first reset that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaceResetResult {
+    pub set: DevResult<i32>,
+    pub resets: u32,
+    pub reset_error: Option<crate::errno::Errno>,
+}
+
+/// The most resets a racing thread issues while one SET runs.
+pub const RACE_RESETS_MAX: u32 = 64;
+
 /// The most a racing reader reads (a device that never ends its stream must not hang it).
 pub const RACE_READ_MAX: u64 = 64 << 20;
 
@@ -203,6 +215,22 @@ pub trait Device: Send {
             .feature(16, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
             .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
         Ok(RaceResult { set, read_bytes: read.0, read_error: read.1 })
+    }
+
+    /// SET MIG_DEVICE_STATE to `state` from this thread while a second thread issues
+    /// `VFIO_DEVICE_RESET`, from `delay_us` after the SET began until it returned (at least
+    /// once, at most [`RACE_RESETS_MAX`] times). Backends without threads of their own (the
+    /// simulators) SET, then reset: one of the interleavings.
+    fn race_reset(&mut self, state: u32, delay_us: u32) -> DevResult<RaceResetResult> {
+        let _ = delay_us;
+        let mut payload = [0u8; 8];
+        payload[..4].copy_from_slice(&state.to_le_bytes());
+        payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
+        let set = self
+            .feature(16, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
+            .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
+        let reset_error = self.reset().err();
+        Ok(RaceResetResult { set, resets: 1, reset_error })
     }
 
     /// Makes the `nth` fault-injection point (slab or page allocation, ...) the kernel passes

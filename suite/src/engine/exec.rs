@@ -276,6 +276,33 @@ impl Engine {
                 slot.model.forget();
                 (obs, Vec::new())
             }
+            Op::RaceReset(a) => {
+                let slot = &mut self.slots[si];
+                let r = match slot.dev.race_reset(a.state.raw(), u32::from(a.delay_us)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // No second thread (clone() failed): nothing ran on the device.
+                        let mut obs = Observation::err(e);
+                        obs.notes.push(format!("race_reset: no resetting thread: {e}"));
+                        return Ok((obs, Vec::new(), notes));
+                    }
+                };
+                let mut obs = obs_of(&r.set);
+                obs.notes.push(format!("{} VFIO_DEVICE_RESET(s) raced the SET", r.resets));
+                if let Some(e) = r.reset_error {
+                    obs.notes.push(format!("a racing VFIO_DEVICE_RESET failed with {e}"));
+                }
+                let new_fd = r.set.as_ref().copied().unwrap_or(-1);
+                obs.data_fd = Some(new_fd);
+                if new_fd >= 0 {
+                    slot.fds.adopt(new_fd, step.name_fd.as_deref());
+                }
+                obs.state = Self::get_state(slot.dev.as_mut());
+                // How a reset orders with a concurrent SET is not specified: the model forgets
+                // the state and the data fds and learns them again from the next GET.
+                slot.model.forget();
+                (obs, Vec::new())
+            }
             Op::PrecopyInfo(a) => {
                 let fd = self.fd(si, &a.fd)?;
                 let argsz = a.argsz.unwrap_or(uapi::PRECOPY_INFO_SIZE);

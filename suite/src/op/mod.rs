@@ -271,6 +271,22 @@ pub struct RaceArgs {
     pub delay_us: u16,
 }
 
+/// `race_reset`: a SET to `state` from this thread while a second thread issues
+/// `VFIO_DEVICE_RESET` (a guest's function reset arriving while the VMM changes the migration
+/// state). The resets start `delay_us` after the SET and repeat until it returns (at most
+/// [`RACE_RESETS_MAX`](crate::device::RACE_RESETS_MAX)), so one of them can find the
+/// driver inside its state change: a driver that defers a reset its state lock blocks
+/// (mtty, mlx5, hisi_acc, ...) then runs that deferred path. The uAPI says a reset returns
+/// the device to RUNNING but not how it orders with a concurrent SET, so the step is not
+/// judged; the oracle forgets the state and the data fds. A kernel report in it is a finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Arbitrary)]
+#[serde(deny_unknown_fields)]
+pub struct RaceResetArgs {
+    pub state: StateArg,
+    #[serde(default)]
+    pub delay_us: u16,
+}
+
 /// `VFIO_MIG_GET_PRECOPY_INFO` on a data fd, with any argsz and flags.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, Arbitrary)]
 #[serde(default, deny_unknown_fields)]
@@ -595,6 +611,8 @@ pub enum Op {
     BadBuffer(BadBufferArgs),
     /// A SET from this thread while another thread reads the data fd.
     RaceSetRead(RaceArgs),
+    /// A SET from this thread while another thread resets the device.
+    RaceReset(RaceResetArgs),
     /// poll() for POLLIN (saving) or POLLOUT (resuming) with a timeout in ms.
     Poll {
         #[serde(default)]
@@ -657,6 +675,7 @@ impl Op {
             Op::PrecopyInfo(_) => "precopy_info",
             Op::BadBuffer(_) => "bad_buffer",
             Op::RaceSetRead(_) => "race_set_read",
+            Op::RaceReset(_) => "race_reset",
             Op::Poll { .. } => "poll",
             Op::FdFlags { .. } => "fd_flags",
             Op::CloseFd { .. } => "close_fd",
@@ -694,6 +713,7 @@ impl Op {
         "precopy_info",
         "bad_buffer",
         "race_set_read",
+        "race_reset",
         "poll",
         "fd_flags",
         "close_fd",
@@ -950,7 +970,7 @@ mod tests {
         for op in ops {
             assert!(Op::NAMES.contains(&op.name()), "{} missing", op.name());
         }
-        assert_eq!(Op::NAMES.len(), 32);
+        assert_eq!(Op::NAMES.len(), 33);
     }
 
     #[test]

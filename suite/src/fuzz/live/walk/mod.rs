@@ -6,8 +6,15 @@
 //! While it writes a walk the walker follows each device with the oracle's own
 //! [`Model`](crate::oracle::model::Model), fed with what a conforming device would answer: the
 //! walker and the judge share one description of the device.
+//!
+//! `walk` (this module) chooses each v2 step's operation kind and follows the devices;
+//! [`args`] draws the steps' arguments (target states, fd references, read and write
+//! arguments, stream mutations, the save/restore macros); [`v1`] writes v1 walks.
 
 use std::collections::BTreeSet;
+
+mod args;
+mod v1;
 
 use super::LiveOptions;
 use crate::check::{Check, Origin, Requires, Step};
@@ -36,6 +43,7 @@ pub const V2_KINDS: &[&str] = &[
     "precopy_info_v2",
     "bad_buffer",
     "race_set_read",
+    "race_reset",
     "fail_nth",
     "poll",
     "fd_flags",
@@ -129,6 +137,12 @@ impl Expect {
         match op {
             Op::SetState(t) => self.set(*t),
             Op::RaceSetRead(a) => self.set(a.state),
+            // A conforming device ends in RUNNING whichever came first.
+            Op::RaceReset(a) => {
+                self.set(a.state);
+                self.model.judge_reset(&ok);
+                self.v1 = crate::oracle::v1::RUNNING;
+            }
             Op::Reset => {
                 self.model.judge_reset(&ok);
                 self.v1 = crate::oracle::v1::RUNNING;
@@ -390,42 +404,6 @@ impl Walker {
         )
     }
 
-    fn target(
-        &mut self,
-        cur: Option<MigState>,
-        flags: MigFlags,
-        covered: Option<&BTreeSet<(MigState, MigState)>>,
-    ) -> StateArg {
-        let mut states = flags.states();
-        if states.is_empty() {
-            // Flags without STOP_COPY define no state: try them all.
-            states = MigState::ALL.to_vec();
-        }
-        if let (Some(c), Some(cov)) = (cur, covered)
-            && self.rng.chance(1, 3)
-        {
-            let missing: Vec<MigState> = states.iter().copied().filter(|n| !cov.contains(&(c, *n))).collect();
-            if !missing.is_empty() {
-                return StateArg::Named(*self.rng.pick(&missing));
-            }
-        }
-        match self.rng.below(20) {
-            0 => StateArg::Raw(*self.rng.pick(&[8u32, 9, 255, 0xffff_ffff])),
-            1 => StateArg::Named(MigState::Error),
-            2 => {
-                let unsupported: Vec<MigState> =
-                    MigState::ALL.iter().copied().filter(|s| !s.supported_by(flags)).collect();
-                StateArg::Named(
-                    unsupported
-                        .get(self.rng.below(unsupported.len() as u64) as usize)
-                        .copied()
-                        .unwrap_or(MigState::Error),
-                )
-            }
-            _ => StateArg::Named(*self.rng.pick(&states)),
-        }
-    }
-
     fn v2_step(
         &mut self,
         kinds: &[&'static str],
@@ -458,6 +436,7 @@ impl Walker {
             ("bad_buffer", if live_fd { 3 } else { 1 }),
             ("precopy_info_v2", 1),
             ("race_set_read", if live_fd { 2 } else { 0 }),
+            ("race_reset", 2),
             ("poll", 1),
             ("fd_flags", 1),
             ("close_fd", 1),
@@ -504,6 +483,10 @@ impl Walker {
                 state: self.target(state, flags, Some(covered)),
                 fd: self.fd_ref(),
                 delay_us: *self.rng.pick(&[0u16, 0, 10, 100, 1000]),
+            }),
+            "race_reset" => Op::RaceReset(crate::op::RaceResetArgs {
+                state: self.target(state, flags, Some(covered)),
+                delay_us: *self.rng.pick(&[0u16, 0, 0, 10, 100]),
             }),
             "bad_buffer" => {
                 let call = match self.rng.below(5) {
@@ -593,299 +576,13 @@ impl Walker {
         let mut step = Step::new(op).oracle();
         // Fault injection of a few of the step's first allocations (out-of-memory paths).
         // (Not on a race: the fault would hit clone(), not the driver.)
-        if have("fail_nth") && !matches!(step.op, Op::RaceSetRead(_)) && self.rng.chance(1, 8) {
+        if have("fail_nth")
+            && !matches!(step.op, Op::RaceSetRead(_) | Op::RaceReset(_))
+            && self.rng.chance(1, 8)
+        {
             step.fail_nth = Some(*self.rng.pick(&[1u32, 1, 2, 3, 4, 6, 8, 12]));
         }
         draft.push(&self.devs, step);
-    }
-
-    /// The device under test two times in three, else a peer.
-    pub(super) fn pick_dev(&mut self) -> usize {
-        if self.devs.len() < 2 || self.rng.chance(2, 3) {
-            0
-        } else {
-            1 + self.rng.below(self.devs.len() as u64 - 1) as usize
-        }
-    }
-
-    fn fd_ref(&mut self) -> FdRef {
-        if self.rng.chance(1, 10) { FdRef::Previous } else { FdRef::Current }
-    }
-
-    fn read_args(&mut self, state: Option<MigState>) -> ReadArgs {
-        let whole = state == Some(MigState::StopCopy) && self.rng.chance(2, 3);
-        let capture = if self.rng.chance(1, 2) {
-            let i = self.rng.below(CAPTURES.len() as u64) as usize;
-            Some(StreamName(CAPTURES[i].to_string()))
-        } else {
-            None
-        };
-        // Only a STOP_COPY read goes to the end of the stream: a PRE_COPY stream read in small
-        // pieces may never reach a temporary end (the device dirties state faster).
-        let once = !whole && self.rng.chance(1, 2);
-        let fd = self.fd_ref();
-        let mut max = if whole || once { None } else { Some(self.rng.range(1, 64 << 10)) };
-        let chunk = *self.rng.pick(&[1u32 << 20, 4096, 4096, 64, 24, 7, 4095, 4097]);
-        if whole && chunk < 4095 {
-            // A read to the end in small pieces is bounded to ~1000 read() calls: a stream that
-            // never ends (a stale fd that stays readable) would otherwise take --max-stream / 7
-            // calls, minutes; large pieces still find a stream without an end (--max-stream).
-            max = Some(u64::from(chunk) * 1024);
-        }
-        ReadArgs {
-            fd,
-            max,
-            chunk,
-            once,
-            offset: if self.rng.chance(1, 30) { Some(0) } else { None },
-            append: capture.is_some() && self.rng.chance(1, 3),
-            capture,
-        }
-    }
-
-    fn mutation(&mut self) -> Option<Mutation> {
-        if !self.rng.chance(1, 4) {
-            return None;
-        }
-        Some(self.stream_mutation())
-    }
-
-    /// A change to a stream before it is written: truncations, bit flips, splices with the
-    /// other capture, nothing at all.
-    pub(super) fn stream_mutation(&mut self) -> Mutation {
-        match self.rng.below(8) {
-            6 => Mutation::Splice {
-                other: StreamName((*self.rng.pick(&CAPTURES)).to_string()),
-                at: self.rng.below(1 << 12),
-            },
-            7 => Mutation::SpliceAt {
-                other: StreamName((*self.rng.pick(&CAPTURES)).to_string()),
-                num: self.rng.range(1, 4) as u32,
-                den: 4,
-            },
-            _ => self.simple_mutation(),
-        }
-    }
-
-    fn simple_mutation(&mut self) -> Mutation {
-        match self.rng.below(6) {
-            0 => Mutation::DropTail(self.rng.range(1, 16)),
-            1 => Mutation::Fraction { num: 1, den: self.rng.range(2, 4) as u32 },
-            2 => Mutation::FlipAt { num: self.rng.below(4) as u32, den: 4, bit: self.rng.below(8) as u8 },
-            3 => Mutation::FlipBit { offset: self.rng.below(1 << 16), bit: self.rng.below(8) as u8 },
-            4 => Mutation::Truncate(self.rng.below(64)),
-            _ => Mutation::Empty,
-        }
-    }
-
-    fn write_args(&mut self, captured: &[Option<String>]) -> WriteArgs {
-        let have: Vec<&String> = captured.iter().flatten().collect();
-        let data = if have.is_empty() || self.rng.chance(1, 10) {
-            Source::Zeros(self.rng.range(1, 64) as u32)
-        } else {
-            Source::Stream(StreamName((*self.rng.pick(&have)).clone()))
-        };
-        WriteArgs {
-            fd: self.fd_ref(),
-            data,
-            mutate: self.mutation(),
-            segment: self.segmentation(),
-            offset: if self.rng.chance(1, 30) { Some(0) } else { None },
-            keep_going: false,
-            from_thread: false,
-        }
-    }
-
-    pub(super) fn segmentation(&mut self) -> Segmentation {
-        match self.rng.below(6) {
-            0 => Segmentation::Fixed(*self.rng.pick(&[1u32, 7, 8, 24, 4095, 4096])),
-            1 => Segmentation::Cycle(vec![1, 7, 4095]),
-            2 => Segmentation::Random { seed: self.rng.next_u64(), max: 512 },
-            _ => Segmentation::Whole,
-        }
-    }
-
-    /// STOP, STOP_COPY, read the stream to its end into a capture, STOP, on device `d`.
-    pub(super) fn save_macro(&mut self, d: usize, draft: &mut Draft) {
-        let i = self.rng.below(CAPTURES.len() as u64) as usize;
-        let label = if d == 0 { None } else { Some(self.devs[d].label.clone()) };
-        let on = |s: Step| match &label {
-            Some(l) => s.on(l),
-            None => s,
-        };
-        let set = |s: MigState| Step::new(Op::SetState(StateArg::Named(s))).oracle();
-        let devs = self.devs.clone();
-        draft.push(&devs, on(set(MigState::Stop)));
-        draft.push(&devs, on(set(MigState::StopCopy)));
-        draft.push(
-            &devs,
-            on(Step::new(Op::Read(ReadArgs {
-                capture: Some(StreamName(CAPTURES[i].to_string())),
-                ..ReadArgs::default()
-            }))
-            .oracle()),
-        );
-        draft.push(&devs, on(set(MigState::Stop)));
-    }
-
-    /// Reset, RESUMING, write a capture (sometimes mutated), then leave RESUMING, on device
-    /// `d`.
-    pub(super) fn restore_macro(&mut self, d: usize, draft: &mut Draft) {
-        let have: Vec<&String> = draft.captured.iter().flatten().collect();
-        let Some(name) = have.first().map(|s| (*s).clone()) else { return };
-        let name = if have.len() > 1 && self.rng.chance(1, 2) { have[1].clone() } else { name };
-        let label = if d == 0 { None } else { Some(self.devs[d].label.clone()) };
-        let on = |s: Step| match &label {
-            Some(l) => s.on(l),
-            None => s,
-        };
-        let set = |s: MigState| Step::new(Op::SetState(StateArg::Named(s))).oracle();
-        let devs = self.devs.clone();
-        if self.rng.chance(1, 2) {
-            draft.push(&devs, on(Step::new(Op::Reset).oracle()));
-        }
-        draft.push(&devs, on(set(MigState::Stop)));
-        draft.push(&devs, on(set(MigState::Resuming)));
-        let write = WriteArgs {
-            fd: FdRef::Current,
-            data: Source::Stream(StreamName(name)),
-            mutate: self.mutation(),
-            segment: self.segmentation(),
-            offset: None,
-            keep_going: false,
-            from_thread: false,
-        };
-        draft.push(&devs, on(Step::new(Op::Write(write)).oracle()));
-        let to = *self.rng.pick(&[MigState::Stop, MigState::Running, MigState::Running]);
-        draft.push(&devs, on(set(to)));
-        if self.rng.chance(1, 3) {
-            draft.push(&devs, on(Step::new(Op::GetState).oracle()));
-        }
-    }
-
-    fn v1_step(&mut self, kinds: &[&'static str], draft: &mut Draft) {
-        use crate::oracle::v1 as o;
-        let v1 = draft.expects[0].v1;
-        let have = |k: &str| kinds.contains(&k);
-        let weights: &[(&str, u64)] = &[
-            ("v1_set_state", 30),
-            ("v1_save", if v1 & o::SAVING != 0 { 14 } else { 2 }),
-            ("v1_resume", if v1 == o::RESUMING && draft.have_capture() { 12 } else { 1 }),
-            ("v1_read", 6),
-            ("reset", 3),
-            ("close_device", 1),
-            ("config_read", 1),
-            ("region_read", 1),
-            ("wait", 2),
-            ("v1_write", 3),
-            ("config_write", 1),
-            ("region_write", 1),
-        ];
-        let kind = self.rng.pick_weighted(weights, have, "v1_set_state");
-        let field = |r: &mut Rng| {
-            *r.pick(&[
-                V1Field::DeviceState,
-                V1Field::Reserved,
-                V1Field::PendingBytes,
-                V1Field::DataOffset,
-                V1Field::DataSize,
-            ])
-        };
-        let op = match kind {
-            "v1_set_state" => {
-                let v = match self.rng.below(12) {
-                    0 => *self.rng.pick(&[5u32, 6, 7]),
-                    1 => 8 | self.rng.below(5) as u32,
-                    _ => self.rng.below(5) as u32,
-                };
-                Op::V1SetState(v)
-            }
-            "v1_save" => {
-                let capture = if self.rng.chance(2, 3) {
-                    let i = self.rng.below(CAPTURES.len() as u64) as usize;
-                    Some(StreamName(CAPTURES[i].to_string()))
-                } else {
-                    None
-                };
-                Op::V1Save(V1SaveArgs {
-                    append: capture.is_some() && self.rng.chance(1, 3),
-                    capture,
-                    via: if self.rng.chance(1, 4) { Access::Mmap } else { Access::Rw },
-                    max_iterations: Some(1000),
-                    once: self.rng.chance(1, 2),
-                    extra_pending_reads: self.rng.below(2) as u8,
-                })
-            }
-            "v1_resume" => {
-                let have: Vec<&String> = draft.captured.iter().flatten().collect();
-                let data = if have.is_empty() {
-                    Source::Zeros(self.rng.range(1, 64) as u32)
-                } else {
-                    Source::Stream(StreamName((*self.rng.pick(&have)).clone()))
-                };
-                Op::V1Resume(V1ResumeArgs {
-                    data,
-                    mutate: self.mutation(),
-                    via: if self.rng.chance(1, 4) { Access::Mmap } else { Access::Rw },
-                    scribble: self.rng.chance(1, 8),
-                })
-            }
-            "v1_read" => {
-                let natural = self.rng.chance(3, 4);
-                Op::V1Read(V1FieldArgs {
-                    field: field(&mut self.rng),
-                    value: None,
-                    width: if natural { None } else { Some(*self.rng.pick(&[1u8, 2, 3, 8])) },
-                    misalign: if natural { 0 } else { self.rng.below(4) as u8 },
-                })
-            }
-            "v1_write" => {
-                let f = *self.rng.pick(&[
-                    V1Field::Reserved,
-                    V1Field::PendingBytes,
-                    V1Field::DataOffset,
-                    V1Field::DataSize,
-                ]);
-                Op::V1Write(V1FieldArgs {
-                    field: f,
-                    value: Some(*self.rng.pick(&[0u64, 1, 4096, u64::MAX])),
-                    width: None,
-                    misalign: 0,
-                })
-            }
-            "reset" => Op::Reset,
-            "close_device" => {
-                draft.push(&self.devs, Step::new(Op::CloseDevice).oracle());
-                Op::Reopen
-            }
-            "config_read" => Op::ConfigRead(ConfigArgs {
-                offset: self.rng.below(64) as u16,
-                width: 4,
-                value: None,
-                save_as: None,
-            }),
-            "region_read" => Op::RegionRead(RegionArgs {
-                region: RegionRef::Bar0,
-                offset: 4 * self.rng.below(8),
-                width: 4,
-                value: None,
-                via: Access::Rw,
-                save_as: None,
-            }),
-            "wait" => Op::Wait { ms: self.rng.range(1, 10) as u16 },
-            "config_write" => {
-                Op::ConfigWrite(ConfigArgs { offset: 4, width: 2, value: Some(6), save_as: None })
-            }
-            _ => Op::RegionWrite(RegionArgs {
-                region: RegionRef::Bar0,
-                offset: 4 * self.rng.below(8),
-                width: 4,
-                value: Some(self.rng.next_u64() & 0xffff_ffff),
-                via: Access::Rw,
-                save_as: None,
-            }),
-        };
-        draft.push(&self.devs, Step::new(op).oracle());
     }
 }
 
