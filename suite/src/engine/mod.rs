@@ -6,24 +6,25 @@ pub mod capture;
 mod data;
 mod error;
 mod exec;
+mod probe;
+mod run;
 mod v1;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use crate::check::{Check, Loc};
+use crate::check::Check;
 use crate::clauses::Feature;
-use crate::device::{Device, DeviceInfo, MigrationApi, RegionInfo};
-use crate::errno::Errno;
-use crate::oracle::Violation;
-use crate::oracle::model::{Facts, Model, Observation};
+use crate::device::{Device, DeviceInfo, MigrationApi};
+use crate::oracle::model::{Facts, Model};
 use crate::state::{MigFlags, MigState};
 use crate::uapi;
 
 pub use capture::Capture;
 pub use error::HarnessError;
+pub(crate) use probe::feature_get;
+pub use probe::{DeviceFacts, probe};
+pub use run::{CheckEnd, CheckRun, Finding, StepRecord};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -36,31 +37,6 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions { max_stream: 4 << 30 }
     }
-}
-
-/// What the suite learnt about a device when it opened it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceFacts {
-    pub api: MigrationApi,
-    pub flags: MigFlags,
-    pub dma_logging: bool,
-    pub precopy_info_v2: bool,
-    /// Whether the backend can inject kernel faults (`/proc/thread-self/fail-nth`).
-    #[serde(default)]
-    pub fault_injection: bool,
-    /// The v1 migration region, if any.
-    pub migration_region: Option<RegionInfo>,
-    /// State at start (v2).
-    pub initial_state: Option<u32>,
-    /// Why the device is not migratable, when api is None.
-    pub why_not: Option<String>,
-    /// DMA_LOGGING_REPORT fails with EOPNOTSUPP right after a successful START: the kernel's
-    /// iova_bitmap is a stub (built without IOMMUFD), whatever the driver does.
-    #[serde(default)]
-    pub report_stub: bool,
-    /// The PCI command register when the suite opened the device (restored after each check).
-    #[serde(default)]
-    pub pci_command: Option<u16>,
 }
 
 pub use crate::op::render::render_op;
@@ -108,159 +84,6 @@ pub struct Slot {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot").field("label", &self.label).field("facts", &self.facts).finish()
-    }
-}
-
-/// One broken expectation, located.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    #[serde(flatten)]
-    pub violation: Violation,
-    /// 0-based step index.
-    pub step: usize,
-    /// The step as YAML (`set_state: STOP_COPY`).
-    pub op: String,
-    pub device: String,
-    pub loc: Option<Loc>,
-    /// The step was preparation for the behaviour under test.
-    pub setup: bool,
-}
-
-/// One executed step, for traces and reproducers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub step: usize,
-    pub device: String,
-    pub op: String,
-    pub obs: Observation,
-    pub micros: u64,
-}
-
-/// How a check's run ended. Findings are kept beside it: a run can break clauses and then
-/// end on anything (a harness error at a later step, a precondition that turns out unmet).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum CheckEnd {
-    /// Every step ran, or the run stopped at a broken MUST ([`CheckRun::stopped_early`]).
-    #[default]
-    Completed,
-    /// The check could not observe what it is about here (a feature, a device or a kernel
-    /// it needs is absent, a precondition failed): why.
-    Unsupported(String),
-    /// A harness or environment problem, not a driver violation (a sequence naming what
-    /// does not exist, a crashed check process, an interrupt): what.
-    HarnessError(String),
-    /// A device operation did not return within the watchdog: which step, how long.
-    Timeout(String),
-}
-
-impl CheckEnd {
-    /// The reason, if the run was UNSUPPORTED.
-    pub fn unsupported(&self) -> Option<&str> {
-        if let CheckEnd::Unsupported(s) = self { Some(s) } else { None }
-    }
-
-    /// The harness error, if there was one.
-    pub fn error(&self) -> Option<&str> {
-        if let CheckEnd::HarnessError(s) = self { Some(s) } else { None }
-    }
-
-    /// The watchdog's report, if an operation timed out.
-    pub fn timeout(&self) -> Option<&str> {
-        if let CheckEnd::Timeout(s) = self { Some(s) } else { None }
-    }
-
-    /// The run was interrupted (SIGINT/SIGTERM) before it finished.
-    pub fn interrupted(&self) -> bool {
-        self.error().is_some_and(|e| e.starts_with("interrupted"))
-    }
-}
-
-/// The raw result of running a check (the runner turns it into an outcome). It crosses the
-/// process boundary of `isolate` as JSON in the form it had before [`CheckEnd`]: the end is
-/// one of three optional fields (`unsupported`, `error`, `timeout`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "CheckRunWire", into = "CheckRunWire")]
-pub struct CheckRun {
-    pub findings: Vec<Finding>,
-    pub trace: Vec<StepRecord>,
-    /// How the run ended.
-    pub end: CheckEnd,
-    /// Facts worth reporting that are not violations (environment limits, values).
-    pub notes: Vec<String>,
-    /// The device could not be restored to RUNNING (before or after the check): the run
-    /// must stop. Not a [`CheckEnd`]: the restore after a check happens whatever the check
-    /// ended with, so it can fail after findings, UNSUPPORTED, a harness error or a timeout,
-    /// and both must be reported (the end judges the driver, this stops the run).
-    pub restore_error: Option<String>,
-    pub duration_us: u64,
-    /// The run stopped at a broken MUST before the last step.
-    pub stopped_early: bool,
-    /// Steps skipped as harness errors (an fd or stream that does not exist) when the engine
-    /// runs with [`Engine::skip_harness_errors`] (fuzzing); 0-based.
-    pub skipped: Vec<usize>,
-}
-
-/// [`CheckRun`] as JSON: its end as the three optional fields it had before [`CheckEnd`].
-#[derive(Serialize, Deserialize)]
-struct CheckRunWire {
-    findings: Vec<Finding>,
-    trace: Vec<StepRecord>,
-    unsupported: Option<String>,
-    error: Option<String>,
-    #[serde(default)]
-    timeout: Option<String>,
-    notes: Vec<String>,
-    restore_error: Option<String>,
-    duration_us: u64,
-    stopped_early: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    skipped: Vec<usize>,
-}
-
-impl From<CheckRunWire> for CheckRun {
-    fn from(w: CheckRunWire) -> CheckRun {
-        // More than one field set (never written, only possible in hand-made JSON): the most
-        // severe wins, in the order `oracle::outcome::classify` has always read them.
-        let end = match (w.timeout, w.error, w.unsupported) {
-            (Some(t), _, _) => CheckEnd::Timeout(t),
-            (None, Some(e), _) => CheckEnd::HarnessError(e),
-            (None, None, Some(u)) => CheckEnd::Unsupported(u),
-            (None, None, None) => CheckEnd::Completed,
-        };
-        CheckRun {
-            findings: w.findings,
-            trace: w.trace,
-            end,
-            notes: w.notes,
-            restore_error: w.restore_error,
-            duration_us: w.duration_us,
-            stopped_early: w.stopped_early,
-            skipped: w.skipped,
-        }
-    }
-}
-
-impl From<CheckRun> for CheckRunWire {
-    fn from(r: CheckRun) -> CheckRunWire {
-        let (mut unsupported, mut error, mut timeout) = (None, None, None);
-        match r.end {
-            CheckEnd::Completed => {}
-            CheckEnd::Unsupported(u) => unsupported = Some(u),
-            CheckEnd::HarnessError(e) => error = Some(e),
-            CheckEnd::Timeout(t) => timeout = Some(t),
-        }
-        CheckRunWire {
-            findings: r.findings,
-            trace: r.trace,
-            unsupported,
-            error,
-            timeout,
-            notes: r.notes,
-            restore_error: r.restore_error,
-            duration_us: r.duration_us,
-            stopped_early: r.stopped_early,
-            skipped: r.skipped,
-        }
     }
 }
 
@@ -320,13 +143,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Builds a `VFIO_DEVICE_FEATURE` GET with an 8-byte payload and returns the payload.
-fn feature_get(dev: &mut dyn Device, feature: u32) -> Result<[u8; 8], Errno> {
-    let mut payload = [0u8; 8];
-    dev.feature(uapi::FEATURE_HEADER + 8, uapi::FEATURE_GET | feature, &mut payload)?;
-    Ok(payload)
-}
-
 /// Undoes what a check may have left behind besides the migration state: DMA logging,
 /// armed interrupts, the PCI command register. Errors are ignored (an index that was not
 /// enabled refuses to be disabled on some drivers).
@@ -346,76 +162,6 @@ fn stop_logging(slot: &mut Slot) {
             crate::op::Access::Rw,
         );
     }
-}
-
-/// Learns what a device supports: v2 flags and features, or a v1 migration region.
-pub fn probe(dev: &mut dyn Device) -> DeviceFacts {
-    let mut facts = DeviceFacts {
-        api: MigrationApi::None,
-        flags: MigFlags(0),
-        dma_logging: false,
-        precopy_info_v2: false,
-        fault_injection: dev.inject_fault(0).is_ok(),
-        migration_region: None,
-        initial_state: None,
-        why_not: None,
-        report_stub: false,
-        pci_command: None,
-    };
-    let mut cmd = [0u8; 2];
-    if dev.region_read(uapi::PCI_CONFIG_REGION_INDEX, 4, &mut cmd, crate::op::Access::Rw) == Ok(2) {
-        facts.pci_command = Some(u16::from_le_bytes(cmd));
-    }
-    match feature_get(dev, uapi::FEATURE_MIGRATION) {
-        Ok(p) => {
-            facts.api = MigrationApi::V2;
-            facts.flags = MigFlags(u64::from_le_bytes(p[..8].try_into().unwrap_or([0; 8])));
-            let mut empty = [0u8; 0];
-            facts.dma_logging = dev
-                .feature(
-                    8,
-                    uapi::FEATURE_PROBE | uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_START,
-                    &mut empty,
-                )
-                .is_ok();
-            facts.precopy_info_v2 = dev
-                .feature(
-                    8,
-                    uapi::FEATURE_PROBE | uapi::FEATURE_SET | uapi::FEATURE_MIG_PRECOPY_INFO_V2,
-                    &mut empty,
-                )
-                .is_ok();
-            if let Ok(p) = feature_get(dev, uapi::FEATURE_MIG_DEVICE_STATE) {
-                facts.initial_state = Some(u32::from_le_bytes(p[..4].try_into().unwrap_or([0; 4])));
-            }
-            if facts.dma_logging && dev.dma_log_start(4096, &[(0, 4096)]).is_ok() {
-                let mut bitmap = [0u64; 1];
-                facts.report_stub = dev.dma_log_report(0, 4096, 4096, &mut bitmap) == Err(Errno::EOPNOTSUPP);
-                let _ = dev.feature(8, uapi::FEATURE_SET | uapi::FEATURE_DMA_LOGGING_STOP, &mut empty);
-            }
-            return facts;
-        }
-        Err(e) => {
-            facts.why_not = Some(format!("VFIO_DEVICE_FEATURE GET MIGRATION failed with {e}"));
-        }
-    }
-    let regions = dev.device_info().map(|i| i.num_regions).unwrap_or(0).min(64);
-    for index in 0..regions {
-        if let Ok(info) = dev.region_info(index)
-            && info.cap_type == Some(uapi::REGION_TYPE_MIGRATION)
-        {
-            facts.api = MigrationApi::V1;
-            facts.migration_region = Some(info);
-            facts.why_not = None;
-            return facts;
-        }
-    }
-    if let Some(w) = &mut facts.why_not {
-        w.push_str(&format!(
-            " and none of its {regions} regions is a v1 migration region (type 3, subtype 1)"
-        ));
-    }
-    facts
 }
 
 impl Engine {
@@ -742,37 +488,5 @@ impl Engine {
         }
         run.duration_us = start.elapsed().as_micros() as u64;
         run
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_check_run_crosses_the_process_boundary_in_its_old_json_form() {
-        let run = CheckRun {
-            end: CheckEnd::Timeout("step 2 `read: {}` did not return within 5 s".to_string()),
-            restore_error: Some("device A did not return to RUNNING after the check: EIO".to_string()),
-            duration_us: 7,
-            ..Default::default()
-        };
-        let json = serde_json::to_value(&run).unwrap();
-        assert_eq!(json["timeout"], "step 2 `read: {}` did not return within 5 s");
-        assert!(json["error"].is_null() && json["unsupported"].is_null(), "{json}");
-        assert!(json.get("end").is_none(), "{json}");
-        let back: CheckRun = serde_json::from_value(json).unwrap();
-        assert_eq!(back, run);
-    }
-
-    #[test]
-    fn a_check_run_written_before_check_end_reads_with_the_most_severe_end() {
-        let old = r#"{"findings":[],"trace":[],"unsupported":"device lacks p2p","error":null,
-            "notes":[],"restore_error":null,"duration_us":1,"stopped_early":false}"#;
-        let run: CheckRun = serde_json::from_str(old).unwrap();
-        assert_eq!(run.end, CheckEnd::Unsupported("device lacks p2p".to_string()));
-        let both = old.replace(r#""error":null"#, r#""error":"EBUSY""#);
-        let run: CheckRun = serde_json::from_str(&both).unwrap();
-        assert_eq!(run.end, CheckEnd::HarnessError("EBUSY".to_string()));
     }
 }
