@@ -93,7 +93,7 @@ pub struct CheckRun {
     /// The run stopped at a broken MUST before the last step.
     pub stopped_early: bool,
     /// Steps skipped as harness errors (an fd or stream that does not exist) when the engine
-    /// runs with [`Engine::skip_harness_errors`] (fuzzing); 0-based.
+    /// runs with [`Engine::skip_harness_errors`](super::Engine::skip_harness_errors) (fuzzing); 0-based.
     pub skipped: Vec<usize>,
 }
 

@@ -8,8 +8,8 @@
 //! walker and the judge share one description of the device.
 //!
 //! `walk` (this module) chooses each v2 step's operation kind and follows the devices;
-//! [`args`] draws the steps' arguments (target states, fd references, read and write
-//! arguments, stream mutations, the save/restore macros); [`v1`] writes v1 walks.
+//! `args` draws the steps' arguments (target states, fd references, read and write
+//! arguments, stream mutations, the save/restore macros); `v1` writes v1 walks.
 
 use std::collections::BTreeSet;
 
