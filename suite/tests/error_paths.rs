@@ -82,14 +82,46 @@ fn a_set_racing_a_reset_is_not_judged_and_the_device_ends_running() {
 }
 
 #[test]
-fn race_reset_round_trips_through_yaml_and_names_its_fields() {
+fn race_reset_round_trips_through_yaml_and_its_loader_names_what_is_wrong() {
     let check = fixture("  - race_reset: {state: STOP_COPY, delay_us: 100}\n");
     let text = vmc::engine::render_op(&check.steps[0].op);
     assert!(text.contains("race_reset") && text.contains("STOP_COPY") && text.contains("100"), "{text}");
-    let bad =
-        "id: t\ntitle: t\nrequires: {api: v2}\nsteps:\n  - race_reset: {state: STOP_COPY, fd: current}\n";
-    let e = vmc::sequence::load_str("t.yaml", bad.as_bytes()).map(|_| ()).expect_err("race_reset has no fd");
+    let load = |steps: &str| {
+        let t = format!("id: t.t.t\ntitle: t\nrequires: {{api: v2}}\nsteps:\n{steps}");
+        vmc::sequence::load_str("t.yaml", t.as_bytes()).map(|_| ())
+    };
+    let e = load("  - race_reset: {state: STOP_COPY, count: 3}\n").expect_err("no field count");
     assert!(e.to_string().contains("t.yaml:5"), "{e}");
+    let e = load("  - race_reset: {during: precopy_info, fd: save}\n").expect_err("fd save is not defined");
+    assert!(e.to_string().contains("`save`"), "{e}");
+    load("  - race_reset: {during: get_state, fd: save}\n").expect("the fd of a raced GET is not used");
+}
+
+#[test]
+fn a_get_or_precopy_info_racing_a_reset_leaves_the_oracle_expecting_running() {
+    // Arrange: PRE_COPY, then PRECOPY_INFO racing a reset (the simulator: the ioctl, then the
+    // reset), then GET racing a reset, then PRE_COPY again, which is an arc only from RUNNING.
+    let check = fixture(
+        "  - set_state: PRE_COPY\n    expect: oracle\n  - race_reset: {during: precopy_info}\n    expect: oracle\n  - race_reset: {during: get_state}\n    expect: oracle\n  - set_state: PRE_COPY\n    expect: oracle\n",
+    );
+    // Act
+    let r = run(&check);
+    // Assert
+    assert!(r.end.error().is_none(), "{:?}", r.end);
+    assert!(r.findings.is_empty(), "{:?}", r.findings.iter().map(|f| &f.violation).collect::<Vec<_>>());
+    assert!(r.trace[1].obs.errno.is_none(), "PRECOPY_INFO on the live fd: {}", r.trace[1].obs.summary());
+    assert!(
+        r.trace[1].obs.notes.iter().any(|n| n.contains("raced the PRECOPY_INFO")),
+        "{:?}",
+        r.trace[1].obs.notes
+    );
+    assert_eq!(r.trace[2].obs.state, Some(vmc::state::MigState::Running.raw()));
+    assert_eq!(
+        r.trace[3].obs.state,
+        Some(vmc::state::MigState::PreCopy.raw()),
+        "{}",
+        r.trace[3].obs.summary()
+    );
 }
 
 #[test]

@@ -123,11 +123,12 @@ pub struct RaceResult {
     pub read_error: Option<crate::errno::Errno>,
 }
 
-/// What [`Device::race_reset`] saw: the SET's result (the returned data fd, -1 for none), how
-/// many resets the second thread issued and the first reset that failed.
+/// What [`Device::race_reset`] saw: the raced call's result (SET: the returned data fd, -1 for
+/// none; GET: the state; PRECOPY_INFO: 0), how many resets the second thread issued and the
+/// first reset that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaceResetResult {
-    pub set: DevResult<i32>,
+    pub call: DevResult<i32>,
     pub resets: u32,
     pub reset_error: Option<crate::errno::Errno>,
 }
@@ -217,20 +218,22 @@ pub trait Device: Send {
         Ok(RaceResult { set, read_bytes: read.0, read_error: read.1 })
     }
 
-    /// SET MIG_DEVICE_STATE to `state` from this thread while a second thread issues
-    /// `VFIO_DEVICE_RESET`, from `delay_us` after the SET began until it returned (at least
-    /// once, at most [`RACE_RESETS_MAX`] times). Backends without threads of their own (the
-    /// simulators) SET, then reset: one of the interleavings.
-    fn race_reset(&mut self, state: u32, delay_us: u32) -> DevResult<RaceResetResult> {
+    /// `call` from this thread (SET to `state`, GET, or PRECOPY_INFO on data fd `fd`) while a
+    /// second thread issues `VFIO_DEVICE_RESET` back to back, from before the call (which
+    /// follows the first reset by `delay_us`) until it returned (at most [`RACE_RESETS_MAX`]
+    /// resets). Backends without threads of their own (the simulators) make the call, then
+    /// reset: one of the interleavings.
+    fn race_reset(
+        &mut self,
+        call: crate::op::RaceCall,
+        state: u32,
+        fd: i32,
+        delay_us: u32,
+    ) -> DevResult<RaceResetResult> {
         let _ = delay_us;
-        let mut payload = [0u8; 8];
-        payload[..4].copy_from_slice(&state.to_le_bytes());
-        payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
-        let set = self
-            .feature(16, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
-            .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
+        let call = race_call(self, call, state, fd);
         let reset_error = self.reset().err();
-        Ok(RaceResetResult { set, resets: 1, reset_error })
+        Ok(RaceResetResult { call, resets: 1, reset_error })
     }
 
     /// Makes the `nth` fault-injection point (slab or page allocation, ...) the kernel passes
@@ -283,4 +286,31 @@ pub trait Device: Send {
     /// Closes every data fd the suite holds and returns the device to RUNNING (reset), as a
     /// trial's cleanup. Errors are returned so the runner can report a wedged device.
     fn restore(&mut self) -> DevResult<()>;
+}
+
+/// The call of a [`Device::race_reset`] (see there), on any backend.
+pub fn race_call<D: Device + ?Sized>(
+    dev: &mut D,
+    call: crate::op::RaceCall,
+    state: u32,
+    fd: i32,
+) -> DevResult<i32> {
+    use crate::op::RaceCall;
+    let mut payload = [0u8; 8];
+    match call {
+        RaceCall::SetState => {
+            payload[..4].copy_from_slice(&state.to_le_bytes());
+            payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
+            dev.feature(16, crate::uapi::FEATURE_SET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
+                .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]))
+        }
+        RaceCall::GetState => dev
+            .feature(16, crate::uapi::FEATURE_GET | crate::uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
+            .map(|()| i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])),
+        RaceCall::PrecopyInfo => {
+            let mut buf = [0u8; 24];
+            buf[..4].copy_from_slice(&crate::uapi::PRECOPY_INFO_SIZE.to_le_bytes());
+            dev.data_ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, &mut buf).map(|_| 0)
+        }
+    }
 }

@@ -277,8 +277,9 @@ impl Engine {
                 (obs, Vec::new())
             }
             Op::RaceReset(a) => {
+                let fd = if a.during == crate::op::RaceCall::PrecopyInfo { self.fd(si, &a.fd)? } else { -1 };
                 let slot = &mut self.slots[si];
-                let r = match slot.dev.race_reset(a.state.raw(), u32::from(a.delay_us)) {
+                let r = match slot.dev.race_reset(a.during, a.state.raw(), fd, u32::from(a.delay_us)) {
                     Ok(r) => r,
                     Err(e) => {
                         // No second thread (clone() failed): nothing ran on the device.
@@ -287,18 +288,25 @@ impl Engine {
                         return Ok((obs, Vec::new(), notes));
                     }
                 };
-                let mut obs = obs_of(&r.set);
-                obs.notes.push(format!("{} VFIO_DEVICE_RESET(s) raced the SET", r.resets));
+                let mut obs = obs_of(&r.call);
+                let what = match a.during {
+                    crate::op::RaceCall::SetState => "SET",
+                    crate::op::RaceCall::GetState => "GET",
+                    crate::op::RaceCall::PrecopyInfo => "PRECOPY_INFO",
+                };
+                obs.notes.push(format!("{} VFIO_DEVICE_RESET(s) raced the {what}", r.resets));
                 if let Some(e) = r.reset_error {
                     obs.notes.push(format!("a racing VFIO_DEVICE_RESET failed with {e}"));
                 }
-                let new_fd = r.set.as_ref().copied().unwrap_or(-1);
-                obs.data_fd = Some(new_fd);
-                if new_fd >= 0 {
-                    slot.fds.adopt(new_fd, step.name_fd.as_deref());
+                if a.during == crate::op::RaceCall::SetState {
+                    let new_fd = r.call.as_ref().copied().unwrap_or(-1);
+                    obs.data_fd = Some(new_fd);
+                    if new_fd >= 0 {
+                        slot.fds.adopt(new_fd, step.name_fd.as_deref());
+                    }
                 }
                 obs.state = Self::get_state(slot.dev.as_mut());
-                // How a reset orders with a concurrent SET is not specified: the model forgets
+                // How a reset orders with a concurrent call is not specified: the model forgets
                 // the state and the data fds and learns them again from the next GET.
                 slot.model.forget();
                 (obs, Vec::new())

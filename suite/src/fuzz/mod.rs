@@ -318,6 +318,7 @@ fn names_defined(op: &Op, fds: &[String], streams: &[String]) -> bool {
         Op::PrecopyInfo(a) => fd_ok(&a.fd),
         Op::BadBuffer(a) => fd_ok(&a.fd),
         Op::RaceSetRead(a) => fd_ok(&a.fd),
+        Op::RaceReset(a) => fd_ok(&a.fd),
         Op::Poll { fd, .. } | Op::FdFlags { fd } | Op::CloseFd { fd } => fd_ok(fd),
         Op::Write(WriteArgs { fd, data, mutate, .. }) => {
             fd_ok(fd)

@@ -266,20 +266,46 @@ pub struct RaceArgs {
     pub delay_us: u16,
 }
 
-/// `race_reset`: a SET to `state` from this thread while a second thread issues
-/// `VFIO_DEVICE_RESET` (a guest's function reset arriving while the VMM changes the migration
-/// state). The resets start `delay_us` after the SET and repeat until it returns (at most
-/// [`RACE_RESETS_MAX`](crate::device::RACE_RESETS_MAX)), so one of them can find the
-/// driver inside its state change: a driver that defers a reset its state lock blocks
-/// (mtty, mlx5, hisi_acc, ...) then runs that deferred path. The uAPI says a reset returns
-/// the device to RUNNING but not how it orders with a concurrent SET, so the step is not
-/// judged; the oracle forgets the state and the data fds. A kernel report in it is a finding.
+/// `race_reset`: a call from this thread (by default a SET to `state`) while a second thread
+/// issues `VFIO_DEVICE_RESET` (a guest's function reset arriving while the VMM changes or
+/// reads the migration state). The resets run back to back from `delay_us` before the call
+/// until it returns (at most [`RACE_RESETS_MAX`](crate::device::RACE_RESETS_MAX)), so one
+/// of them can find the driver inside it: a driver that defers a reset its state lock blocks
+/// (mtty, mlx5, hisi_acc, ...) then runs that deferred path in the lock's holder. The uAPI
+/// says a reset returns the device to RUNNING but not how it orders with a concurrent call,
+/// so the step is not judged; the oracle forgets the state and the data fds. A kernel report
+/// in it is a finding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Arbitrary)]
 #[serde(deny_unknown_fields)]
 pub struct RaceResetArgs {
+    /// The call the resets race.
+    #[serde(default)]
+    pub during: RaceCall,
+    /// The target state of `during: set_state`.
+    #[serde(default = "running")]
     pub state: StateArg,
+    /// The data fd of `during: precopy_info`.
+    #[serde(default)]
+    pub fd: FdRef,
     #[serde(default)]
     pub delay_us: u16,
+}
+
+fn running() -> StateArg {
+    StateArg::Named(crate::state::MigState::Running)
+}
+
+/// The call a [`RaceResetArgs`] races with resets: each holds the driver's state lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[serde(rename_all = "snake_case")]
+pub enum RaceCall {
+    /// SET MIG_DEVICE_STATE.
+    #[default]
+    SetState,
+    /// GET MIG_DEVICE_STATE.
+    GetState,
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on the data fd.
+    PrecopyInfo,
 }
 
 /// `VFIO_MIG_GET_PRECOPY_INFO` on a data fd, with any argsz and flags.

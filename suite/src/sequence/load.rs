@@ -242,6 +242,7 @@ pub fn load_str(name: &str, bytes: &[u8]) -> Result<Check, LoadError> {
             Op::PrecopyInfo(a) => Some(&a.fd),
             Op::BadBuffer(a) => Some(&a.fd),
             Op::RaceSetRead(a) => Some(&a.fd),
+            Op::RaceReset(a) if a.during == crate::op::RaceCall::PrecopyInfo => Some(&a.fd),
             Op::Poll { fd, .. } | Op::FdFlags { fd } | Op::CloseFd { fd } => Some(fd),
             _ => None,
         };

@@ -405,41 +405,45 @@ impl Device for KernelDevice {
         })
     }
 
-    fn race_reset(&mut self, state: u32, delay_us: u32) -> DevResult<crate::device::RaceResetResult> {
+    fn race_reset(
+        &mut self,
+        call: crate::op::RaceCall,
+        state: u32,
+        fd: i32,
+        delay_us: u32,
+    ) -> DevResult<crate::device::RaceResetResult> {
         use std::sync::atomic::{AtomicBool, Ordering};
         // The resetting thread gets its own descriptor of the device file.
         let resetter = self.dev()?.try_clone_to_owned().map_err(|e| Errno::from_io(&e))?;
-        let started = std::sync::Barrier::new(2);
-        let done = AtomicBool::new(false);
+        let (first_done, done) = (AtomicBool::new(false), AtomicBool::new(false));
         std::thread::scope(|s| {
+            // Resets back to back from before the SET until after it returned, so that one of
+            // them can find the driver inside its state change (a thread woken only for one
+            // reset arrives after a short SET).
             let h = std::thread::Builder::new().spawn_scoped(s, || {
-                started.wait();
-                if delay_us > 0 {
-                    std::thread::sleep(std::time::Duration::from_micros(u64::from(delay_us)));
-                }
                 let (mut resets, mut error) = (0u32, None);
-                // At least one reset, then more while the SET runs.
                 loop {
                     resets += 1;
                     if let Err(e) = ioctl::device_reset(resetter.as_fd()) {
                         error.get_or_insert(e);
                     }
+                    first_done.store(true, Ordering::Release);
                     if done.load(Ordering::Acquire) || resets >= crate::device::RACE_RESETS_MAX {
                         break (resets, error);
                     }
                 }
             });
             let h = h.map_err(|e| Errno::from_io(&e))?;
-            started.wait();
-            let mut payload = [0u8; 8];
-            payload[..4].copy_from_slice(&state.to_le_bytes());
-            payload[4..].copy_from_slice(&(-1i32).to_le_bytes());
-            let set = self
-                .feature(16, uapi::FEATURE_SET | uapi::FEATURE_MIG_DEVICE_STATE, &mut payload)
-                .map(|()| i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]));
+            while !first_done.load(Ordering::Acquire) && !h.is_finished() {
+                std::thread::yield_now();
+            }
+            if delay_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(u64::from(delay_us)));
+            }
+            let call = crate::device::race_call(self, call, state, fd);
             done.store(true, Ordering::Release);
             let (resets, reset_error) = h.join().map_err(|_| Errno::EIO)?;
-            Ok(crate::device::RaceResetResult { set, resets, reset_error })
+            Ok(crate::device::RaceResetResult { call, resets, reset_error })
         })
     }
 

@@ -139,7 +139,9 @@ impl Expect {
             Op::RaceSetRead(a) => self.set(a.state),
             // A conforming device ends in RUNNING whichever came first.
             Op::RaceReset(a) => {
-                self.set(a.state);
+                if a.during == crate::op::RaceCall::SetState {
+                    self.set(a.state);
+                }
                 self.model.judge_reset(&ok);
                 self.v1 = crate::oracle::v1::RUNNING;
             }
@@ -485,7 +487,13 @@ impl Walker {
                 delay_us: *self.rng.pick(&[0u16, 0, 10, 100, 1000]),
             }),
             "race_reset" => Op::RaceReset(crate::op::RaceResetArgs {
+                during: match self.rng.below(6) {
+                    0 => crate::op::RaceCall::GetState,
+                    1 if live_fd => crate::op::RaceCall::PrecopyInfo,
+                    _ => crate::op::RaceCall::SetState,
+                },
                 state: self.target(state, flags, Some(covered)),
+                fd: self.fd_ref(),
                 delay_us: *self.rng.pick(&[0u16, 0, 0, 10, 100]),
             }),
             "bad_buffer" => {
