@@ -42,6 +42,32 @@ fn a_set_racing_a_read_is_not_judged_and_the_oracle_learns_the_state_again() {
 }
 
 #[test]
+fn a_capture_read_after_a_racing_reader_starts_where_the_reader_stopped() {
+    // Arrange: the racing reader reads the PRE_COPY stream through its own dup of the fd (one
+    // open file, one position); a capture read afterwards is the middle of the stream, and
+    // the oracle must not take it for the stream's first bytes (mtty refuses such bytes with
+    // EFAULT; taken for a prefix of a valid stream, that was a false V2-FD-001 on 7.2).
+    let check = fixture(
+        "  - set_state: PRE_COPY_P2P\n    expect: oracle\n  - race_set_read: {state: STOP_COPY}\n    expect: oracle\n  - read: {capture: s0, chunk: 24, once: true}\n    expect: oracle\n",
+    );
+    let cfg = SimConfig { flags: vmc::state::MigFlags(7), ..SimConfig::v2() };
+    let mut engine = Engine::new(vec![cfg.build()], EngineOptions::default());
+    engine.keep_trace = true;
+    // Act
+    let r = engine.run(&check);
+    // Assert
+    assert!(r.end.error().is_none() && r.findings.is_empty(), "{:?} {:?}", r.end, r.findings);
+    let raced = r.trace[1].obs.bytes.expect("the racing reader's byte count");
+    assert!(raced > 0, "{}", r.trace[1].obs.summary());
+    match &engine.capture("s0").expect("capture s0").provenance {
+        vmc::engine::capture::Provenance::Stream { start, end, .. } => {
+            assert_eq!((*start, *end), (raced, raced + 24));
+        }
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
 fn without_the_race_the_same_successful_set_is_a_finding() {
     // The control for the test above: a plain read keeps the oracle in STOP_COPY, where
     // PRE_COPY is not reachable, so the simulator's success is judged.

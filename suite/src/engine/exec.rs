@@ -259,6 +259,9 @@ impl Engine {
                         return Ok((obs, Vec::new(), notes));
                     }
                 };
+                // The reader's bytes came from the same open file: later reads of `fd` start
+                // after them (a capture made then is not the start of the stream).
+                *slot.fds.pos.entry(fd).or_default() += r.read_bytes;
                 let mut obs = obs_of(&r.set);
                 obs.bytes = Some(r.read_bytes);
                 obs.error_at = r.read_error.map(|_| r.read_bytes);

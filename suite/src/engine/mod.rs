@@ -165,6 +165,11 @@ fn stop_logging(slot: &mut Slot) {
 }
 
 impl Engine {
+    /// The capture named `name` (what a `read` with `capture:` kept), if any.
+    pub fn capture(&self, name: &str) -> Option<&Capture> {
+        self.streams.get(name)
+    }
+
     /// Wraps devices (labels A, B, C, ... in order) and probes each.
     pub fn new(devices: Vec<Box<dyn Device>>, opts: EngineOptions) -> Engine {
         let slots = devices

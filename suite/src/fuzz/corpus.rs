@@ -2,7 +2,7 @@
 //! earlier walk had reached, kept to be mutated, and saved as YAML sequences (`--corpus DIR`)
 //! that load back into the next session and replay with `--sequence`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::check::Step;
@@ -28,6 +28,8 @@ pub struct Entry {
 pub struct Corpus {
     entries: Vec<Entry>,
     seen: HashSet<u64>,
+    /// For each PC, how many entries reach it (what makes an entry's PCs rare).
+    holders: HashMap<u64, u32>,
 }
 
 impl Corpus {
@@ -84,6 +86,9 @@ impl Corpus {
         pcs.sort_unstable();
         pcs.dedup();
         self.seen.extend(new.iter().copied());
+        for pc in &pcs {
+            *self.holders.entry(*pc).or_default() += 1;
+        }
         self.entries.push(Entry {
             steps: steps[..cut].to_vec(),
             pcs,
@@ -94,19 +99,29 @@ impl Corpus {
         new
     }
 
-    /// Picks an entry to mutate: one that was first to reach more PCs, and was picked less
-    /// often, is likelier.
+    /// Picks an entry to mutate: one whose PCs few other entries reach, and that was picked
+    /// less often, is likelier. An entry's weight is the sum over its PCs of 1 / (entries
+    /// reaching that PC): a PC only one entry reaches counts in full, one that every entry
+    /// reaches hardly at all (the rare-edge schedule of AFL++, libFuzzer's entropic), so
+    /// mutation goes where the corpus is thin rather than to the entries that found most
+    /// early on.
     pub fn pick(&mut self, rng: &mut Rng) -> Option<usize> {
         if self.entries.is_empty() {
             return None;
         }
-        let weight = |e: &Entry| (1 + e.gain as u64) * 64 / (1 + e.picks / 8);
-        let total: u64 = self.entries.iter().map(|e| weight(e).max(1)).sum();
+        let holders = &self.holders;
+        let weight = |e: &Entry| {
+            let rarity: f64 =
+                e.pcs.iter().map(|pc| 1.0 / f64::from(holders.get(pc).copied().unwrap_or(1).max(1))).sum();
+            // Fixed point (1/64 of a PC) so that the draw stays an integer one.
+            (((1.0 + rarity) * 64.0) as u64 / (1 + e.picks / 8)).max(1)
+        };
+        let weights: Vec<u64> = self.entries.iter().map(weight).collect();
+        let total: u64 = weights.iter().sum();
         let mut x = rng.below(total);
         let mut chosen = self.entries.len() - 1;
-        for (i, e) in self.entries.iter().enumerate() {
-            let w = weight(e).max(1);
-            if x < w {
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
                 chosen = i;
                 break;
             }
@@ -267,6 +282,28 @@ mod tests {
         assert!(counts[1] > counts[0] * 3, "{counts:?}");
         assert!(counts[0] > 0, "{counts:?}");
         assert_eq!(Corpus::new().pick(&mut rng), None);
+    }
+
+    #[test]
+    fn an_entry_that_reaches_what_an_earlier_one_does_and_more_is_picked_at_least_as_often() {
+        // Arrange: the first entry found 100 PCs; the second reaches the same 100 and one
+        // more (it was first to 1); a third found 10 of its own. Weighed by PCs found first,
+        // the first would be picked 50 times as often as the second, which holds all it
+        // holds; weighed by rarity the 100 shared PCs count half for each.
+        let mut c = Corpus::new();
+        c.offer(&steps(1), &[(0..100).collect()], "first");
+        c.offer(&steps(1), &[(0..101).collect()], "superset");
+        c.offer(&steps(1), &[(300..310).collect()], "own");
+        assert_eq!((c.get(0).gain, c.get(1).gain, c.get(2).gain), (100, 1, 10));
+        // Act
+        let mut rng = Rng::new(9);
+        let mut counts = [0u32; 3];
+        for _ in 0..3000 {
+            counts[c.pick(&mut rng).unwrap()] += 1;
+        }
+        // Assert
+        assert!(counts[1] * 10 >= counts[0] * 9, "{counts:?}");
+        assert!(counts[2] > 0, "{counts:?}");
     }
 
     #[test]
