@@ -6,7 +6,7 @@
 # vfio-mig-conform fuzz); a kernel report (KASAN, lockdep, WARN, BUG, hung task) is a finding,
 # so it fails the run. Then, on the host, the PCs are symbolized against the test kernel's
 # vmlinux (vfio-mig-conform kcov-report) and the run must reach at least VMC_KCOV_MIN_BLOCKS
-# (default 60) % of the KCOV blocks of mtty's migration functions.
+# (default 85) % of the KCOV blocks of mtty's migration functions.
 #
 #   .ci/vm-fuzz-kcov.sh [BIN]          # BIN: a release vfio-mig-conform (default: cargo build)
 #
@@ -18,6 +18,13 @@ if [ "${1:-}" = --guest ]; then
 	R=/results
 	ops=set_state,get_state,get_flags,data_size,read,write,precopy_info,bad_buffer,poll,fd_flags,close_fd,reset
 	ops=$ops,dma_log_start,dma_log_stop,dma_log_report,config_read,region_read,set_irqs,wait,debugfs_state
+	# The error-path kinds: races with a reader and with resets, the PRECOPY_INFOv2 opt-in, and
+	# fault injection of the kernel's allocations (GFP_KERNEL and order-0 included).
+	ops=$ops,precopy_info_v2,race_set_read,race_reset,fail_nth
+	for d in failslab fail_page_alloc; do
+		[ -w /sys/kernel/debug/$d/ignore-gfp-wait ] && echo N >/sys/kernel/debug/$d/ignore-gfp-wait
+	done
+	[ -w /sys/kernel/debug/fail_page_alloc/min-order ] && echo 0 >/sys/kernel/debug/fail_page_alloc/min-order
 	rm -rf $R/corpus && cp -r /repo/fuzz/corpus/live-mtty $R/corpus
 	rc=0
 	vfio-mig-conform fuzz "$VMC_DEV0" --peer "$VMC_DEV1" --peer "$VMC_DEV2" --duration "${VMC_FUZZ_DURATION:-60s}" \
@@ -83,7 +90,7 @@ fi
 	>"$out/kcov-report.txt" || fail "kcov-report failed"
 sed -n '1,3p' "$out/kcov-report.txt"
 share=$(sed -n 's/.*migration functions: \([0-9]*\) of \([0-9]*\) KCOV blocks.*/\1 \2/p' "$out/kcov-report.txt" | head -1)
-min=${VMC_KCOV_MIN_BLOCKS:-60}
+min=${VMC_KCOV_MIN_BLOCKS:-85}
 if [ -n "$share" ] && [ $((100 * ${share% *} / ${share#* })) -ge "$min" ]; then
 	pass "mtty's migration functions: ${share% *} of ${share#* } KCOV blocks reached (at least $min %)"
 else

@@ -2,8 +2,9 @@
 # shellcheck shell=dash
 # Guest half of bench/fuzz-kcov.sh (the vm/ guest on the 7.2 test kernel, mtty-2 with peers
 # mtty-2 and mtty-1): for each seed, one guided and one blind `fuzz --coverage kcov` session of
-# DURATION from a cold start (no corpus), the order alternated by seed. Each session writes
-# its record to /results/<mode>-<seed>.jsonl.
+# DURATION from a cold start (an empty corpus directory), the order alternated by seed. Each
+# session writes its record to /results/<mode>-<seed>.jsonl and its minimized corpus to
+# /results/corpus-<mode>-<seed>/.
 set -u
 DURATION=$1
 SEEDS=$2
@@ -22,9 +23,11 @@ for seed in $(echo "$SEEDS" | tr ',' ' '); do
 		extra=""
 		[ "$mode" = blind ] && extra=--blind
 		echo "seed $seed $mode: $DURATION"
+		# An empty corpus directory: a cold start, and the session's minimized corpus saved.
+		rm -rf "$R/corpus-$mode-$seed" && mkdir -p "$R/corpus-$mode-$seed"
 		# shellcheck disable=SC2086
 		vfio-mig-conform fuzz "$VMC_DEV0" --peer "$VMC_DEV1" --peer "$VMC_DEV2" --duration "$DURATION" \
-			--seed "$seed" --ops "$OPS" --coverage kcov --kcov-filter $R/kcov-filter.txt $extra \
+			--seed "$seed" --ops "$OPS" --coverage kcov --kcov-filter $R/kcov-filter.txt $extra --corpus "$R/corpus-$mode-$seed" \
 			--json "$R/$mode-$seed.jsonl" --out "$R/findings-$mode-$seed" >"$R/$mode-$seed.txt" 2>"$R/$mode-$seed.err"
 		echo "seed $seed $mode: exit $? ($(grep -c '\[NEW\]' "$R/$mode-$seed.err") new findings)"
 		grep -E 'coverage:|walks' "$R/$mode-$seed.err" | tail -2

@@ -42,7 +42,7 @@ pub fn checks() -> Vec<Check> {
                 start_count(1).expect(ExpectKind::Ok, &[V2_LOG_003]),
                 stop().expect(ExpectKind::Ok, &[V2_LOG_003]),
             ],
-            &[V2_LOG_003, V2_LOG_004],
+            &[V2_LOG_003, V2_LOG_004, V2_LOG_012],
         ),
         check(
             "dmalog.start.max_ranges",

@@ -36,14 +36,21 @@ impl Model {
             }
         } else if obs.errno.is_none() {
             self.logging = true;
-            if let Some(ps) = obs.value
-                && (ps < 4096 || !ps.is_power_of_two())
-            {
-                v.push(Violation::new(
+            match obs.value {
+                // "On output the device will return the page size it selected": 0 is none.
+                Some(0) => v.push(Violation::new(
                     [V2_LOG_004],
-                    "the chosen page size is a power of 2 and >= 4096".to_string(),
+                    "START returns the page size the device selected (non-zero)".to_string(),
+                    "page_size 0".to_string(),
+                )),
+                // The uAPI sets no range; only REPORT's own page_size must be a power of two
+                // >= 4096 (a core check), and REPORT may use any such size.
+                Some(ps) if ps < 4096 || !ps.is_power_of_two() => v.push(Violation::new(
+                    [V2_LOG_012],
+                    "a page size REPORT takes (a power of 2 >= 4096)".to_string(),
                     format!("page_size {ps}"),
-                ));
+                )),
+                _ => {}
             }
         }
         v

@@ -507,6 +507,21 @@ mod tests {
     }
 
     #[test]
+    fn a_start_page_size_of_zero_breaks_v2_log_004_and_one_report_cannot_take_is_only_info() {
+        let start = |ps: u64| {
+            let mut m = model(7);
+            let v = m.judge_dma_start(None, &Observation { value: Some(ps), ..Default::default() });
+            v.iter().flat_map(|v| v.clauses.iter().map(|c| c.as_str().to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(start(0), ["V2-LOG-004"]);
+        assert_eq!(start(2048), ["V2-LOG-012"]);
+        assert_eq!(start(12288), ["V2-LOG-012"]);
+        assert!(start(4096).is_empty() && start(2 << 20).is_empty());
+        let catalog = crate::clauses::catalog();
+        assert_eq!(catalog.get("V2-LOG-012").map(|c| c.level), Some(crate::clauses::Level::Info));
+    }
+
+    #[test]
     fn after_a_failed_load_a_second_load_of_the_same_session_may_fail_either_way() {
         // Arrange: a resume session whose first load (nothing written) failed, then a complete
         // stream written to the same fd.
