@@ -26,7 +26,8 @@ secs=${DURATION%s}
 nseeds=$(echo "$SEEDS" | tr ',' '\n' | wc -l)
 vm/run.sh --kernel 7.2 --bin "$bin" --mdev mtty-2 --mdev mtty-2 --mdev mtty-1 \
 	--timeout $((300 + nseeds * 2 * (secs + 120))) --results "$out" \
-	-- sh /repo/bench/vm/fuzz-kcov-guest.sh "$DURATION" "$SEEDS" "$OPS" | tee "$out/guest.log"
+	-- sh /repo/bench/vm/fuzz-kcov-guest.sh "$DURATION" "$SEEDS" "$OPS" | tee "$out/guest.log" ||
+	echo "fuzz-kcov: the VM run failed (exit $?): reporting the sessions that wrote a record"
 for f in "$out"/*.jsonl; do
 	echo "== $(basename "$f" .jsonl)"
 	"$bin" kcov-report "$f" --vmlinux "$VMLINUX" --ksrc "$KSRC" --at "60,$secs" | tee "$out/$(basename "$f" .jsonl).report"
