@@ -189,3 +189,23 @@ fn a_reproducer_keeps_the_fail_nth_of_its_steps() {
     let back = vmc::sequence::load_str("r.yaml", text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back.steps[0].fail_nth, Some(4));
 }
+
+#[test]
+fn a_capture_joined_from_reads_of_two_saving_streams_is_loaded_without_a_finding() {
+    // Arrange (a cargo-fuzz `fsm_v2` finding, minimised): s0 holds the first 24 bytes of one
+    // STOP_COPY stream and, appended, the rest of a second one read from the same offset.
+    // The device did not change between them, so s0 is a valid stream byte for byte and the
+    // reference device loads it; the oracle once called it "mixes several saving streams",
+    // certainly invalid, and the successful SET a V2-ARC-RES-001 FAIL.
+    let check = fixture(
+        "  - set_state: STOP_COPY\n    expect: oracle\n  - read: {capture: s0, chunk: 24, once: true}\n    expect: oracle\n  - set_state: STOP\n    expect: oracle\n  - set_state: STOP_COPY\n    expect: oracle\n  - read: {chunk: 24, once: true}\n    expect: oracle\n  - read: {capture: s0, append: true}\n    expect: oracle\n  - set_state: STOP\n    expect: oracle\n  - set_state: RESUMING\n    expect: oracle\n  - write: {data: {stream: s0}}\n    expect: oracle\n  - set_state: STOP\n    expect: oracle\n",
+    );
+    // Act
+    let r = run(&check);
+    // Assert: the join was written whole, the load succeeded, and nothing was judged broken.
+    assert!(r.end.error().is_none(), "{:?}", r.end);
+    let total = r.trace[1].obs.bytes.unwrap_or(0) + r.trace[5].obs.bytes.unwrap_or(0);
+    assert_eq!(r.trace[8].obs.bytes, Some(total), "{}", r.trace[8].obs.summary());
+    assert!(r.trace[9].obs.errno.is_none(), "{}", r.trace[9].obs.summary());
+    assert!(r.findings.is_empty(), "{:?}", r.findings.iter().map(|f| &f.violation).collect::<Vec<_>>());
+}

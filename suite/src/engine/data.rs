@@ -151,7 +151,14 @@ impl Engine {
         };
         let c = self.streams.get(&name.0)?;
         let Provenance::Stream { device_type, session, start, end, eof } = c.provenance.clone() else {
-            return Some(Piece::Invalid(format!("capture `{name}` mixes several saving streams")));
+            let flipped = matches!(mutation, Some(Mutation::FlipBit { .. } | Mutation::FlipAt { .. }));
+            return match mutation.map(|m| m.kept_prefix(c.len())) {
+                Some(Some(0)) => None,
+                _ if flipped && !c.is_empty() => Some(Piece::Invalid(format!(
+                    "capture `{name}` (reads of several saving streams) with a bit flipped"
+                ))),
+                _ => Some(Piece::Unknown(mixed(&name.0))),
+            };
         };
         let len = end - start;
         // Unmutated, or a prefix of it: that part of the saving stream (a mutation that keeps
@@ -204,7 +211,7 @@ impl Engine {
                 Piece::Stream { device_type, session, start, end, eof, cut: false }
             }
             Provenance::Literal => Piece::Invalid("literal bytes, not a saved stream".to_string()),
-            Provenance::Mixed => Piece::Invalid(format!("capture `{name}` mixes several saving streams")),
+            Provenance::Mixed => Piece::Unknown(mixed(name)),
         };
         Some(if view.len() == base.len() && h == Some(base.hash()) {
             as_piece(base, base_name)
@@ -452,4 +459,11 @@ pub(super) fn view_hash(view: &View<'_>) -> Option<u64> {
         pos += n as u64;
     }
     Some(h.value())
+}
+
+/// Why a capture of reads from several saving streams cannot be judged.
+fn mixed(name: &str) -> String {
+    format!(
+        "capture `{name}` joins reads of several saving streams: a valid stream only if they hold the same bytes, which the suite does not know"
+    )
 }

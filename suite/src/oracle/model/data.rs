@@ -13,6 +13,10 @@ pub enum Piece {
     Stream { device_type: Option<String>, session: String, start: u64, end: u64, eof: bool, cut: bool },
     /// Anything else (mutated, literal bytes): why it cannot be a valid stream.
     Invalid(String),
+    /// Bytes the suite cannot place in one saving stream but that may still be one (reads of
+    /// several saving streams joined in one capture: streams of an unchanged device hold the
+    /// same bytes, so the join can be a valid stream byte for byte): why it cannot tell.
+    Unknown(String),
 }
 
 /// The data of the current resume session.
@@ -53,9 +57,20 @@ impl ResumeLog {
         let mut session: Option<&str> = None;
         let mut complete = false;
         let mut cut = false;
-        for p in &self.pieces {
+        for (i, p) in self.pieces.iter().enumerate() {
             match p {
                 Piece::Invalid(why) => return (Some(false), why.clone()),
+                Piece::Unknown(why) => {
+                    // Where the stream stands after these bytes is unknown: only what is
+                    // certainly invalid later on still decides.
+                    return match self.pieces[i..].iter().find_map(|q| match q {
+                        Piece::Invalid(w) => Some(w),
+                        _ => None,
+                    }) {
+                        Some(w) => (Some(false), w.clone()),
+                        None => (None, why.clone()),
+                    };
+                }
                 Piece::Stream { device_type, session: s, start, end, eof, cut: c } => {
                     if let (Some(a), Some(b)) = (device_type.as_deref(), my_type)
                         && a != b
@@ -66,10 +81,15 @@ impl ResumeLog {
                         );
                     }
                     match session {
+                        // Two saving streams of the same device hold the same bytes while the
+                        // device does not change: joined at the same offset they can be one
+                        // valid stream byte for byte, which no driver can tell apart.
                         Some(prev) if prev != s => {
                             return (
-                                Some(false),
-                                "the data splices two different saving streams".to_string(),
+                                None,
+                                format!(
+                                    "the data joins two saving streams ({prev} and {s}): valid only if they hold the same bytes there"
+                                ),
                             );
                         }
                         _ => session = Some(s),
@@ -207,6 +227,7 @@ impl Model {
                     })
                 }
                 Some(Piece::Invalid(why)) if accepted > 0 => Some(Piece::Invalid(why)),
+                Some(Piece::Unknown(why)) if accepted > 0 => Some(Piece::Unknown(why)),
                 _ => None,
             };
             if obs.errno.is_some() {

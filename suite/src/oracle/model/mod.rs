@@ -548,6 +548,49 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_joined_from_two_saving_sessions_is_not_judged_but_a_foreign_type_still_is() {
+        // Arrange: a resume session given bytes [0, 24) of saving stream A:100 and the rest,
+        // [24, 96), of A:103. Two streams of an unchanged device hold the same bytes, so the
+        // join can be a valid stream byte for byte: a driver that loads it breaks nothing.
+        let piece = |session: &str, ty: Option<&str>, start, end, eof| Piece::Stream {
+            device_type: ty.map(str::to_string),
+            session: session.into(),
+            start,
+            end,
+            eof,
+            cut: false,
+        };
+        let resuming = |first: Piece, second: Piece| {
+            let mut m = model(7);
+            m.facts.device_type = Some("mtty".into());
+            m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
+            m.judge_set(MigState::Resuming.raw(), &set_ok(104, MigState::Resuming));
+            for (p, n) in [(first, 24), (second, 72)] {
+                let wrote = Observation { bytes: Some(n), ..Default::default() };
+                assert!(m.judge_write(104, Some(p), &wrote).is_empty());
+            }
+            m
+        };
+        let mut joined = resuming(
+            piece("A:100", Some("mtty"), 0, 24, false),
+            piece("A:103", Some("mtty"), 24, 96, true),
+        );
+        // Act + Assert: loading it is no violation, and neither is refusing it.
+        let mut refused = joined.clone();
+        assert_eq!(joined.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)), vec![]);
+        let failed = Observation { errno: Some(Errno::EINVAL), ..set_ok(-1, MigState::Resuming) };
+        assert_eq!(refused.judge_set(MigState::Stop.raw(), &failed), vec![]);
+        // A join whose second part comes from another device type is still certainly invalid.
+        let mut foreign = resuming(
+            piece("A:100", Some("mtty"), 0, 24, false),
+            piece("B:103", Some("other"), 24, 96, true),
+        );
+        let v = foreign.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].clauses.contains(&V2_ARC_RES_001) && v[0].clauses.contains(&V2_RESUME_002), "{v:?}");
+    }
+
+    #[test]
     fn leaving_a_resume_session_the_model_did_not_see_begin_is_not_judged_on_its_data() {
         let mut m = model(7);
         assert!(m.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)).is_empty());
