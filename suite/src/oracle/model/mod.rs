@@ -571,20 +571,16 @@ mod tests {
             }
             m
         };
-        let mut joined = resuming(
-            piece("A:100", Some("mtty"), 0, 24, false),
-            piece("A:103", Some("mtty"), 24, 96, true),
-        );
+        let mut joined =
+            resuming(piece("A:100", Some("mtty"), 0, 24, false), piece("A:103", Some("mtty"), 24, 96, true));
         // Act + Assert: loading it is no violation, and neither is refusing it.
         let mut refused = joined.clone();
         assert_eq!(joined.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop)), vec![]);
         let failed = Observation { errno: Some(Errno::EINVAL), ..set_ok(-1, MigState::Resuming) };
         assert_eq!(refused.judge_set(MigState::Stop.raw(), &failed), vec![]);
         // A join whose second part comes from another device type is still certainly invalid.
-        let mut foreign = resuming(
-            piece("A:100", Some("mtty"), 0, 24, false),
-            piece("B:103", Some("other"), 24, 96, true),
-        );
+        let mut foreign =
+            resuming(piece("A:100", Some("mtty"), 0, 24, false), piece("B:103", Some("other"), 24, 96, true));
         let v = foreign.judge_set(MigState::Stop.raw(), &set_ok(-1, MigState::Stop));
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].clauses.contains(&V2_ARC_RES_001) && v[0].clauses.contains(&V2_RESUME_002), "{v:?}");
