@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod event;
+pub mod payload;
 pub mod provenance;
 pub mod ptrace;
 pub mod seccomp;
