@@ -13,10 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Instant;
 
-use super::event::{Dir, Event, FNV_START, Feature, IrqSet, Kind, OpenPath, Ret, Transfer, fnv1a, hex};
+use super::event::{Dir, Event, FNV_START, Feature, Kind, OpenPath, Ret, Transfer, fnv1a, hex};
 use super::payload::{MAX_ITEMS, decode_feature, decode_irq_set, req, u32_at, u64_at};
 use super::ptrace::{Call, Handler, Mem, Want};
-use vmc::uapi;
 
 /// Largest `VFIO_DEVICE_FEATURE` argsz read from the tracee.
 const MAX_FEATURE: usize = 4096;
@@ -654,7 +653,9 @@ fn cdev_device_name(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::event::IrqSet;
     use super::*;
+    use vmc::uapi;
 
     fn mem() -> Mem {
         Mem { tid: std::process::id() as i32 }
