@@ -92,7 +92,8 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
             let (cv, total) = view.totals();
             // When each block was first reached: the time of its PC's first sighting.
             let first: std::collections::HashMap<u64, f64> = pcs.iter().copied().collect();
-            let mut times: Vec<f64> = blocks.iter().filter_map(|b| first.get(&b.pc).copied()).collect();
+            let mut times: Vec<f64> =
+                blocks.iter().filter(|b| !b.tail).filter_map(|b| first.get(&b.pc).copied()).collect();
             times.sort_by(f64::total_cmp);
             let mut by = String::new();
             for t in args.at.iter().copied() {
@@ -128,6 +129,15 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                 println!("  unreached:");
                 for u in unreached {
                     println!("{u}");
+                }
+            }
+            if !view.tail_calls.is_empty() {
+                println!(
+                    "  not counted: {} block(s) KCOV cannot observe (tail calls of __sanitizer_cov_trace_pc: KCOV records the caller's return address, never theirs):",
+                    view.tail_calls.len()
+                );
+                for t in &view.tail_calls {
+                    println!("    {}:{} {}", t.function, t.line, t.text.trim());
                 }
             }
             c.driver = Some(view);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use crate::report::coverage::{DriverCoverage, FunctionCoverage, LineCoverage};
+use crate::report::coverage::{DriverCoverage, FunctionCoverage, LineCoverage, TailCall};
 
 /// mtty's migration code (samples/vfio-mdev/mtty.c): the FSM step and SET/GET, the save and
 /// resume file operations, the precopy ioctl, the load/save helpers, data size and the DMA
@@ -214,11 +214,23 @@ pub fn filter_file(image: &Path, funcs: &[Function]) -> Result<String, Symbolize
     Ok(out)
 }
 
-/// Parses `objdump -d` output: the return address of every call of
-/// `__sanitizer_cov_trace_pc` (the PC KCOV records) with the call's own address.
-pub fn parse_kcov_calls(text: &str) -> Vec<(u64, u64)> {
+/// A call of `__sanitizer_cov_trace_pc` in `objdump -d` output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KcovSite {
+    /// The address of the next instruction: for a `call`, the return address, which is the PC
+    /// KCOV records.
+    pub pc: u64,
+    /// The address of the call instruction itself (its source line).
+    pub at: u64,
+    /// A tail call (`jmp`, at a function's end): it pushes no return address, so KCOV records
+    /// the return address of the function's caller and never sees this block as itself.
+    pub tail: bool,
+}
+
+/// Parses `objdump -d` output: every call (and tail call) of `__sanitizer_cov_trace_pc`.
+pub fn parse_kcov_calls(text: &str) -> Vec<KcovSite> {
     let mut out = Vec::new();
-    let mut pending: Option<u64> = None;
+    let mut pending: Option<(u64, bool)> = None;
     for line in text.lines() {
         let l = line.trim_start();
         let Some((addr, rest)) = l.split_once(':') else { continue };
@@ -226,11 +238,16 @@ pub fn parse_kcov_calls(text: &str) -> Vec<(u64, u64)> {
         if rest.trim().is_empty() {
             continue;
         }
-        if let Some(call) = pending.take() {
-            out.push((a, call));
+        if let Some((at, tail)) = pending.take() {
+            out.push(KcovSite { pc: a, at, tail });
         }
-        if rest.contains("<__sanitizer_cov_trace_pc>") && (rest.contains("call") || rest.contains("jmp")) {
-            pending = Some(a);
+        if rest.contains("<__sanitizer_cov_trace_pc>") {
+            let insn = rest.split_whitespace().next().unwrap_or("");
+            if insn.starts_with("call") {
+                pending = Some((a, false));
+            } else if insn.starts_with("jmp") {
+                pending = Some((a, true));
+            }
         }
     }
     out
@@ -279,6 +296,8 @@ pub struct Block {
     /// it was written in).
     pub function: String,
     pub line: u32,
+    /// A tail call ([`KcovSite::tail`]): KCOV cannot observe it.
+    pub tail: bool,
 }
 
 /// The KCOV blocks of `funcs` that belong (innermost frame in `file`) to `wanted` functions.
@@ -308,16 +327,16 @@ pub fn blocks(
         )));
     }
     let mut args = vec!["-a".to_string(), "-f".into(), "-i".into(), "-e".into(), image.display().to_string()];
-    args.extend(calls.iter().map(|(_, call)| format!("0x{call:x}")));
+    args.extend(calls.iter().map(|c| format!("0x{:x}", c.at)));
     let frames = parse_addr2line(&run("addr2line", &args)?);
     let wanted: HashSet<&str> = wanted.iter().copied().collect();
     let mut out = Vec::new();
-    for (pc, call) in calls {
-        let Some(fr) = frames.get(&call) else { continue };
+    for KcovSite { pc, at, tail } in calls {
+        let Some(fr) = frames.get(&at) else { continue };
         let Some(inner) = fr.iter().find(|f| f.file.ends_with(file)) else { continue };
         let name = base_name(&inner.function);
         if wanted.is_empty() || wanted.contains(name) {
-            out.push(Block { pc, function: name.to_string(), line: inner.line });
+            out.push(Block { pc, function: name.to_string(), line: inner.line, tail });
         }
     }
     Ok(out)
@@ -334,8 +353,15 @@ pub fn driver_coverage(
     order: &[&str],
 ) -> DriverCoverage {
     let src: Vec<&str> = source.map(|s| s.lines().collect()).unwrap_or_default();
+    let text_of =
+        |line: u32| src.get((line as usize).wrapping_sub(1)).map(|s| (*s).to_string()).unwrap_or_default();
     let mut by_fn: BTreeMap<String, BTreeMap<u32, (usize, usize)>> = BTreeMap::new();
+    let mut tail_calls = Vec::new();
     for b in blocks {
+        if b.tail {
+            tail_calls.push(TailCall { function: b.function.clone(), line: b.line, text: text_of(b.line) });
+            continue;
+        }
         let e = by_fn.entry(b.function.clone()).or_default().entry(b.line).or_default();
         e.0 += 1;
         e.1 += usize::from(reached.contains(&b.pc));
@@ -351,10 +377,7 @@ pub fn driver_coverage(
                     line: *line,
                     blocks: *b,
                     covered: *c,
-                    text: src
-                        .get((*line as usize).wrapping_sub(1))
-                        .map(|s| (*s).to_string())
-                        .unwrap_or_default(),
+                    text: text_of(*line),
                 })
                 .collect();
             FunctionCoverage {
@@ -365,7 +388,7 @@ pub fn driver_coverage(
             }
         })
         .collect();
-    DriverCoverage { file: file.to_string(), image: image.to_string(), functions }
+    DriverCoverage { file: file.to_string(), image: image.to_string(), functions, tail_calls }
 }
 
 #[cfg(test)]
@@ -431,13 +454,17 @@ ffffffff81a00044:\tcall   ffffffff81300000 <__sanitizer_cov_trace_pc>
 ffffffff81a00049:\tmov    %rdi,%rbx
 ffffffff81a0004c:\tcall   ffffffff81300100 <__asan_load8_noabort>
 ffffffff81a00051:\tcall   ffffffff81300000 <__sanitizer_cov_trace_pc>
-ffffffff81a00056:\tret
+ffffffff81a00056:\tpop    %rbx
+ffffffff81a00057:\tjmp    ffffffff81300000 <__sanitizer_cov_trace_pc>
+ffffffff81a0005c:\tcall   ffffffff81300200 <__asan_report_store1_noabort>
 ";
+        let site = |pc, at, tail| KcovSite { pc, at, tail };
         assert_eq!(
             parse_kcov_calls(d),
             vec![
-                (0xffff_ffff_81a0_0049, 0xffff_ffff_81a0_0044),
-                (0xffff_ffff_81a0_0056, 0xffff_ffff_81a0_0051)
+                site(0xffff_ffff_81a0_0049, 0xffff_ffff_81a0_0044, false),
+                site(0xffff_ffff_81a0_0056, 0xffff_ffff_81a0_0051, false),
+                site(0xffff_ffff_81a0_005c, 0xffff_ffff_81a0_0057, true),
             ]
         );
     }
@@ -472,10 +499,12 @@ mtty_set_state
 
     #[test]
     fn the_view_counts_blocks_per_function_and_line() {
+        let block = |pc, function: &str, line, tail| Block { pc, function: function.into(), line, tail };
         let blocks = vec![
-            Block { pc: 1, function: "mtty_set_state".into(), line: 3 },
-            Block { pc: 2, function: "mtty_set_state".into(), line: 3 },
-            Block { pc: 3, function: "mtty_load_state".into(), line: 1 },
+            block(1, "mtty_set_state", 3, false),
+            block(2, "mtty_set_state", 3, false),
+            block(3, "mtty_load_state", 1, false),
+            block(4, "mtty_disable_files", 2, true),
         ];
         let reached: HashSet<u64> = [2, 3].into_iter().collect();
         let d =
@@ -484,5 +513,11 @@ mtty_set_state
         assert_eq!(d.functions[0].name, "mtty_set_state");
         assert_eq!(d.functions[0].lines[0].text, "c");
         assert_eq!((d.functions[0].lines[0].blocks, d.functions[0].lines[0].covered), (2, 1));
+        // The tail call is in no count, whether reached or not: it is listed apart.
+        assert!(d.functions.iter().all(|f| f.name != "mtty_disable_files"));
+        assert_eq!(
+            d.tail_calls,
+            vec![TailCall { function: "mtty_disable_files".into(), line: 2, text: "b".into() }]
+        );
     }
 }

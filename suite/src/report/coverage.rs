@@ -68,6 +68,20 @@ pub struct DriverCoverage {
     /// What the blocks were counted in (`vmlinux 7.2.13`).
     pub image: String,
     pub functions: Vec<FunctionCoverage>,
+    /// Blocks KCOV cannot observe, left out of every count: tail calls of
+    /// `__sanitizer_cov_trace_pc` (`jmp`), for which KCOV records the return address of the
+    /// function's caller, never the block's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tail_calls: Vec<TailCall>,
+}
+
+/// A block KCOV cannot observe (see [`DriverCoverage::tail_calls`]): where it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TailCall {
+    pub function: String,
+    pub line: u32,
+    #[serde(default)]
+    pub text: String,
 }
 
 /// One function: its blocks (KCOV call sites) and its lines.

@@ -88,6 +88,19 @@ pub(super) fn driver_html(d: &DriverCoverage) -> String {
         ));
     }
     out.push_str("</table>\n");
+    if !d.tail_calls.is_empty() {
+        let at: Vec<String> = d
+            .tail_calls
+            .iter()
+            .map(|t| format!("{}:{} <code>{}</code>", esc(&t.function), t.line, esc(t.text.trim())))
+            .collect();
+        out.push_str(&format!(
+            "<p class=\"tail-calls\" data-tail-calls=\"{}\">Not counted: {} block(s) KCOV cannot observe, tail calls of <code>__sanitizer_cov_trace_pc</code> (it records the caller's return address instead): {}.</p>\n",
+            d.tail_calls.len(),
+            d.tail_calls.len(),
+            at.join(", ")
+        ));
+    }
     for f in &d.functions {
         out.push_str(&format!(
             "<details class=\"fnsrc\" id=\"fn-{0}\"><summary>{0}: {1} of {2} blocks</summary>\n<pre class=\"src\">",
@@ -179,7 +192,7 @@ pub(super) fn index_section(runs: &[(String, Run)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::coverage::{FunctionCoverage, LineCoverage};
+    use crate::report::coverage::{FunctionCoverage, LineCoverage, TailCall};
 
     fn record(guided: bool, times: &[f64]) -> CoverageRecord {
         CoverageRecord {
@@ -222,8 +235,10 @@ mod tests {
                     LineCoverage { line: 952, blocks: 1, covered: 0, text: "return -EINVAL;".into() },
                 ],
             }],
+            tail_calls: vec![TailCall { function: "mtty_disable_files".into(), line: 808, text: "}".into() }],
         };
         let html = driver_html(&d);
+        assert!(html.contains("data-tail-calls=\"1\"") && html.contains("mtty_disable_files:808"));
         assert!(html.contains("data-blocks=\"4\" data-covered=\"2\""));
         assert!(html.contains("class=\"line cov\" data-line=\"950\""));
         assert!(html.contains("class=\"line part\" data-line=\"951\""));
