@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use vmc::check::Check;
+use vmc::check::{Check, Step};
 use vmc::device::sim::SimConfig;
 use vmc::engine::{CheckRun, Engine, EngineOptions};
 use vmc::fuzz::coverage::{CoverageSource, RunCoverage};
@@ -105,4 +105,62 @@ fn guided_walks_climb_a_path_that_blind_walks_with_the_same_budget_do_not() {
         assert_eq!(guided, PATH.len(), "seed {seed}: guided reached depth {guided} of {}", PATH.len());
         assert!(blind < 7, "seed {seed}: blind reached depth {blind}");
     }
+}
+
+/// One new "PC" for every step that ran, numbered across the whole session.
+#[derive(Debug, Default)]
+struct EveryStep {
+    next: u64,
+}
+
+impl CoverageSource for EveryStep {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn attach(&mut self, _engine: &mut Engine) {}
+    fn begin(&mut self) {}
+    fn collect(&mut self, check: &Check, _run: &CheckRun) -> RunCoverage {
+        let steps = (0..check.steps.len())
+            .map(|_| {
+                self.next += 1;
+                vec![self.next]
+            })
+            .collect();
+        RunCoverage { steps, ..RunCoverage::default() }
+    }
+}
+
+#[test]
+fn a_corpus_entry_keeps_only_the_steps_that_ran_and_loads_as_a_sequence() {
+    // Arrange: a seed whose second step splices with a capture no step made and whose third
+    // queries a data fd no step returned: the engine skips both as harness errors. Kept as
+    // they were, the entry is refused by the sequence loader ("stream `s1` is used before any
+    // step captures it"), so `--corpus` skipped it and `--sequence` could not replay it.
+    let cfg = SimConfig { flags: MigFlags(7), ..SimConfig::v2() };
+    let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
+    let opts = LiveOptions { seed: 1, guided: true, ..LiveOptions::default() };
+    let mut s = Session::new(&mut engine, opts);
+    s.set_coverage(&mut engine, Box::new(EveryStep::default()));
+    // Built as the walker builds steps, from ops (the loader would refuse the splice).
+    let ops = [
+        "set_state: STOP",
+        "write: {data: {zeros: 12}, fd: current, mutate: {splice: {other: s1, at: 3}}}",
+        "precopy_info: {fd: previous}",
+        "get_state: null",
+    ];
+    let steps: Vec<Step> = ops
+        .iter()
+        .map(|o| Step::new(serde_saphyr::from_str::<Op>(o).unwrap_or_else(|e| panic!("{o}: {e}"))).oracle())
+        .collect();
+    let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+    // Act
+    let outcome = s.seed(&mut engine, &mut exec, "seed", steps);
+    // Assert
+    assert!(matches!(outcome, WalkOutcome::Done(_)), "{outcome:?}");
+    let texts = s.corpus_texts();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let check = vmc::sequence::load_str("c.yaml", texts[0].as_bytes()).unwrap_or_else(|e| panic!("{e}\n{}", texts[0]));
+    let ops: Vec<String> = check.steps.iter().map(|st| format!("{:?}", st.op)).collect();
+    assert_eq!(check.steps.len(), 2, "{ops:?}");
+    assert!(matches!(check.steps[0].op, Op::SetState(_)) && matches!(check.steps[1].op, Op::GetState), "{ops:?}");
 }

@@ -217,7 +217,15 @@ impl Session {
         if let Some(cov) = cov {
             self.raw_pcs += cov.raw as u64;
             self.truncated += u64::from(cov.truncated);
-            let new = self.corpus.offer(&check.steps, &cov.steps, origin);
+            // Steps skipped as harness errors (an fd or a stream that did not exist in this
+            // run) ran nothing: an entry keeps only the steps that ran, so it loads and replays
+            // as a sequence (a splice naming a capture no step made is refused by the loader).
+            let ran = |i: &usize| !run.skipped.contains(i);
+            let steps: Vec<_> =
+                check.steps.iter().enumerate().filter(|(i, _)| ran(i)).map(|(_, s)| s.clone()).collect();
+            let per_step: Vec<Vec<u64>> =
+                cov.steps.iter().enumerate().filter(|(i, _)| ran(i)).map(|(_, p)| p.clone()).collect();
+            let new = self.corpus.offer(&steps, &per_step, origin);
             self.last_new = new.len();
             let t = self.started.elapsed().as_secs_f64();
             self.first_seen.extend(new.iter().map(|pc| (*pc, t)));
