@@ -159,8 +159,12 @@ fn a_corpus_entry_keeps_only_the_steps_that_ran_and_loads_as_a_sequence() {
     assert!(matches!(outcome, WalkOutcome::Done(_)), "{outcome:?}");
     let texts = s.corpus_texts();
     assert_eq!(texts.len(), 1, "{texts:?}");
-    let check = vmc::sequence::load_str("c.yaml", texts[0].as_bytes()).unwrap_or_else(|e| panic!("{e}\n{}", texts[0]));
+    let check = vmc::sequence::load_str("c.yaml", texts[0].as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{}", texts[0]));
     let ops: Vec<String> = check.steps.iter().map(|st| format!("{:?}", st.op)).collect();
     assert_eq!(check.steps.len(), 2, "{ops:?}");
-    assert!(matches!(check.steps[0].op, Op::SetState(_)) && matches!(check.steps[1].op, Op::GetState), "{ops:?}");
+    assert!(
+        matches!(check.steps[0].op, Op::SetState(_)) && matches!(check.steps[1].op, Op::GetState),
+        "{ops:?}"
+    );
 }
