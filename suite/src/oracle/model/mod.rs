@@ -187,7 +187,7 @@ impl Model {
             match (valid, obs.errno) {
                 (Some(false), None) => {
                     let mut clauses = vec![V2_ARC_RES_001];
-                    if why.contains("type") || why.contains("splices") {
+                    if why.contains("type") {
                         clauses.push(V2_RESUME_002);
                     }
                     if req != MigState::Stop.raw() {
