@@ -121,6 +121,39 @@ fn race_reset_round_trips_through_yaml_and_its_loader_names_what_is_wrong() {
     let e = load("  - race_reset: {during: precopy_info, fd: save}\n").expect_err("fd save is not defined");
     assert!(e.to_string().contains("`save`"), "{e}");
     load("  - race_reset: {during: get_state, fd: save}\n").expect("the fd of a raced GET is not used");
+    let e = load("  - race_reset: {state: STOP_COPY, calls: 8}\n").expect_err("a SET is made once");
+    assert!(e.to_string().contains("t.yaml:5") && e.to_string().contains("race_reset.calls: 8"), "{e}");
+    let e = load("  - race_reset: {during: get_state, calls: 65}\n").expect_err("at most 64 calls");
+    assert!(e.to_string().contains("race_reset.calls: 65 is out of range 1 to 64"), "{e}");
+    let e = load("  - race_reset: {during: get_state, calls: 0}\n").expect_err("at least one call");
+    assert!(e.to_string().contains("race_reset.calls: 0 is out of range 1 to 64"), "{e}");
+    load("  - race_reset: {during: get_state, calls: 64}\n").expect("64 GETs");
+}
+
+#[test]
+fn a_repeated_precopy_info_racing_resets_makes_every_call_and_counts_the_failed_ones() {
+    // Arrange: the PRE_COPY fd carried into STOP_COPY, where PRECOPY_INFO fails (EINVAL):
+    // each of the 8 calls fails, so the count shows that 8 were made; then the round trip.
+    let check = fixture(
+        "  - set_state: PRE_COPY\n    as: save\n  - set_state: STOP_COPY\n  - race_reset: {during: precopy_info, fd: save, calls: 8}\n",
+    );
+    let text = vmc::engine::render_op(&check.steps[2].op);
+    assert!(text.contains("calls: 8"), "{text}");
+    // Act
+    let r = run(&check);
+    // Assert
+    assert!(r.end.error().is_none(), "{:?}", r.end);
+    let race = &r.trace[2];
+    assert!(race.obs.errno.is_some(), "PRECOPY_INFO in STOP_COPY fails: {}", race.obs.summary());
+    assert!(
+        race.obs
+            .notes
+            .iter()
+            .any(|n| n.contains("1 VFIO_DEVICE_RESET(s) raced 8 PRECOPY_INFO calls (8 failed")),
+        "{:?}",
+        race.obs.notes
+    );
+    assert_eq!(race.obs.state, Some(vmc::state::MigState::Running.raw()), "{}", race.obs.summary());
 }
 
 #[test]

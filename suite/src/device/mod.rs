@@ -123,18 +123,23 @@ pub struct RaceResult {
     pub read_error: Option<crate::errno::Errno>,
 }
 
-/// What [`Device::race_reset`] saw: the raced call's result (SET: the returned data fd, -1 for
-/// none; GET: the state; PRECOPY_INFO: 0), how many resets the second thread issued and the
-/// first reset that failed.
+/// What [`Device::race_reset`] saw: the first raced call's result (SET: the returned data fd,
+/// -1 for none; GET: the state; PRECOPY_INFO: 0), how many calls were made and how many of
+/// them failed, how many resets the second thread issued and the first reset that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaceResetResult {
     pub call: DevResult<i32>,
+    pub calls: u32,
+    pub calls_failed: u32,
     pub resets: u32,
     pub reset_error: Option<crate::errno::Errno>,
 }
 
 /// The most resets a racing thread issues while one SET runs.
 pub const RACE_RESETS_MAX: u32 = 64;
+
+/// The most GET or PRECOPY_INFO calls one `race_reset` makes while the resets run.
+pub const RACE_CALLS_MAX: u32 = 64;
 
 /// The most a racing reader reads (a device that never ends its stream must not hang it).
 pub const RACE_READ_MAX: u64 = 64 << 20;
@@ -218,22 +223,24 @@ pub trait Device: Send {
         Ok(RaceResult { set, read_bytes: read.0, read_error: read.1 })
     }
 
-    /// `call` from this thread (SET to `state`, GET, or PRECOPY_INFO on data fd `fd`) while a
-    /// second thread issues `VFIO_DEVICE_RESET` back to back, from before the call (which
-    /// follows the first reset by `delay_us`) until it returned (at most [`RACE_RESETS_MAX`]
-    /// resets). Backends without threads of their own (the simulators) make the call, then
-    /// reset: one of the interleavings.
+    /// `call` from this thread (SET to `state`, GET, or PRECOPY_INFO on data fd `fd`), made
+    /// `calls` times back to back (a SET once), while a second thread issues
+    /// `VFIO_DEVICE_RESET` back to back, from before the first call (which follows the first
+    /// reset by `delay_us`) until the last returned (at most [`RACE_RESETS_MAX`] resets).
+    /// Backends without threads of their own (the simulators) make the calls, then reset: one
+    /// of the interleavings.
     fn race_reset(
         &mut self,
         call: crate::op::RaceCall,
         state: u32,
         fd: i32,
         delay_us: u32,
+        calls: u32,
     ) -> DevResult<RaceResetResult> {
         let _ = delay_us;
-        let call = race_call(self, call, state, fd);
+        let (first, calls, calls_failed) = race_calls(self, call, state, fd, calls);
         let reset_error = self.reset().err();
-        Ok(RaceResetResult { call, resets: 1, reset_error })
+        Ok(RaceResetResult { call: first, calls, calls_failed, resets: 1, reset_error })
     }
 
     /// Makes the `nth` fault-injection point (slab or page allocation, ...) the kernel passes
@@ -286,6 +293,25 @@ pub trait Device: Send {
     /// Closes every data fd the suite holds and returns the device to RUNNING (reset), as a
     /// trial's cleanup. Errors are returned so the runner can report a wedged device.
     fn restore(&mut self) -> DevResult<()>;
+}
+
+/// The calls of a [`Device::race_reset`]: `call` made `calls` times (a SET once; at least
+/// once, at most [`RACE_CALLS_MAX`]). Returns the first call's result, the calls made and how
+/// many of them failed.
+pub fn race_calls<D: Device + ?Sized>(
+    dev: &mut D,
+    call: crate::op::RaceCall,
+    state: u32,
+    fd: i32,
+    calls: u32,
+) -> (DevResult<i32>, u32, u32) {
+    let n = if call == crate::op::RaceCall::SetState { 1 } else { calls.clamp(1, RACE_CALLS_MAX) };
+    let first = race_call(dev, call, state, fd);
+    let mut failed = u32::from(first.is_err());
+    for _ in 1..n {
+        failed += u32::from(race_call(dev, call, state, fd).is_err());
+    }
+    (first, n, failed)
 }
 
 /// The call of a [`Device::race_reset`] (see there), on any backend.

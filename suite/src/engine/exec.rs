@@ -282,7 +282,13 @@ impl Engine {
             Op::RaceReset(a) => {
                 let fd = if a.during == crate::op::RaceCall::PrecopyInfo { self.fd(si, &a.fd)? } else { -1 };
                 let slot = &mut self.slots[si];
-                let r = match slot.dev.race_reset(a.during, a.state.raw(), fd, u32::from(a.delay_us)) {
+                let r = match slot.dev.race_reset(
+                    a.during,
+                    a.state.raw(),
+                    fd,
+                    u32::from(a.delay_us),
+                    u32::from(a.calls),
+                ) {
                     Ok(r) => r,
                     Err(e) => {
                         // No second thread (clone() failed): nothing ran on the device.
@@ -297,7 +303,14 @@ impl Engine {
                     crate::op::RaceCall::GetState => "GET",
                     crate::op::RaceCall::PrecopyInfo => "PRECOPY_INFO",
                 };
-                obs.notes.push(format!("{} VFIO_DEVICE_RESET(s) raced the {what}", r.resets));
+                if r.calls > 1 {
+                    obs.notes.push(format!(
+                        "{} VFIO_DEVICE_RESET(s) raced {} {what} calls ({} failed; the first one's result is shown)",
+                        r.resets, r.calls, r.calls_failed
+                    ));
+                } else {
+                    obs.notes.push(format!("{} VFIO_DEVICE_RESET(s) raced the {what}", r.resets));
+                }
                 if let Some(e) = r.reset_error {
                     obs.notes.push(format!("a racing VFIO_DEVICE_RESET failed with {e}"));
                 }

@@ -275,6 +275,10 @@ pub struct RaceArgs {
 /// says a reset returns the device to RUNNING but not how it orders with a concurrent call,
 /// so the step is not judged; the oracle forgets the state and the data fds. A kernel report
 /// in it is a finding.
+///
+/// A GET or PRECOPY_INFO holds the state lock for a few microseconds: `calls` makes it that
+/// many times back to back while the resets run, so that a reset can arrive inside one of them
+/// (a SET is made once: a repeated SET after a reset would start a new migration).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Arbitrary)]
 #[serde(deny_unknown_fields)]
 pub struct RaceResetArgs {
@@ -289,6 +293,19 @@ pub struct RaceResetArgs {
     pub fd: FdRef,
     #[serde(default)]
     pub delay_us: u16,
+    /// How many times `during: get_state` or `precopy_info` is made while the resets run
+    /// (1 to [`RACE_CALLS_MAX`](crate::device::RACE_CALLS_MAX); `set_state` takes only 1).
+    #[serde(default = "one_call", skip_serializing_if = "is_one_call")]
+    pub calls: u8,
+}
+
+fn one_call() -> u8 {
+    1
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_one_call(n: &u8) -> bool {
+    *n == 1
 }
 
 fn running() -> StateArg {

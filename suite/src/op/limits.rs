@@ -186,6 +186,24 @@ impl Op {
                 }
                 Ok(())
             }
+            Op::RaceReset(a) => {
+                if a.during == RaceCall::SetState && a.calls != 1 {
+                    return Err(format!(
+                        "race_reset.calls: {} with during: set_state; a SET is made once (a repeated SET \
+                         after a reset would start a new migration): calls takes 1 here, 1 to {} with \
+                         get_state or precopy_info",
+                        a.calls,
+                        crate::device::RACE_CALLS_MAX
+                    ));
+                }
+                in_range(
+                    "race_reset.calls",
+                    u64::from(a.calls),
+                    1,
+                    u64::from(crate::device::RACE_CALLS_MAX),
+                    "calls made back to back while the resets run",
+                )
+            }
             Op::V1Read(a) | Op::V1Write(a) => {
                 if let Some(w) = a.width {
                     in_range(&format!("{}.width", self.name()), u64::from(w), 1, 8, "bytes per access")?;

@@ -411,15 +411,16 @@ impl Device for KernelDevice {
         state: u32,
         fd: i32,
         delay_us: u32,
+        calls: u32,
     ) -> DevResult<crate::device::RaceResetResult> {
         use std::sync::atomic::{AtomicBool, Ordering};
         // The resetting thread gets its own descriptor of the device file.
         let resetter = self.dev()?.try_clone_to_owned().map_err(|e| Errno::from_io(&e))?;
         let (first_done, done) = (AtomicBool::new(false), AtomicBool::new(false));
         std::thread::scope(|s| {
-            // Resets back to back from before the SET until after it returned, so that one of
-            // them can find the driver inside its state change (a thread woken only for one
-            // reset arrives after a short SET).
+            // Resets back to back from before the first call until after the last returned, so
+            // that one of them can find the driver inside it (a thread woken only for one reset
+            // arrives after a short SET).
             let h = std::thread::Builder::new().spawn_scoped(s, || {
                 let (mut resets, mut error) = (0u32, None);
                 loop {
@@ -440,10 +441,10 @@ impl Device for KernelDevice {
             if delay_us > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(delay_us)));
             }
-            let call = crate::device::race_call(self, call, state, fd);
+            let (first, calls, calls_failed) = crate::device::race_calls(self, call, state, fd, calls);
             done.store(true, Ordering::Release);
             let (resets, reset_error) = h.join().map_err(|_| Errno::EIO)?;
-            Ok(crate::device::RaceResetResult { call, resets, reset_error })
+            Ok(crate::device::RaceResetResult { call: first, calls, calls_failed, resets, reset_error })
         })
     }
 

@@ -486,16 +486,27 @@ impl Walker {
                 fd: self.fd_ref(),
                 delay_us: *self.rng.pick(&[0u16, 0, 10, 100, 1000]),
             }),
-            "race_reset" => Op::RaceReset(crate::op::RaceResetArgs {
-                during: match self.rng.below(6) {
+            "race_reset" => {
+                let during = match self.rng.below(6) {
                     0 => crate::op::RaceCall::GetState,
                     1 if live_fd => crate::op::RaceCall::PrecopyInfo,
                     _ => crate::op::RaceCall::SetState,
-                },
-                state: self.target(state, flags, Some(covered)),
-                fd: self.fd_ref(),
-                delay_us: *self.rng.pick(&[0u16, 0, 0, 10, 100]),
-            }),
+                };
+                // A GET or PRECOPY_INFO holds the state lock briefly: repeated, one of them can
+                // meet a reset (a SET is made once).
+                let calls = if during == crate::op::RaceCall::SetState {
+                    1
+                } else {
+                    *self.rng.pick(&[1u8, 8, 32, 64])
+                };
+                Op::RaceReset(crate::op::RaceResetArgs {
+                    during,
+                    state: self.target(state, flags, Some(covered)),
+                    fd: self.fd_ref(),
+                    delay_us: *self.rng.pick(&[0u16, 0, 0, 10, 100]),
+                    calls,
+                })
+            }
             "bad_buffer" => {
                 let call = match self.rng.below(5) {
                     0 => BadCall::PrecopyInfo,
