@@ -242,3 +242,43 @@ fn a_capture_joined_from_reads_of_two_saving_streams_is_loaded_without_a_finding
     assert!(r.trace[9].obs.errno.is_none(), "{}", r.trace[9].obs.summary());
     assert!(r.findings.is_empty(), "{:?}", r.findings.iter().map(|f| &f.violation).collect::<Vec<_>>());
 }
+
+#[test]
+fn fuzz_cases_bound_race_reset_calls_to_what_the_loader_takes_so_they_stay_reproducers() {
+    // Arrange: raw fuzz bytes give any u8: 0 calls of a GET, 200 of a SET.
+    let race = |during, calls| {
+        vmc::op::Op::RaceReset(vmc::op::RaceResetArgs {
+            during,
+            state: vmc::state::StateArg::Named(vmc::state::MigState::Running),
+            fd: vmc::op::FdRef::Current,
+            delay_us: 0,
+            calls,
+        })
+    };
+    let mut case = vmc::fuzz::FuzzCase {
+        api: vmc::device::MigrationApi::V2,
+        flags: vmc::state::MigFlags(7),
+        dma: false,
+        state_size: 64,
+        ops: vec![race(vmc::op::RaceCall::GetState, 0), race(vmc::op::RaceCall::SetState, 200)],
+        names: vec![None, None],
+        defects: Vec::new(),
+    };
+    // Act
+    case.normalize();
+    // Assert: both kept (dropped, they would not be in the reproducer), each within the limits.
+    let calls: Vec<u8> = case
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            vmc::op::Op::RaceReset(a) => Some(a.calls),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "{:?}", case.ops);
+    assert!((1..=64).contains(&calls[0]), "{calls:?}");
+    assert_eq!(calls[1], 1, "a SET is made once: {calls:?}");
+    for op in &case.ops {
+        assert_eq!(op.check_limits(), Ok(()), "{op:?}");
+    }
+}
