@@ -139,7 +139,7 @@ pub struct RaceResetResult {
 pub const RACE_RESETS_MAX: u32 = 64;
 
 /// The most GET or PRECOPY_INFO calls one `race_reset` makes while the resets run.
-pub const RACE_CALLS_MAX: u32 = 64;
+pub const RACE_CALLS_MAX: u8 = 64;
 
 /// The most a racing reader reads (a device that never ends its stream must not hang it).
 pub const RACE_READ_MAX: u64 = 64 << 20;
@@ -295,8 +295,8 @@ pub trait Device: Send {
     fn restore(&mut self) -> DevResult<()>;
 }
 
-/// The calls of a [`Device::race_reset`]: `call` made `calls` times (a SET once; at least
-/// once, at most [`RACE_CALLS_MAX`]). Returns the first call's result, the calls made and how
+/// The calls of a [`Device::race_reset`]: `call` made `calls` times (at least once, at most
+/// [`RaceCall::max_calls`](crate::op::RaceCall::max_calls)). Returns the first call's result, the calls made and how
 /// many of them failed.
 pub fn race_calls<D: Device + ?Sized>(
     dev: &mut D,
@@ -305,7 +305,7 @@ pub fn race_calls<D: Device + ?Sized>(
     fd: i32,
     calls: u32,
 ) -> (DevResult<i32>, u32, u32) {
-    let n = if call == crate::op::RaceCall::SetState { 1 } else { calls.clamp(1, RACE_CALLS_MAX) };
+    let n = calls.clamp(1, u32::from(call.max_calls()));
     let first = race_call(dev, call, state, fd);
     let mut failed = u32::from(first.is_err());
     for _ in 1..n {

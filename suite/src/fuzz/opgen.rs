@@ -295,14 +295,7 @@ pub(super) fn clamp(op: &mut Op) {
             clamp_width(&mut a.width);
             a.value = Some(a.value.unwrap_or(0));
         }
-        Op::RaceReset(a) => {
-            // A SET is made once; a GET or PRECOPY_INFO 1 to RACE_CALLS_MAX times.
-            a.calls = if a.during == crate::op::RaceCall::SetState {
-                1
-            } else {
-                1 + a.calls % u8::try_from(crate::device::RACE_CALLS_MAX).unwrap_or(u8::MAX)
-            };
-        }
+        Op::RaceReset(a) => a.calls = 1 + a.calls % a.during.max_calls(),
         Op::DmaLogStart(a) => {
             a.ranges.truncate(32);
             a.count = a.count.map(|c| c.min(32));

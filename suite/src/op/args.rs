@@ -312,6 +312,18 @@ fn running() -> StateArg {
     StateArg::Named(crate::state::MigState::Running)
 }
 
+impl RaceCall {
+    /// How many times one `race_reset` may make this call: a SET once (repeated after a
+    /// reset, it would start a new migration), a GET or PRECOPY_INFO up to
+    /// [`RACE_CALLS_MAX`](crate::device::RACE_CALLS_MAX).
+    pub fn max_calls(self) -> u8 {
+        match self {
+            RaceCall::SetState => 1,
+            RaceCall::GetState | RaceCall::PrecopyInfo => crate::device::RACE_CALLS_MAX,
+        }
+    }
+}
+
 /// The call a [`RaceResetArgs`] races with resets: each holds the driver's state lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
 #[serde(rename_all = "snake_case")]

@@ -200,7 +200,7 @@ impl Op {
                     "race_reset.calls",
                     u64::from(a.calls),
                     1,
-                    u64::from(crate::device::RACE_CALLS_MAX),
+                    u64::from(a.during.max_calls()),
                     "calls made back to back while the resets run",
                 )
             }

@@ -494,11 +494,7 @@ impl Walker {
                 };
                 // A GET or PRECOPY_INFO holds the state lock briefly: repeated, one of them can
                 // meet a reset (a SET is made once).
-                let calls = if during == crate::op::RaceCall::SetState {
-                    1
-                } else {
-                    *self.rng.pick(&[1u8, 8, 32, 64])
-                };
+                let calls = if during.max_calls() > 1 { *self.rng.pick(&[1u8, 8, 32, 64]) } else { 1 };
                 Op::RaceReset(crate::op::RaceResetArgs {
                     during,
                     state: self.target(state, flags, Some(covered)),
