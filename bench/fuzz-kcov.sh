@@ -12,16 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-300s}
 SEEDS=${2:-1,2}
-OPS=${3:-set_state,get_state,get_flags,data_size,read,write,precopy_info,precopy_info_v2,bad_buffer,race_set_read,race_reset,fail_nth,poll,fd_flags,close_fd,reset,dma_log_start,dma_log_stop,dma_log_report,config_read,region_read,set_irqs,wait,debugfs_state}
-cargo build --release -q -p vfio-mig-conform
-bin=target/release/vfio-mig-conform
+# shellcheck source=bench/kcov-setup.sh
+. bench/kcov-setup.sh
+OPS=${3:-$KCOV_BENCH_OPS}
 out=target/bench/fuzz-kcov
-rm -rf "$out" && mkdir -p "$out"
-kdir=$(vm/testkernel.sh --quiet --print-dir)
-# shellcheck disable=SC1091
-. "$kdir/READY"
-VMLINUX=$kdir/$VMLINUX KSRC=$kdir/$KSRC
-"$bin" kcov-report --vmlinux "$VMLINUX" --filter-out "$out/kcov-filter.txt" >/dev/null
+kcov_setup "$out"
 secs=${DURATION%s}
 nseeds=$(echo "$SEEDS" | tr ',' '\n' | wc -l)
 vm/run.sh --kernel 7.2 --bin "$bin" --mdev mtty-2 --mdev mtty-2 --mdev mtty-1 \

@@ -10,16 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-1,2,3}
-OPS=${2:-set_state,get_state,get_flags,data_size,read,write,precopy_info,precopy_info_v2,bad_buffer,race_set_read,race_reset,fail_nth,poll,fd_flags,close_fd,reset,dma_log_start,dma_log_stop,dma_log_report,config_read,region_read,set_irqs,wait,debugfs_state,close_device}
-cargo build --release -q -p vfio-mig-conform
-bin=target/release/vfio-mig-conform
+# shellcheck source=bench/kcov-setup.sh
+. bench/kcov-setup.sh
+OPS=${2:-$KCOV_BENCH_OPS,close_device}
 out=target/bench/fuzz-oops
-rm -rf "$out" && mkdir -p "$out"
-kdir=$(vm/testkernel.sh --quiet --print-dir)
-# shellcheck disable=SC1091
-. "$kdir/READY"
-VMLINUX=$kdir/$VMLINUX
-"$bin" kcov-report --vmlinux "$VMLINUX" --filter-out "$out/kcov-filter.txt" >/dev/null
+kcov_setup "$out"
 i=0
 for seed in ${SEEDS//,/ }; do
 	if [ $((i % 2)) = 0 ]; then order="guided blind"; else order="blind guided"; fi
