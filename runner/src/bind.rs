@@ -228,6 +228,11 @@ fn severity(code: u8) -> u8 {
 /// Runs the suite: binds (or refuses) PCI devices first, then one run per IOMMU back end,
 /// then puts bound devices back.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
+    if !args.list {
+        // First thing: a Ctrl-C while the inputs load or devices are bound still ends the run
+        // through its restore (isolate::install_signal_handlers).
+        crate::isolate::install_signal_handlers();
+    }
     let mut args = args.clone();
     if args.device.is_none() {
         let bdf = args.vmc_bdf.clone().unwrap_or_default();
@@ -244,14 +249,14 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let states = state_dir();
     let benv = BindEnv::host();
     if real && !args.list {
+        crate::isolate::touching_devices();
         recover_stale(&benv, &states);
     }
     let mut binding = Binding { bound: Vec::new(), states: Some(states.clone()) };
-    if args.bind && !args.list {
-        // Ctrl-C from here on ends the run through the restore below.
-        crate::isolate::install_signal_handlers();
-    }
     for spec in &specs {
+        if crate::isolate::interrupted().is_some() {
+            break;
+        }
         let Some(bdf) = bind::pci_address(spec) else {
             if args.bind && !spec.starts_with("sim:") && !args.list {
                 errln!("vfio-mig-conform: --bind: {spec} is not a PCI address: used as it is");
@@ -285,11 +290,10 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
                 binding.bound.push((st, lock));
             }
         }
-        if crate::isolate::interrupted().is_some() {
-            break;
-        }
     }
-    let code = if crate::isolate::interrupted().is_some() {
+    // Without --bind nothing was bound: an early signal is the run's to report (its record
+    // says that no check ran).
+    let code = if args.bind && crate::isolate::interrupted().is_some() {
         errln!("vfio-mig-conform: interrupted while binding");
         Ok(exit::INTERRUPTED)
     } else {

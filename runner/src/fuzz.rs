@@ -41,8 +41,15 @@ fn clock_seed() -> u64 {
 
 /// `vfio-mig-conform fuzz`.
 pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
-    let duration = parse_duration(&args.duration).ok_or_else(|| {
-        Exit::new(exit::USAGE, format!("--duration `{}` is not a time like 60s, 5m or 500ms", args.duration))
+    crate::isolate::install_signal_handlers();
+    let duration = parse_duration(&args.duration).filter(|d| !d.is_zero()).ok_or_else(|| {
+        Exit::new(
+            exit::USAGE,
+            format!(
+                "--duration `{}` is not a time above 0 and below 10^9 s, like 60s, 5m or 500ms",
+                args.duration
+            ),
+        )
     })?;
     let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
         Exit::new(
@@ -91,6 +98,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
     };
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
     let mut _locks = Vec::new();
+    crate::isolate::touching_devices();
     for spec in std::iter::once(&args.device).chain(args.peers.iter()) {
         _locks.push(crate::open::lock(spec)?);
         devices.push(crate::open::open_answering(
@@ -139,7 +147,6 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         Some(path) => Some(crate::run::start_record(path, &header)?),
         None => None,
     };
-    crate::isolate::install_signal_handlers();
     // A panic inside a walk becomes a finding (the check process reports its message): do not
     // also print it.
     std::panic::set_hook(Box::new(|_| {}));

@@ -32,6 +32,9 @@ pub static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// How many SIGINT/SIGTERM arrived: the second ends the process at once.
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// Set once the run starts opening (or binding) devices: a second signal before that has no
+/// device to leave behind.
+static TOUCHING: AtomicBool = AtomicBool::new(false);
 /// The process running a check or a restore (0: none), killed by a second signal.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
@@ -55,6 +58,15 @@ extern "C" fn on_signal(sig: libc::c_int) {
         });
         return;
     }
+    if !TOUCHING.load(Ordering::SeqCst) {
+        // The second signal before any device was opened (inputs still loading): nothing to
+        // restore, so nothing to warn about; the run was interrupted.
+        signal_safe_message(
+            "\nvfio-mig-conform: second signal: exiting at once (no device was opened yet)\n",
+        );
+        // SAFETY: _exit(2) is async-signal-safe; no device fd is open.
+        unsafe { libc::_exit(i32::from(INTERRUPTED_EXIT)) }
+    }
     // The second signal: the user will not wait for the restore (a device stuck in a call
     // with --no-fork, a restore that hangs). End the check or restore process, say what that
     // leaves behind, and leave (exit 6: the device could not be restored).
@@ -75,6 +87,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Exit code of a second signal (`cli::exit::WEDGED`: the device could not be restored).
 const WEDGED_EXIT: u8 = crate::cli::exit::WEDGED;
+/// Exit code of a second signal before any device was opened (`cli::exit::INTERRUPTED`).
+const INTERRUPTED_EXIT: u8 = crate::cli::exit::INTERRUPTED;
 
 /// Remembers the process a second signal must kill (0 when there is none).
 fn watch_child(pid: Option<Pid>) {
@@ -135,7 +149,17 @@ pub fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
     msg.contains("Broken pipe") || msg.contains("BrokenPipe")
 }
 
-/// Installs the SIGINT/SIGTERM handlers (without SA_RESTART, so waits wake up).
+/// Marks the point from which the run opens, binds or changes devices (a second signal then
+/// means "leave the device as it is", exit 6).
+pub fn touching_devices() {
+    TOUCHING.store(true, Ordering::SeqCst);
+}
+
+/// Installs the SIGINT/SIGTERM handlers (without SA_RESTART, so waits wake up). Commands that
+/// open devices install them first thing, before their inputs load: a signal that came before
+/// them would be lost (a background job of a non-interactive shell starts with SIGINT
+/// ignored) or would end the process without a record. A signal from then on stops the run at
+/// its first check boundary, with a complete record and exit 5.
 pub fn install_signal_handlers() {
     let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM] {

@@ -209,6 +209,9 @@ impl Shared {
 /// Runs the suite.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let started = Instant::now();
+    if !args.list {
+        crate::isolate::install_signal_handlers();
+    }
     let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
         Exit::new(
             exit::USAGE,
@@ -228,6 +231,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
     let inputs = crate::suite::Inputs::load(args)?;
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
     let mut _locks = Vec::new();
+    crate::isolate::touching_devices();
     for spec in std::iter::once(&device).chain(args.peers.iter()) {
         _locks.push(open::lock(spec)?);
         let (name, backend) = (args.device_name.as_deref(), args.iommu_backend.as_deref());
@@ -317,9 +321,6 @@ pub fn run(args: &RunArgs) -> Result<u8, Exit> {
         }
     }
     let strict = args.strict || profile.as_ref().is_some_and(|p| p.strict);
-    if !args.list {
-        crate::isolate::install_signal_handlers();
-    }
     let kernel_log = args.kernel_log || std::env::var("VMC_GUEST").is_ok_and(|v| v == "1");
     let kernel_log = kernel_log
         && match crate::kmsg::Window::open() {

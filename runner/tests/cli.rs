@@ -186,6 +186,87 @@ fn ktap_junit_and_the_record_agree_and_the_record_rebuilds_the_ktap() {
     assert_eq!(last["exit_code"], 1);
 }
 
+/// A run of 1000 sequences (a second or more to load) that starts with SIGINT ignored, as a
+/// background job of a non-interactive shell does (`vfio-mig-conform ... & kill -INT $!`: CI's
+/// guest script, where a run on a slow guest once ignored the signal and finished with exit 0).
+/// Returns the child once its inputs are loading, and the path of its record.
+fn run_with_slow_inputs(name: &str) -> (std::process::Child, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let d = tmp(name);
+    let fx = d.join("fixtures");
+    std::fs::create_dir_all(&fx).expect("fixtures dir");
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/qemu-v2/cancel-precopy.yaml"
+    ))
+    .expect("a fixture");
+    for i in 0..1000 {
+        let text = src.replacen("id: qemu.v2.cancel_precopy\n", &format!("id: test.early_sigint.c{i}\n"), 1);
+        assert_ne!(text, src, "the fixture's id line moved");
+        std::fs::write(fx.join(format!("c{i}.yaml")), text).expect("write a sequence");
+    }
+    let json = d.join("r.jsonl");
+    let mut cmd = bin();
+    cmd.args(["sim:v2", "--fixtures", fx.to_str().expect("p"), "--json", json.to_str().expect("p")])
+        .args(["--format", "terse"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only calls signal(2), which is async-signal-safe
+    // and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(
+        !json.exists(),
+        "the record had begun before the signal: the inputs loaded too fast for this test"
+    );
+    (child, json)
+}
+
+#[test]
+fn a_sigint_while_the_inputs_load_still_ends_the_run_with_exit_5_and_a_complete_record() {
+    // Arrange
+    let (child, json) = run_with_slow_inputs("sigint-early");
+
+    // Act: SIGINT before any device is opened or the record begun.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    let out = finish_within(child, 120, "a run interrupted while loading");
+
+    // Assert: interrupted (not a full run that ignored the signal), and the record says so.
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let lines = record_lines(&json);
+    assert_eq!(lines[0]["type"], "run");
+    assert_eq!(lines.iter().filter(|l| l["type"] == "check").count(), 0, "no check runs after the signal");
+    let end = lines.last().expect("footer");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["interrupted"], "interrupted by SIGINT");
+}
+
+#[test]
+fn a_second_sigint_before_any_device_is_opened_exits_5_without_a_device_warning() {
+    // Arrange
+    let (child, _json) = run_with_slow_inputs("sigint-early-twice");
+
+    // Act
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    let out = finish_within(child, 10, "after the second SIGINT");
+
+    // Assert: nothing was opened, so nothing may be left behind: exit 5, not 6.
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("second signal: exiting at once (no device was opened yet)"), "{err}");
+    assert!(!err.contains("non-RUNNING"), "{err}");
+}
+
 #[test]
 fn sigint_mid_run_exits_5_and_keeps_every_finished_check() {
     let d = tmp("sigint");

@@ -146,6 +146,9 @@ fn bad_arguments_and_devices_give_the_documented_exit_codes() {
     assert!(text(&out.stderr).contains("--allow-disruptive"));
     let out = run(&["fuzz", "sim:v2", "--duration", "lots"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = run(&["fuzz", "sim:v2", "--duration", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "a session of no time would run nothing and pass");
+    assert!(text(&out.stderr).contains("--duration `0s` is not a time above 0"), "{}", text(&out.stderr));
     let out = run(&["fuzz", "sim:v2", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["fuzz", "sim:plain", "--duration", "1s"]);

@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::kcov::{Kcov, KcovError, KcovRef, Mode};
+use super::kcov::{Kcov, KcovError, KcovRef};
 use crate::check::Check;
 use crate::engine::{CheckRun, Engine, StepPoint};
 use crate::kmsg::{Kmsg, Splat};
@@ -320,7 +320,7 @@ impl HookState {
                 let base = crate::kmsg::drain_fd_seq(fd).map_or(0, |s| s + 1);
                 self.table.at(H_KMSG_BASE).store(base, Ordering::Relaxed);
             }
-            match self.kcov.enable(Mode::Pc) {
+            match self.kcov.enable() {
                 Ok(()) => self.kcov.reset(),
                 Err(e) => self.table.at(H_ENABLE_ERR).store(e.0 as u64, Ordering::Relaxed),
             }

@@ -1,6 +1,6 @@
 //! The kernel's KCOV interface (`/sys/kernel/debug/kcov`, Documentation/dev-tools/kcov.rst):
-//! a trace buffer shared with the kernel, filled with the PCs (or comparison operands) of the
-//! code the enabling thread runs in the kernel.
+//! a trace buffer shared with the kernel, filled with the PCs of the code the enabling thread
+//! runs in the kernel.
 //!
 //! `KCOV_INIT_TRACE` sizes the buffer (in 64-bit words), `mmap` shares it, `KCOV_ENABLE` starts
 //! tracing the calling thread and `KCOV_DISABLE` stops it; word 0 counts the entries that follow.
@@ -27,26 +27,13 @@ const KCOV_ENABLE: libc::c_ulong = 0x6364;
 /// `_IO('c', 101)`.
 const KCOV_DISABLE: libc::c_ulong = 0x6365;
 
+/// `KCOV_TRACE_PC`, the mode of `KCOV_ENABLE`: one word per basic block entered. (The other
+/// mode, `KCOV_TRACE_CMP`, records comparison operands; the fuzzer does not use it: see
+/// docs/fuzzing.md, "Comparisons".)
+const KCOV_TRACE_PC: libc::c_ulong = 0;
+
 /// 64-bit words in a 4 KiB page.
 const PAGE_WORDS: usize = 4096 / 8;
-
-/// What the buffer collects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// `KCOV_TRACE_PC`: one word per basic block entered.
-    Pc,
-    /// `KCOV_TRACE_CMP`: four words per comparison (type, operand 1, operand 2, PC).
-    Cmp,
-}
-
-impl Mode {
-    fn raw(self) -> libc::c_ulong {
-        match self {
-            Mode::Pc => 0,
-            Mode::Cmp => 1,
-        }
-    }
-}
 
 /// What can go wrong with KCOV.
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +142,10 @@ impl KcovRef {
         unsafe { &*(self.area as *const AtomicU64).add(i) }
     }
 
-    /// Starts tracing the calling thread.
-    pub fn enable(&self, mode: Mode) -> Result<(), Errno> {
+    /// Starts tracing the PCs of the calling thread.
+    pub fn enable(&self) -> Result<(), Errno> {
         // SAFETY: KCOV_ENABLE takes the mode by value on a KCOV descriptor.
-        if unsafe { libc::ioctl(self.fd, KCOV_ENABLE, mode.raw()) } != 0 {
+        if unsafe { libc::ioctl(self.fd, KCOV_ENABLE, KCOV_TRACE_PC) } != 0 {
             return Err(Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)));
         }
         Ok(())
@@ -200,26 +187,6 @@ impl KcovRef {
     }
 }
 
-/// One comparison of `KCOV_TRACE_CMP`: the operands the kernel compared at `pc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cmp {
-    /// Operand size in bytes (1, 2, 4, 8).
-    pub size: u8,
-    /// One operand is a compile-time constant (`KCOV_CMP_CONST`).
-    pub constant: bool,
-    pub a: u64,
-    pub b: u64,
-    pub pc: u64,
-}
-
-/// Decodes `KCOV_TRACE_CMP` entries (four words each).
-pub fn decode_cmps(words: &[u64]) -> Vec<Cmp> {
-    words
-        .chunks_exact(4)
-        .map(|c| Cmp { size: 1 << ((c[0] >> 1) & 3), constant: c[0] & 1 != 0, a: c[1], b: c[2], pc: c[3] })
-        .collect()
-}
-
 /// Whether this kernel offers KCOV to this process.
 pub fn available() -> Result<(), KcovError> {
     Kcov::open(PAGE_WORDS).map(|_| ())
@@ -230,21 +197,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comparison_records_decode_size_and_constness() {
-        // type = KCOV_CMP_SIZE(2) | KCOV_CMP_CONST: a 4-byte comparison with a constant.
-        let words = [(2 << 1) | 1, 0x1234, 7, 0xffff_ffff_8100_0000, 3 << 1, 1, 2, 5];
-        let c = decode_cmps(&words);
-        assert_eq!(c.len(), 2);
-        assert_eq!((c[0].size, c[0].constant, c[0].a, c[0].b), (4, true, 0x1234, 7));
-        assert_eq!((c[1].size, c[1].constant), (8, false));
-    }
-
-    #[test]
     #[ignore = "needs a kernel with CONFIG_KCOV and debugfs; run in the test VM (vm/run.sh --kernel 7.2)"]
     fn a_syscall_leaves_kernel_pcs_in_the_buffer() {
         let k = Kcov::open(1 << 16).expect("KCOV");
         let h = k.handle();
-        h.enable(Mode::Pc).unwrap();
+        h.enable().unwrap();
         h.reset();
         // SAFETY: getppid has no arguments and cannot fail.
         let _ = unsafe { libc::getppid() };
