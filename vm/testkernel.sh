@@ -6,7 +6,7 @@
 #
 # Cached outside the checkout, keyed by what it is built from: the source package version,
 # vm/testkernel.config and the build recipe below. A warm cache costs nothing; a cold build is
-# about 19 minutes with make -j2 (docs/performance.md).
+# about 20 minutes with make -j2 (docs/performance.md).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -176,7 +176,7 @@ if [ "$FORCE" = 1 ] || ! [ -f "$B/BUILT" ]; then
 	done <"$CFG"
 	[ -z "$bad" ] || vmc_die "Kconfig did not take:$bad (see $O/.config)"
 	jobs=${VMC_JOBS:-$(nproc)}
-	say "building bzImage with make -j$jobs (about 19 minutes on 2 cores, log: $W/build.log)"
+	say "building bzImage with make -j$jobs (about 20 minutes on 2 cores, log: $W/build.log)"
 	tb=$(vmc_now)
 	if ! make -C "$S" O="$O" -j"$jobs" "${MAKE_ARGS[@]}" bzImage >"$W/build.log" 2>&1; then
 		tail -n 40 "$W/build.log" >&2
