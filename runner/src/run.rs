@@ -208,10 +208,9 @@ impl Shared {
 
 /// Runs the suite.
 pub fn run(args: &RunArgs) -> Result<u8, Exit> {
+    // The SIGINT/SIGTERM handlers are already installed: bind::run, this function's caller,
+    // does it first thing.
     let started = Instant::now();
-    if !args.list {
-        crate::isolate::install_signal_handlers();
-    }
     let max_stream = vmc::units::parse_size(&args.max_stream).filter(|n| *n > 0).ok_or_else(|| {
         Exit::new(
             exit::USAGE,

@@ -228,6 +228,15 @@ fn run_with_slow_inputs(name: &str) -> (std::process::Child, std::path::PathBuf)
     (child, json)
 }
 
+/// Sends SIGINT to `child`, then again `gap_ms` later, and waits at most 10 s for it to end.
+fn sigint_twice(child: std::process::Child, gap_ms: u64) -> Output {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    std::thread::sleep(std::time::Duration::from_millis(gap_ms));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    finish_within(child, 10, "after the second SIGINT")
+}
+
 #[test]
 fn a_sigint_while_the_inputs_load_still_ends_the_run_with_exit_5_and_a_complete_record() {
     // Arrange
@@ -254,11 +263,7 @@ fn a_second_sigint_before_any_device_is_opened_exits_5_without_a_device_warning(
     let (child, _json) = run_with_slow_inputs("sigint-early-twice");
 
     // Act
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
-    let out = finish_within(child, 10, "after the second SIGINT");
+    let out = sigint_twice(child, 50);
 
     // Assert: nothing was opened, so nothing may be left behind: exit 5, not 6.
     let err = text(&out.stderr);
@@ -594,12 +599,8 @@ fn a_second_sigint_ends_a_run_stuck_in_a_device_call_at_once() {
         .expect("spawn");
     wait_for(&json, 4);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     // Act
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
-    let out = finish_within(child, 10, "after the second SIGINT");
+    let out = sigint_twice(child, 300);
     // Assert
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
