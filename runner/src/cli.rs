@@ -334,8 +334,8 @@ after each. A finding whose clauses are all declared deviations of the profile (
 to the device as the main run does) is \"known\"; the others are new.
 
 Exit codes: 0 no new failing finding, 1 a new finding of a MUST clause, a hang or a harness
-error (a new SHOULD finding is NON-STRICT), 2 usage error, 3 device cannot be opened,
-4 no migration support, 5 interrupted, 6 device could not be restored or does not answer (wedged)."
+error (a new SHOULD finding is NON-STRICT), 2 usage error (or no walk ran within --duration), 3 device cannot be
+opened, 4 no migration support, 5 interrupted, 6 device could not be restored or does not answer (wedged)."
 )]
 pub struct FuzzArgs {
     /// The device to fuzz (as for a run).

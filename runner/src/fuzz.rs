@@ -340,6 +340,13 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         exit::INTERRUPTED
     } else if failing_count > 0 {
         exit::VIOLATION
+    } else if session.walks == 0 {
+        // Nothing was fuzzed: an exit 0 would read as "no finding" to a CI parser.
+        errln!(
+            "vfio-mig-conform fuzz: no walk ran within --duration {}: nothing was fuzzed (give a longer --duration)",
+            args.duration
+        );
+        exit::USAGE
     } else {
         exit::OK
     };

@@ -149,6 +149,10 @@ fn bad_arguments_and_devices_give_the_documented_exit_codes() {
     let out = run(&["fuzz", "sim:v2", "--duration", "0s"]);
     assert_eq!(out.status.code(), Some(2), "a session of no time would run nothing and pass");
     assert!(text(&out.stderr).contains("--duration `0s` is not a time above 0"), "{}", text(&out.stderr));
+    // A duration that ends before the first walk fuzzes nothing: not a green run.
+    let out = run(&["fuzz", "sim:v2", "--duration", "0.0001ms"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no walk ran within --duration 0.0001ms"), "{}", text(&out.stderr));
     let out = run(&["fuzz", "sim:v2", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["fuzz", "sim:plain", "--duration", "1s"]);

@@ -25,8 +25,9 @@ const MAX_FEATURE: usize = 4096;
 pub enum Fd {
     /// A VFIO device fd (index into `devices`).
     Device(usize),
-    /// A migration data fd of a device.
-    Data { dev: usize, dir: Dir, pos: u64 },
+    /// A migration data fd of a device; `file` indexes [`Decoder::positions`], the stream
+    /// position of the open file, which every copy of the fd (`dup*`, `fork`) shares.
+    Data { dev: usize, dir: Dir, file: usize },
 }
 
 /// A device the recording has seen.
@@ -52,13 +53,44 @@ struct Proc {
 /// What an entry left for its exit.
 #[derive(Debug)]
 pub enum Pending {
-    GetDeviceFd { group_fd: i32, name: String },
-    Bind { fd: i32 },
-    Ioctl { fd: i32, request: u32, arg: u64, entry: Vec<u8> },
-    Transfer { fd: i32, write: bool, call: &'static str, segs: Vec<(u64, u64)>, offset: Option<u64> },
-    Close { fd: i32, was: Fd },
-    Dup { new: i32, old: i32 },
-    Poll { addr: u64, nfds: usize, watched: Vec<(usize, i32)>, timeout_ms: i64 },
+    GetDeviceFd {
+        group_fd: i32,
+        name: String,
+    },
+    Bind {
+        fd: i32,
+    },
+    Ioctl {
+        fd: i32,
+        request: u32,
+        arg: u64,
+        entry: Vec<u8>,
+    },
+    Transfer {
+        fd: i32,
+        write: bool,
+        call: &'static str,
+        segs: Vec<(u64, u64)>,
+        offset: Option<u64>,
+    },
+    Close {
+        fd: i32,
+        was: Fd,
+    },
+    Dup {
+        new: i32,
+        old: i32,
+    },
+    /// `dup` or `fcntl(F_DUPFD*)` of a device or data fd: the copy is the call's result.
+    DupAny {
+        old: i32,
+    },
+    Poll {
+        addr: u64,
+        nfds: usize,
+        watched: Vec<(usize, i32)>,
+        timeout_ms: i64,
+    },
 }
 
 /// The decoder (a [`Handler`] for the tracer).
@@ -83,6 +115,8 @@ pub struct Decoder {
     pub watch_failures: Vec<(i32, i32, String)>,
     /// Device and data fds learnt since the tracer last asked.
     new_fds: Vec<(i32, i32)>,
+    /// The stream position of each data file opened so far (see [`Fd::Data`]).
+    positions: Vec<u64>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -113,6 +147,7 @@ impl Decoder {
             watched: 0,
             watch_failures: Vec::new(),
             new_fds: Vec::new(),
+            positions: Vec::new(),
         }
     }
 
@@ -334,7 +369,9 @@ impl Decoder {
                 };
                 self.push(pid, tid, Kind::Feature { dev: label.clone(), ret, flags, argsz, feature });
                 if let Some((nfd, dir)) = new_fd {
-                    self.set_fd(pid, nfd, Fd::Data { dev, dir, pos: 0 });
+                    let file = self.positions.len();
+                    self.positions.push(0);
+                    self.set_fd(pid, nfd, Fd::Data { dev, dir, file });
                     self.push(pid, tid, Kind::DataFd { dev: label, fd: nfd, dir });
                 }
             }
@@ -387,9 +424,12 @@ impl Decoder {
             left -= take;
         }
         match self.fd(pid, fd).cloned() {
-            Some(Fd::Data { dev, dir, pos }) => {
+            Some(Fd::Data { dev, file, .. }) => {
                 let label = self.label_of(dev);
-                self.set_fd(pid, fd, Fd::Data { dev, dir, pos: pos + moved });
+                let pos = self.positions.get(file).copied().unwrap_or(0);
+                if let Some(p) = self.positions.get_mut(file) {
+                    *p = pos + moved;
+                }
                 let hash = format!("{:016x}", fnv1a(FNV_START, &bytes));
                 let (kept, hexs) = self.keep(bytes);
                 let t = Transfer { dev: label, fd, call, count, ret, pos, hex: hexs, hash, bytes: kept };
@@ -502,6 +542,14 @@ impl Decoder {
                     Want::Nothing
                 }
             }
+            libc::SYS_dup | libc::SYS_fcntl if self.fd(pid, fd).is_some() => {
+                let cmd = call.args[1] as i32;
+                if call.nr == libc::SYS_dup || cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+                    Want::Exit(Pending::DupAny { old: fd })
+                } else {
+                    Want::Nothing
+                }
+            }
             libc::SYS_poll | libc::SYS_ppoll => {
                 let nfds = (call.args[1] as usize).min(MAX_ITEMS);
                 let Some(p) = self.procs.get(&pid) else { return Want::Nothing };
@@ -610,6 +658,14 @@ impl Decoder {
                     if let Some(c) = copy {
                         self.set_fd(pid, new, c);
                     }
+                }
+            }
+            Pending::DupAny { old } => {
+                // The new number was free: no fd of ours is replaced.
+                if let (Ok(new), Some(c)) = (i32::try_from(raw), self.fd(pid, old).cloned())
+                    && new >= 0
+                {
+                    self.set_fd(pid, new, c);
                 }
             }
             Pending::Poll { addr, nfds, watched, timeout_ms } => {
@@ -829,6 +885,43 @@ mod tests {
         let n = f.d.events.len();
         assert!(matches!(&f.d.events[n - 2].kind, Kind::CloseDevice { explicit: false, .. }));
         assert!(matches!(&f.d.events[n - 1].kind, Kind::Exit { status: 0 }));
+    }
+
+    #[test]
+    fn a_data_fd_copied_by_dup_or_fcntl_is_followed_and_other_fcntls_are_not_decoded() {
+        // Arrange: device A on fd 20 with data fd 27 (SET PRE_COPY).
+        let pid = std::process::id() as i32;
+        let mut f = Fake { d: Decoder::new(1 << 20, None), pid };
+        let name = c"c0000000-0000-4000-8000-000000000000";
+        f.call(libc::SYS_ioctl, [5, u64::from(req::GROUP_GET_DEVICE_FD), name.as_ptr() as u64, 0, 0, 0], 20);
+        let mut b = set_state_buf(6, 27);
+        f.call(libc::SYS_ioctl, [20, u64::from(req::DEVICE_FEATURE), b.as_mut_ptr() as u64, 0, 0, 0], 0);
+        f.d.take_new_fds();
+        // Act: dup(27) -> 30, fcntl(27, F_DUPFD_CLOEXEC, 40) -> 41, fcntl(27, F_GETFL), then
+        // the original closed and reads on both copies.
+        f.call(libc::SYS_dup, [27, 0, 0, 0, 0, 0], 30);
+        f.call(libc::SYS_fcntl, [27, libc::F_DUPFD_CLOEXEC as u64, 40, 0, 0, 0], 41);
+        f.call(libc::SYS_fcntl, [27, libc::F_GETFL as u64, 0, 0, 0, 0], 2);
+        f.call(libc::SYS_fcntl, [33, libc::F_DUPFD as u64, 0, 0, 0, 0], 34);
+        let fresh = f.d.take_new_fds();
+        f.call(libc::SYS_close, [27, 0, 0, 0, 0, 0], 0);
+        let data = [0u8; 24];
+        f.call(libc::SYS_read, [30, data.as_ptr() as u64, 24, 0, 0, 0], 24);
+        f.call(libc::SYS_read, [41, data.as_ptr() as u64, 24, 0, 0, 0], -i64::from(libc::ENOMSG));
+        // Assert: both copies are data fds of A that the tracer filters; fd 34 (a copy of an
+        // fd that is not ours) is not; the reads on the copies are recorded, in stream order.
+        assert_eq!(fresh, vec![(pid, 30), (pid, 41)]);
+        assert!(matches!(f.d.fd(pid, 30), Some(Fd::Data { .. })));
+        assert!(f.d.fd(pid, 34).is_none());
+        let reads: Vec<_> =
+            f.d.events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    Kind::Read(t) => Some((t.ret, t.pos)),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(reads, vec![(Ret::Ok(24), 0), (Ret::Err(libc::ENOMSG), 24)]);
     }
 
     #[test]

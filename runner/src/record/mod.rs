@@ -45,7 +45,7 @@ pub struct RecordArgs {
     /// Also write every decoded event as JSON lines here (streamed while recording).
     #[arg(long, value_name = "FILE.jsonl")]
     pub events: Option<PathBuf>,
-    /// The sequence's id (default: rec.<vmm>_<version>.<output file name>).
+    /// The sequence's id (default: `rec.<vmm>_<version>.<output file name>`).
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// The sequence's title.

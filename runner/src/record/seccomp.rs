@@ -9,9 +9,10 @@
 //!
 //! An *fd* filter per device or data fd: when a VFIO ioctl hands a process a new device fd
 //! (`VFIO_GROUP_GET_DEVICE_FD`, a bound cdev) or data fd (a SET of `MIG_DEVICE_STATE`), or a
-//! `dup2`/`dup3` copies one, the tracer adds, at that call's exit and before the VMM can use
-//! the fd, a filter that traces the read/write family and `close` whose fd argument is that
-//! number, and `dup2`/`dup3` from or onto it ([`super::ptrace`] injects a
+//! `dup`, `dup2`, `dup3` or `fcntl(F_DUPFD, F_DUPFD_CLOEXEC)` copies one, the tracer adds, at
+//! that call's exit and before the VMM can use the fd, a filter that traces the read/write
+//! family, `close`, `dup` and `fcntl` whose fd argument is that number (the decoder looks only
+//! at fcntl's two dup commands), and `dup2`/`dup3` from or onto it ([`super::ptrace`] injects a
 //! `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC)` call, so every thread of the
 //! process has it, and every child it forks later). QEMU's eventfd and monitor traffic (a few
 //! thousand calls per migration) then never stops the tracer. A number that is closed and
@@ -64,6 +65,8 @@ pub fn traced_calls(poll: bool) -> Vec<u32> {
         libc::SYS_preadv2,
         libc::SYS_pwritev2,
         libc::SYS_close,
+        libc::SYS_dup,
+        libc::SYS_fcntl,
         libc::SYS_dup2,
         libc::SYS_dup3,
     ];
@@ -285,7 +288,10 @@ mod tests {
             assert_eq!(run_args(&p, nr, AUDIT_ARCH_X86_64, [5, 27]), TRACE, "dup onto the fd");
             assert_eq!(run_args(&p, nr, AUDIT_ARCH_X86_64, [5, 40]), ALLOW, "dup of others");
         }
-        for nr in [libc::SYS_ioctl, libc::SYS_ppoll, libc::SYS_poll, libc::SYS_openat, libc::SYS_fcntl] {
+        for nr in [libc::SYS_dup, libc::SYS_fcntl] {
+            assert!(fd_calls().contains(&(nr as u32)), "a copy of the fd by syscall {nr} is followed");
+        }
+        for nr in [libc::SYS_ioctl, libc::SYS_ppoll, libc::SYS_poll, libc::SYS_openat] {
             assert_eq!(run_args(&p, nr as u32, AUDIT_ARCH_X86_64, [27, 0x3b75]), ALLOW, "syscall {nr}");
         }
         let p = program(Layer::Fd { fd: 3, poll: true });

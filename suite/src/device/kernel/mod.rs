@@ -112,7 +112,7 @@ pub fn open(spec: &str, device_name: Option<&str>) -> Result<Box<dyn Device>, Op
     open_with(spec, device_name, None)
 }
 
-/// [`open`] through a chosen IOMMU back end (None: type1v2 for a group, the no-IOMMU
+/// [`open()`] through a chosen IOMMU back end (None: type1v2 for a group, the no-IOMMU
 /// container for a `noiommu-N` group, IOMMUFD for a cdev). The device's
 /// [`DeviceInfo::iommu`](crate::device::DeviceInfo::iommu) names the back end used.
 pub fn open_with(

@@ -1,7 +1,7 @@
 //! `sim:v1`: a reference v1 device. Its migration region (index 9, type 3 / subtype 1) has the
 //! 32-byte header at offset 0 and a 64 KiB data window at 4096 that is also a sparse-mmap
 //! area, and implements the pending_bytes / data_offset / data_size protocol of 5.8-5.17.
-//! The header's encoding ([`header`]) is written from the v1 uAPI text, not taken from the
+//! The header's encoding (`header`) is written from the v1 uAPI text, not taken from the
 //! oracle.
 
 mod header;

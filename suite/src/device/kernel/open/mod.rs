@@ -1,7 +1,7 @@
 //! Resolving what the user named to one VFIO device, then opening it.
 //!
 //! [`resolve`] only reads sysfs and `stat()`s nodes (the roots are injectable, so tests use
-//! a fake tree); [`connect`] performs the opens and ioctls. Nothing is opened that the user
+//! a fake tree); `connect` performs the opens and ioctls. Nothing is opened that the user
 //! did not name: a group holding several devices needs `--device-name`.
 
 use std::ffi::CString;

@@ -9,7 +9,7 @@
 //! - REGS: the device registers.
 //! - END: record count and the hash of every byte before the END payload.
 //!
-//! [`save`] produces a stream ([`Saver`]); [`load`] verifies and restores one ([`Loader`]).
+//! `save` produces a stream ([`Saver`]); `load` verifies and restores one ([`Loader`]).
 
 mod load;
 mod save;

@@ -6,10 +6,10 @@
 //! - this module: the device's state, sessions and data fds, reset, close/reopen, regions and
 //!   interrupts (through `sim::regions`), and the `Device` implementation;
 //! - [`next_state`]: the core's `vfio_mig_get_next_state()` on the kernel's table data;
-//! - [`fsm`]: the driver's SET loop and step function (one primitive arc);
-//! - [`features`]: `VFIO_DEVICE_FEATURE` as the core dispatches it and the driver answers;
-//! - [`dmalog`]: DMA dirty-page logging (START / REPORT);
-//! - [`data`]: the data fds (saving and resuming streams, poll, PRECOPY_INFO).
+//! - `fsm`: the driver's SET loop and step function (one primitive arc);
+//! - `features`: `VFIO_DEVICE_FEATURE` as the core dispatches it and the driver answers;
+//! - `dmalog`: DMA dirty-page logging (START / REPORT);
+//! - `data`: the data fds (saving and resuming streams, poll, PRECOPY_INFO).
 //!
 //! The simulator never calls the oracle (`crate::oracle`) or the argument checks of
 //! `crate::uapi`: what the core and the driver do is written here from the kernel source, so

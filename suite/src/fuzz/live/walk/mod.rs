@@ -4,7 +4,7 @@
 //! walk enables a random subset of the operation kinds (swarm testing).
 //!
 //! While it writes a walk the walker follows each device with the oracle's own
-//! [`Model`](crate::oracle::model::Model), fed with what a conforming device would answer: the
+//! [`crate::oracle::model::Model`], fed with what a conforming device would answer: the
 //! walker and the judge share one description of the device.
 //!
 //! `walk` (this module) chooses each v2 step's operation kind and follows the devices;
