@@ -1,5 +1,7 @@
 //! Mutating corpus walks: insert generated steps, delete a chunk, splice with another walk,
-//! change one step's arguments, change how a stream is mutated or cut before it is written,
+//! change one step's arguments, nudge one of its numbers (the allocation a fault is injected
+//! into, a race's delay or call count, a bad buffer's valid bytes) to a neighbouring value,
+//! change how a stream is mutated or cut before it is written,
 //! move a step to a peer device (or add a peer's save or restore), append steps. New steps
 //! come from the [`Walker`], which follows the devices through the prefix they are inserted
 //! after, so they fit the state the walk is expected to be in.
@@ -18,17 +20,19 @@ pub enum Operator {
     Delete,
     Splice,
     ChangeArgs,
+    Nudge,
     Stream,
     Interleave,
     Append,
 }
 
 impl Operator {
-    pub const ALL: [Operator; 7] = [
+    pub const ALL: [Operator; 8] = [
         Operator::Insert,
         Operator::Delete,
         Operator::Splice,
         Operator::ChangeArgs,
+        Operator::Nudge,
         Operator::Stream,
         Operator::Interleave,
         Operator::Append,
@@ -104,6 +108,16 @@ pub fn apply(
             out.extend_from_slice(&steps[at + 1..]);
             out
         }
+        Operator::Nudge => {
+            let knobs: Vec<usize> = (0..n).filter(|i| nudgeable(&steps[*i])).collect();
+            if knobs.is_empty() {
+                return apply(walker, Operator::ChangeArgs, steps, other, covered);
+            }
+            let at = *walker.rng().pick(&knobs);
+            let mut out = steps.to_vec();
+            nudge(walker, &mut out[at]);
+            out
+        }
         Operator::Stream => {
             let writes: Vec<usize> = steps
                 .iter()
@@ -173,6 +187,63 @@ pub fn apply(
     }
 }
 
+/// The highest allocation a nudge injects a fault into (a fresh walk draws 1 to 12).
+pub const FAIL_NTH_MAX: u32 = 64;
+/// The longest race delay a nudge sets, in microseconds (a fresh walk draws 0 to 1000).
+pub const DELAY_US_MAX: u16 = 5000;
+
+/// Whether a step has a number [`nudge`] can move.
+fn nudgeable(s: &Step) -> bool {
+    s.fail_nth.is_some() || matches!(s.op, Op::RaceSetRead(_) | Op::RaceReset(_) | Op::BadBuffer(_))
+}
+
+/// A number near `v` (one to a quarter of it away, either side), within `lo..=hi`.
+fn near(walker: &mut Walker, v: u64, lo: u64, hi: u64) -> u64 {
+    let step = 1 + walker.rng().below(v / 4 + 2);
+    let to = if walker.rng().chance(1, 2) { v.saturating_sub(step) } else { v.saturating_add(step) };
+    to.clamp(lo, hi)
+}
+
+/// Moves one number of a step to a neighbouring value. This is where the feedback pays: a
+/// walk kept because a fault in allocation N reached an error path is the place to try N+1
+/// (the next allocation of the same call), and a race that landed once lands again at a
+/// delay near the one that worked; fresh walks draw these numbers from short fixed lists.
+fn nudge(walker: &mut Walker, step: &mut Step) {
+    let mut knobs: Vec<u8> = Vec::new();
+    if step.fail_nth.is_some() {
+        knobs.push(0);
+    }
+    match &step.op {
+        Op::RaceSetRead(_) => knobs.push(1),
+        Op::RaceReset(r) => {
+            knobs.push(1);
+            if r.during.max_calls() > 1 {
+                knobs.push(2);
+            }
+        }
+        Op::BadBuffer(_) => knobs.push(3),
+        _ => {}
+    }
+    let Some(&k) = (!knobs.is_empty()).then(|| walker.rng().pick(&knobs)) else { return };
+    let delay = |w: &mut Walker, d: u16| near(w, u64::from(d), 0, u64::from(DELAY_US_MAX)) as u16;
+    match (k, &mut step.op) {
+        (0, _) => {
+            let n = u64::from(step.fail_nth.unwrap_or(1));
+            step.fail_nth = Some(near(walker, n, 1, u64::from(FAIL_NTH_MAX)) as u32);
+        }
+        (1, Op::RaceSetRead(r)) => r.delay_us = delay(walker, r.delay_us),
+        (1, Op::RaceReset(r)) => r.delay_us = delay(walker, r.delay_us),
+        (2, Op::RaceReset(r)) => {
+            let max = u64::from(r.during.max_calls());
+            r.calls = near(walker, u64::from(r.calls), 1, max) as u8;
+        }
+        (3, Op::BadBuffer(b)) if b.len > 0 => {
+            b.valid = near(walker, u64::from(b.valid), 0, u64::from(b.len - 1)) as u32;
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +278,47 @@ mod tests {
             }
             assert!(changed >= 10, "{op:?} changed the walk only {changed} times in 20");
         }
+    }
+
+    #[test]
+    fn a_nudge_moves_a_fault_or_a_race_to_a_neighbouring_value_beyond_what_fresh_walks_draw() {
+        // Arrange: a walk whose SET injects a fault into allocation 12 (the largest a fresh
+        // walk draws) and a race_reset of 8 GETs 100 us after the first reset.
+        let (mut e, mut w) = walker(0);
+        e.skip_harness_errors = true;
+        let set = |s| Op::SetState(crate::state::StateArg::Named(s));
+        let mut faulty = Step::new(set(MigState::Stop)).oracle();
+        faulty.fail_nth = Some(12);
+        let race = Step::new(Op::RaceReset(crate::op::RaceResetArgs {
+            during: crate::op::RaceCall::GetState,
+            state: crate::state::StateArg::Named(MigState::Running),
+            fd: crate::op::FdRef::Current,
+            delay_us: 100,
+            calls: 8,
+        }));
+        let base = vec![faulty, race];
+        // Act: 300 nudges of the base.
+        let (mut nths, mut delays, mut calls) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for _ in 0..300 {
+            let m = apply(&mut w, Operator::Nudge, &base, None, &BTreeSet::new());
+            assert_eq!(m.len(), 2, "a nudge changes a number, not the steps");
+            let Op::RaceReset(r) = &m[1].op else { panic!("{m:?}") };
+            nths.insert(m[0].fail_nth.unwrap_or(0));
+            delays.insert(r.delay_us);
+            calls.insert(r.calls);
+        }
+        // Assert: every knob moved, to neighbours (not to a fresh draw's fixed values only),
+        // within bounds; allocations past 12 are tried, which no fresh walk injects into.
+        assert!(nths.iter().all(|n| (1..=FAIL_NTH_MAX).contains(n)), "{nths:?}");
+        assert!(nths.contains(&13) && nths.contains(&11), "{nths:?}");
+        assert!(delays.iter().any(|d| ![0, 10, 100, 1000].contains(d)), "{delays:?}");
+        assert!(delays.iter().all(|d| (73..=127).contains(d)), "{delays:?}");
+        assert!(calls.len() > 1 && calls.iter().all(|c| (4..=12).contains(c)), "{calls:?}");
+        // A walk without such numbers is changed another way.
+        let plain = vec![Step::new(set(MigState::Stop)).oracle()];
+        let changed =
+            (0..20).filter(|_| apply(&mut w, Operator::Nudge, &plain, None, &BTreeSet::new()) != plain);
+        assert!(changed.count() >= 10);
     }
 
     #[test]
