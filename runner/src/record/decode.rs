@@ -50,47 +50,18 @@ struct Proc {
     fds: HashMap<i32, Fd>,
 }
 
-/// What an entry left for its exit.
+/// What an entry left for its exit. `Dup` is any copy of a device or data fd: onto a number
+/// the call names (`dup2`, `dup3`), or onto the one it returns (`onto: None`: `dup`,
+/// `fcntl(F_DUPFD*)`).
 #[derive(Debug)]
 pub enum Pending {
-    GetDeviceFd {
-        group_fd: i32,
-        name: String,
-    },
-    Bind {
-        fd: i32,
-    },
-    Ioctl {
-        fd: i32,
-        request: u32,
-        arg: u64,
-        entry: Vec<u8>,
-    },
-    Transfer {
-        fd: i32,
-        write: bool,
-        call: &'static str,
-        segs: Vec<(u64, u64)>,
-        offset: Option<u64>,
-    },
-    Close {
-        fd: i32,
-        was: Fd,
-    },
-    Dup {
-        new: i32,
-        old: i32,
-    },
-    /// `dup` or `fcntl(F_DUPFD*)` of a device or data fd: the copy is the call's result.
-    DupAny {
-        old: i32,
-    },
-    Poll {
-        addr: u64,
-        nfds: usize,
-        watched: Vec<(usize, i32)>,
-        timeout_ms: i64,
-    },
+    GetDeviceFd { group_fd: i32, name: String },
+    Bind { fd: i32 },
+    Ioctl { fd: i32, request: u32, arg: u64, entry: Vec<u8> },
+    Transfer { fd: i32, write: bool, call: &'static str, segs: Vec<(u64, u64)>, offset: Option<u64> },
+    Close { fd: i32, was: Fd },
+    Dup { old: i32, onto: Option<i32> },
+    Poll { addr: u64, nfds: usize, watched: Vec<(usize, i32)>, timeout_ms: i64 },
 }
 
 /// The decoder (a [`Handler`] for the tracer).
@@ -426,10 +397,7 @@ impl Decoder {
         match self.fd(pid, fd).cloned() {
             Some(Fd::Data { dev, file, .. }) => {
                 let label = self.label_of(dev);
-                let pos = self.positions.get(file).copied().unwrap_or(0);
-                if let Some(p) = self.positions.get_mut(file) {
-                    *p = pos + moved;
-                }
+                let pos = self.positions.get_mut(file).map_or(0, |p| std::mem::replace(p, *p + moved));
                 let hash = format!("{:016x}", fnv1a(FNV_START, &bytes));
                 let (kept, hexs) = self.keep(bytes);
                 let t = Transfer { dev: label, fd, call, count, ret, pos, hex: hexs, hash, bytes: kept };
@@ -537,7 +505,7 @@ impl Decoder {
             libc::SYS_dup2 | libc::SYS_dup3 => {
                 let new = call.args[1] as i32;
                 if self.fd(pid, fd).is_some() || self.fd(pid, new).is_some() {
-                    Want::Exit(Pending::Dup { new, old: fd })
+                    Want::Exit(Pending::Dup { old: fd, onto: Some(new) })
                 } else {
                     Want::Nothing
                 }
@@ -545,7 +513,7 @@ impl Decoder {
             libc::SYS_dup | libc::SYS_fcntl if self.fd(pid, fd).is_some() => {
                 let cmd = call.args[1] as i32;
                 if call.nr == libc::SYS_dup || cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
-                    Want::Exit(Pending::DupAny { old: fd })
+                    Want::Exit(Pending::Dup { old: fd, onto: None })
                 } else {
                     Want::Nothing
                 }
@@ -640,8 +608,9 @@ impl Decoder {
                     self.push(pid, tid, Kind::CloseData { dev, fd, ret });
                 }
             },
-            Pending::Dup { new, old } => {
-                if ret.is_ok() && new != old {
+            Pending::Dup { old, onto } => {
+                let new = onto.unwrap_or_else(|| i32::try_from(raw).unwrap_or(-1));
+                if ret.is_ok() && new >= 0 && new != old {
                     let copy = self.fd(pid, old).cloned();
                     if let Some(was) = self.procs.get_mut(&pid).and_then(|p| p.fds.remove(&new)) {
                         match was {
@@ -658,14 +627,6 @@ impl Decoder {
                     if let Some(c) = copy {
                         self.set_fd(pid, new, c);
                     }
-                }
-            }
-            Pending::DupAny { old } => {
-                // The new number was free: no fd of ours is replaced.
-                if let (Ok(new), Some(c)) = (i32::try_from(raw), self.fd(pid, old).cloned())
-                    && new >= 0
-                {
-                    self.set_fd(pid, new, c);
                 }
             }
             Pending::Poll { addr, nfds, watched, timeout_ms } => {

@@ -109,11 +109,11 @@ pub fn apply(
             out
         }
         Operator::Nudge => {
-            let knobs: Vec<usize> = (0..n).filter(|i| nudgeable(&steps[*i])).collect();
-            if knobs.is_empty() {
+            let movable: Vec<usize> = (0..n).filter(|i| !knobs(&steps[*i]).is_empty()).collect();
+            if movable.is_empty() {
                 return apply(walker, Operator::ChangeArgs, steps, other, covered);
             }
-            let at = *walker.rng().pick(&knobs);
+            let at = *walker.rng().pick(&movable);
             let mut out = steps.to_vec();
             nudge(walker, &mut out[at]);
             out
@@ -192,9 +192,33 @@ pub const FAIL_NTH_MAX: u32 = 64;
 /// The longest race delay a nudge sets, in microseconds (a fresh walk draws 0 to 1000).
 pub const DELAY_US_MAX: u16 = 5000;
 
-/// Whether a step has a number [`nudge`] can move.
-fn nudgeable(s: &Step) -> bool {
-    s.fail_nth.is_some() || matches!(s.op, Op::RaceSetRead(_) | Op::RaceReset(_) | Op::BadBuffer(_))
+/// A number of a step that [`nudge`] can move.
+#[derive(Clone, Copy)]
+enum Knob {
+    FailNth,
+    Delay,
+    Calls,
+    Valid,
+}
+
+/// The numbers of a step that [`nudge`] can move.
+fn knobs(s: &Step) -> Vec<Knob> {
+    let mut k = Vec::new();
+    if s.fail_nth.is_some() {
+        k.push(Knob::FailNth);
+    }
+    match &s.op {
+        Op::RaceSetRead(_) => k.push(Knob::Delay),
+        Op::RaceReset(r) => {
+            k.push(Knob::Delay);
+            if r.during.max_calls() > 1 {
+                k.push(Knob::Calls);
+            }
+        }
+        Op::BadBuffer(b) if b.len > 0 => k.push(Knob::Valid),
+        _ => {}
+    }
+    k
 }
 
 /// A number near `v` (one to a quarter of it away, either side), within `lo..=hi`.
@@ -209,36 +233,25 @@ fn near(walker: &mut Walker, v: u64, lo: u64, hi: u64) -> u64 {
 /// (the next allocation of the same call), and a race that landed once lands again at a
 /// delay near the one that worked; fresh walks draw these numbers from short fixed lists.
 fn nudge(walker: &mut Walker, step: &mut Step) {
-    let mut knobs: Vec<u8> = Vec::new();
-    if step.fail_nth.is_some() {
-        knobs.push(0);
+    let ks = knobs(step);
+    if ks.is_empty() {
+        return;
     }
-    match &step.op {
-        Op::RaceSetRead(_) => knobs.push(1),
-        Op::RaceReset(r) => {
-            knobs.push(1);
-            if r.during.max_calls() > 1 {
-                knobs.push(2);
-            }
-        }
-        Op::BadBuffer(_) => knobs.push(3),
-        _ => {}
-    }
-    let Some(&k) = (!knobs.is_empty()).then(|| walker.rng().pick(&knobs)) else { return };
+    let k = *walker.rng().pick(&ks);
     let delay = |w: &mut Walker, d: u16| near(w, u64::from(d), 0, u64::from(DELAY_US_MAX)) as u16;
     match (k, &mut step.op) {
-        (0, _) => {
+        (Knob::FailNth, _) => {
             let n = u64::from(step.fail_nth.unwrap_or(1));
             step.fail_nth = Some(near(walker, n, 1, u64::from(FAIL_NTH_MAX)) as u32);
         }
-        (1, Op::RaceSetRead(r)) => r.delay_us = delay(walker, r.delay_us),
-        (1, Op::RaceReset(r)) => r.delay_us = delay(walker, r.delay_us),
-        (2, Op::RaceReset(r)) => {
+        (Knob::Delay, Op::RaceSetRead(r)) => r.delay_us = delay(walker, r.delay_us),
+        (Knob::Delay, Op::RaceReset(r)) => r.delay_us = delay(walker, r.delay_us),
+        (Knob::Calls, Op::RaceReset(r)) => {
             let max = u64::from(r.during.max_calls());
             r.calls = near(walker, u64::from(r.calls), 1, max) as u8;
         }
-        (3, Op::BadBuffer(b)) if b.len > 0 => {
-            b.valid = near(walker, u64::from(b.valid), 0, u64::from(b.len - 1)) as u32;
+        (Knob::Valid, Op::BadBuffer(b)) => {
+            b.valid = near(walker, u64::from(b.valid), 0, u64::from(b.len.saturating_sub(1))) as u32;
         }
         _ => {}
     }

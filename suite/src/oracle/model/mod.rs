@@ -1,6 +1,7 @@
 //! The behavioural spec model of a v2 device: it follows every operation the suite performs,
 //! knows what the uAPI allows as a result, and judges each observation. `expect: oracle` in
-//! a sequence and every step of the fuzzer go through the `Model::judge_*` methods ([`Model::judge_set`], ...).
+//! a sequence and every step of the fuzzer go through the `Model::judge_*` methods
+//! ([`Model::judge_set`], ...).
 //!
 //! The model tracks the FSM state (via [`super::fsm`]), which data fds belong to which
 //! session and whether that session has ended (and by what), end-of-stream in STOP_COPY,
