@@ -12,7 +12,8 @@
 //! `dup`, `dup2`, `dup3` or `fcntl(F_DUPFD, F_DUPFD_CLOEXEC)` copies one, the tracer adds, at
 //! that call's exit and before the VMM can use the fd, a filter that traces the read/write
 //! family, `close`, `dup` and `fcntl` whose fd argument is that number (the decoder looks only
-//! at fcntl's two dup commands), and `dup2`/`dup3` from or onto it ([`super::ptrace`] injects a
+//! at fcntl's two dup commands), `dup2`/`dup3` from or onto it and a `close_range` whose range
+//! holds it ([`super::ptrace`] injects a
 //! `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC)` call, so every thread of the
 //! process has it, and every child it forks later). QEMU's eventfd and monitor traffic (a few
 //! thousand calls per migration) then never stops the tracer. A number that is closed and
@@ -43,11 +44,14 @@ const OFF_ARG1_LO: u32 = 16 + 8;
 pub const VFIO_IOCTL_FIRST: u32 = 0x3b64;
 pub const VFIO_IOCTL_LAST: u32 = 0x3b7f;
 
-/// The calls an fd filter traces when their first argument is its fd (x86_64 numbers).
+/// The calls an fd filter traces when their first argument is its fd (x86_64 numbers);
+/// besides, it traces `dup2`/`dup3` onto its fd and a `close_range` that covers it.
 pub fn fd_calls() -> Vec<u32> {
     traced_calls(false)
         .into_iter()
-        .filter(|nr| ![libc::SYS_dup2 as u32, libc::SYS_dup3 as u32].contains(nr))
+        .filter(|nr| {
+            ![libc::SYS_dup2 as u32, libc::SYS_dup3 as u32, libc::SYS_close_range as u32].contains(nr)
+        })
         .collect()
 }
 
@@ -69,6 +73,7 @@ pub fn traced_calls(poll: bool) -> Vec<u32> {
         libc::SYS_fcntl,
         libc::SYS_dup2,
         libc::SYS_dup3,
+        libc::SYS_close_range,
     ];
     if poll {
         v.extend([libc::SYS_poll, libc::SYS_ppoll]);
@@ -115,14 +120,16 @@ pub fn program(layer: Layer) -> Vec<sock_filter> {
         stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
     ];
     if let Layer::Fd { fd, poll } = layer {
-        // Compares: [poll, ppoll] -> TRACE; dup2, dup3 -> DUP; the family -> ARG0; then
-        // ALLOW; DUP: arg1 == fd -> TRACE, else ARG0: arg0 == fd -> TRACE, else ALLOW.
+        // Compares: [poll, ppoll] -> TRACE; dup2, dup3 -> DUP; the family -> ARG0;
+        // close_range -> RANGE; then ALLOW; DUP: arg1 == fd -> TRACE, else ARG0: arg0 == fd ->
+        // TRACE, else ALLOW; RANGE: arg0 <= fd <= arg1 (unsigned, as the kernel reads them) ->
+        // TRACE, else ALLOW.
         let polls: &[i64] = if poll { &[libc::SYS_poll, libc::SYS_ppoll] } else { &[] };
         let dups = [libc::SYS_dup2, libc::SYS_dup3];
         let family = fd_calls();
-        let a0 = p.len() + polls.len() + dups.len() + family.len();
-        let (dup, arg0) = (a0 + 1, a0 + 3);
-        let (trace, allow) = (arg0 + 2, arg0 + 3);
+        let a0 = p.len() + polls.len() + dups.len() + family.len() + 1;
+        let (dup, arg0, range) = (a0 + 1, a0 + 3, a0 + 5);
+        let (trace, allow) = (range + 4, range + 5);
         for nr in polls {
             p.push(jump_to(BPF_JMP | BPF_JEQ | BPF_K, *nr as u32, p.len(), trace, p.len() + 1));
         }
@@ -132,11 +139,16 @@ pub fn program(layer: Layer) -> Vec<sock_filter> {
         for nr in family {
             p.push(jump_to(BPF_JMP | BPF_JEQ | BPF_K, nr, p.len(), arg0, p.len() + 1));
         }
+        p.push(jump_to(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_close_range as u32, p.len(), range, p.len() + 1));
         p.push(ret_allow);
         p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARG1_LO));
         p.push(jump_to(BPF_JMP | BPF_JEQ | BPF_K, fd, p.len(), trace, p.len() + 1));
         p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARG0_LO));
         p.push(jump_to(BPF_JMP | BPF_JEQ | BPF_K, fd, p.len(), trace, allow));
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARG0_LO));
+        p.push(jump_to(BPF_JMP | BPF_JGT | BPF_K, fd, p.len(), allow, p.len() + 1));
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARG1_LO));
+        p.push(jump_to(BPF_JMP | BPF_JGE | BPF_K, fd, p.len(), trace, allow));
         p.push(ret_trace);
         p.push(ret_allow);
         return p;
@@ -290,6 +302,21 @@ mod tests {
         }
         for nr in [libc::SYS_dup, libc::SYS_fcntl] {
             assert!(fd_calls().contains(&(nr as u32)), "a copy of the fd by syscall {nr} is followed");
+        }
+        let close_range = libc::SYS_close_range as u32;
+        for (first, last) in [(27, 27), (3, u64::from(u32::MAX)), (0, 27), (27, 40)] {
+            assert_eq!(
+                run_args(&p, close_range, AUDIT_ARCH_X86_64, [first, last]),
+                TRACE,
+                "{first}..={last}"
+            );
+        }
+        for (first, last) in [(28, u64::from(u32::MAX)), (3, 26), (40, 27)] {
+            assert_eq!(
+                run_args(&p, close_range, AUDIT_ARCH_X86_64, [first, last]),
+                ALLOW,
+                "{first}..={last}"
+            );
         }
         for nr in [libc::SYS_ioctl, libc::SYS_ppoll, libc::SYS_poll, libc::SYS_openat] {
             assert_eq!(run_args(&p, nr as u32, AUDIT_ARCH_X86_64, [27, 0x3b75]), ALLOW, "syscall {nr}");
