@@ -21,10 +21,7 @@ if [ "${1:-}" = --guest ]; then
 	# The error-path kinds: races with a reader and with resets, the PRECOPY_INFOv2 opt-in, and
 	# fault injection of the kernel's allocations (GFP_KERNEL and order-0 included).
 	ops=$ops,precopy_info_v2,race_set_read,race_reset,fail_nth
-	for d in failslab fail_page_alloc; do
-		[ -w /sys/kernel/debug/$d/ignore-gfp-wait ] && echo N >/sys/kernel/debug/$d/ignore-gfp-wait
-	done
-	[ -w /sys/kernel/debug/fail_page_alloc/min-order ] && echo 0 >/sys/kernel/debug/fail_page_alloc/min-order
+	sh /repo/vm/fail-nth-knobs.sh
 	rm -rf $R/corpus && cp -r /repo/fuzz/corpus/live-mtty $R/corpus
 	rc=0
 	vfio-mig-conform fuzz "$VMC_DEV0" --peer "$VMC_DEV1" --peer "$VMC_DEV2" --duration "${VMC_FUZZ_DURATION:-60s}" \

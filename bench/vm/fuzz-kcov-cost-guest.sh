@@ -10,10 +10,7 @@ ROUNDS=$2
 OPS=$3
 R=/results
 # The same fault-injection knobs as bench/fuzz-kcov.sh (fail_nth is among the kinds).
-for d in failslab fail_page_alloc; do
-	[ -w /sys/kernel/debug/$d/ignore-gfp-wait ] && echo N >/sys/kernel/debug/$d/ignore-gfp-wait
-done
-[ -w /sys/kernel/debug/fail_page_alloc/min-order ] && echo 0 >/sys/kernel/debug/fail_page_alloc/min-order
+sh /repo/vm/fail-nth-knobs.sh
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
 	if [ $((round % 2)) = 1 ]; then order="kcov none"; else order="none kcov"; fi

@@ -10,11 +10,8 @@ DURATION=$1
 SEEDS=$2
 OPS=$3
 R=/results
-# fail_nth: let injected faults reach GFP_KERNEL and order-0 allocations (docs/fuzzing.md).
-for d in failslab fail_page_alloc; do
-	[ -w /sys/kernel/debug/$d/ignore-gfp-wait ] && echo N >/sys/kernel/debug/$d/ignore-gfp-wait
-done
-[ -w /sys/kernel/debug/fail_page_alloc/min-order ] && echo 0 >/sys/kernel/debug/fail_page_alloc/min-order
+# fail_nth: let injected faults reach GFP_KERNEL and order-0 allocations.
+sh /repo/vm/fail-nth-knobs.sh
 i=0
 for seed in $(echo "$SEEDS" | tr ',' ' '); do
 	if [ $((i % 2)) = 0 ]; then order="guided blind"; else order="blind guided"; fi

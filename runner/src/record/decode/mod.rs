@@ -262,29 +262,21 @@ impl Decoder {
     /// reporting device fds.
     fn drop_fds(&mut self, pid: i32, tid: i32, exec: bool) {
         let Some(mut p) = self.procs.remove(&pid) else { return };
-        let mut fds: Vec<(i32, Fd)> = Vec::new();
-        if exec {
+        let mut fds: Vec<(i32, Fd)> = if exec {
             // Exec closes the fds with close-on-exec (the VFIO core gives its device and data
             // fds that flag; a `dup` or `dup2` copy, or a cdev opened without O_CLOEXEC, has
             // not): at the exec stop, the survivors are the fds that still name their file.
-            let gone: Vec<i32> = p
-                .fds
-                .keys()
-                .copied()
-                .filter(|fd| {
-                    p.links.get(fd).is_none_or(|l| l.is_empty() || fd_link(pid, *fd).as_ref() != Some(l))
+            let links = &p.links;
+            p.fds
+                .extract_if(|fd, _| {
+                    links.get(fd).is_none_or(|l| l.is_empty() || fd_link(pid, *fd).as_ref() != Some(l))
                 })
-                .collect();
-            for fd in gone {
-                if let Some(what) = p.fds.remove(&fd) {
-                    fds.push((fd, what));
-                }
-            }
-            if !p.fds.is_empty() {
-                self.procs.insert(pid, p);
-            }
+                .collect()
         } else {
-            fds = p.fds.into_iter().collect();
+            std::mem::take(&mut p.fds).into_iter().collect()
+        };
+        if !p.fds.is_empty() {
+            self.procs.insert(pid, p);
         }
         fds.sort_by_key(|(fd, _)| *fd);
         for (fd, what) in fds {
