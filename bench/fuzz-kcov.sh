@@ -6,9 +6,10 @@
 # test kernel's vmlinux: distinct mtty.c PCs at 60 s and at the end, and the share of the KCOV
 # blocks of mtty's migration functions reached, with the unreached lines.
 #
-#   bench/fuzz-kcov.sh [DURATION [SEEDS [OPS]]]   (default: 300s 1,2 and every non-disruptive
-#                                                  v2 kind but close_device); ends with one
-#                                                  line per session and guided against blind
+#   bench/fuzz-kcov.sh [DURATION [SEEDS [OPS [GUIDED_FLAGS]]]]
+#       default: 300s 1,2, every non-disruptive v2 kind but close_device (an empty OPS too),
+#       and no extra flags for the guided sessions (set G of docs/fuzzing.md: --fault-sweep);
+#       ends with one line per session and guided against blind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-300s}
@@ -16,13 +17,14 @@ SEEDS=${2:-1,2}
 # shellcheck source=bench/kcov-setup.sh
 . bench/kcov-setup.sh
 OPS=${3:-$KCOV_BENCH_OPS}
+GUIDED_FLAGS=${4:-}
 out=target/bench/fuzz-kcov
 kcov_setup "$out"
 secs=${DURATION%s}
 nseeds=$(echo "$SEEDS" | tr ',' '\n' | wc -l)
 vm/run.sh --kernel 7.2 --bin "$bin" --mdev mtty-2 --mdev mtty-2 --mdev mtty-1 \
 	--timeout $((300 + nseeds * 2 * (secs + 120))) --results "$out" \
-	-- sh /repo/bench/vm/fuzz-kcov-guest.sh "$DURATION" "$SEEDS" "$OPS" | tee "$out/guest.log" ||
+	-- sh /repo/bench/vm/fuzz-kcov-guest.sh "$DURATION" "$SEEDS" "$OPS" "$GUIDED_FLAGS" | tee "$out/guest.log" ||
 	echo "fuzz-kcov: the VM run failed (exit $?): reporting the sessions that wrote a record"
 for f in "$out"/*.jsonl; do
 	echo "== $(basename "$f" .jsonl)"

@@ -4,11 +4,12 @@
 # mtty-2 and mtty-1): for each seed, one guided and one blind `fuzz --coverage kcov` session of
 # DURATION from a cold start (an empty corpus directory), the order alternated by seed. Each
 # session writes its record to /results/<mode>-<seed>.jsonl and its minimized corpus to
-# /results/corpus-<mode>-<seed>/.
+# /results/corpus-<mode>-<seed>/. GUIDED_FLAGS (may be empty) go to the guided sessions only.
 set -u
 DURATION=$1
 SEEDS=$2
 OPS=$3
+GUIDED_FLAGS=${4:-}
 R=/results
 # fail_nth: let injected faults reach GFP_KERNEL and order-0 allocations.
 sh /repo/vm/fail-nth-knobs.sh
@@ -17,7 +18,7 @@ for seed in $(echo "$SEEDS" | tr ',' ' '); do
 	if [ $((i % 2)) = 0 ]; then order="guided blind"; else order="blind guided"; fi
 	i=$((i + 1))
 	for mode in $order; do
-		extra=""
+		extra=$GUIDED_FLAGS
 		[ "$mode" = blind ] && extra=--blind
 		echo "seed $seed $mode: $DURATION"
 		# An empty corpus directory: a cold start, and the session's minimized corpus saved.

@@ -137,6 +137,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         allow_disruptive: args.allow_disruptive,
         max_walk: args.max_walk,
         guided: !args.blind,
+        fault_sweep: args.fault_sweep,
         ..LiveOptions::default()
     };
     let header = vmc::report::record::RunHeader {
@@ -163,9 +164,23 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
                     src.kmsg_error.as_ref().map(|e| format!("; no kernel reports: {e}")).unwrap_or_default()
                 );
                 session.set_coverage(&mut engine, Box::new(src));
-                note
+                match (args.fault_sweep, session.sweeping()) {
+                    (true, true) => format!("{note}; fault sweeps of new code paths"),
+                    (true, false) => format!(
+                        "{note}; no fault sweeps: {}",
+                        if args.blind {
+                            "--blind does not steer"
+                        } else {
+                            "the fail_nth kind is off (not in --ops, or the device cannot inject faults)"
+                        }
+                    ),
+                    _ => note,
+                }
             }
-            Err(e) => format!("coverage: none: {e}; fuzzing without coverage feedback"),
+            Err(e) => format!(
+                "coverage: none: {e}; fuzzing without coverage feedback{}",
+                if args.fault_sweep { " (and without --fault-sweep)" } else { "" }
+            ),
         }
     } else {
         String::new()
@@ -480,6 +495,14 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
             c.mutants,
             c.corpus
         );
+        if c.sweep_runs > 0 {
+            say!(
+                "    fault sweeps of new code paths: {} paths, {} runs, {} of them with the fault injected",
+                c.sweep_paths,
+                c.sweep_runs,
+                c.sweep_faults
+            );
+        }
         if c.truncated_runs > 0 {
             say!("    {} runs filled the KCOV buffer (their last steps' PCs are missing)", c.truncated_runs);
         }

@@ -10,6 +10,9 @@ use vmc::report::record::{Line, Run};
 
 use crate::cli::{KcovReportArgs, exit};
 
+/// How many of the blocks reached last `kcov-report` names.
+const LAST_BLOCKS: usize = 5;
+
 /// `vfio-mig-conform kcov-report`.
 pub fn report(args: &KcovReportArgs) -> u8 {
     match run(args) {
@@ -65,7 +68,7 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
             let pcs: Vec<(u64, f64)> = c.pcs.iter().filter_map(|(p, t)| Some((parse_hex(p)?, *t))).collect();
             let secs = f.duration_ms as f64 / 1000.0;
             println!(
-                "{} fuzz {}: {} seed {}, {}, {secs:.0} s, {} runs ({:.1}/s), {} ops ({:.0}/s), {} mutants, corpus {}",
+                "{} fuzz {}: {} seed {}, {}, {secs:.0} s, {} runs ({:.1}/s), {} ops ({:.0}/s), {} mutants, {} fault-sweep runs, corpus {}",
                 path.display(),
                 k + 1,
                 f.device,
@@ -76,6 +79,7 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                 f.ops,
                 f.ops_per_sec,
                 c.mutants,
+                c.sweep_runs,
                 c.corpus
             );
             let count =
@@ -92,9 +96,10 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
             let (cv, total) = view.totals();
             // When each block was first reached: the time of its PC's first sighting.
             let first: std::collections::HashMap<u64, f64> = pcs.iter().copied().collect();
-            let mut times: Vec<f64> =
-                blocks.iter().filter(|b| !b.tail).filter_map(|b| first.get(&b.pc).copied()).collect();
-            times.sort_by(f64::total_cmp);
+            let mut seen: Vec<(f64, &symbolize::Block)> =
+                blocks.iter().filter(|b| !b.tail).filter_map(|b| Some((*first.get(&b.pc)?, b))).collect();
+            seen.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let times: Vec<f64> = seen.iter().map(|(t, _)| *t).collect();
             let mut by = String::new();
             for t in args.at.iter().copied() {
                 by.push_str(&format!("  {t:.0} s: {}", times.iter().filter(|x| **x <= t).count()));
@@ -106,6 +111,16 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                 100.0 * cv as f64 / total.max(1) as f64,
                 times.last().copied().unwrap_or(0.0)
             );
+            // The blocks reached last: where a session spent its time.
+            let last: Vec<String> = seen
+                .iter()
+                .rev()
+                .take(LAST_BLOCKS)
+                .map(|(t, b)| format!("{}:{} after {t:.1} s", b.function, b.line))
+                .collect();
+            if !last.is_empty() {
+                println!("  reached last: {}", last.join(", "));
+            }
             for func in &view.functions {
                 println!("    {:<28} {:>3}/{:<3}", func.name, func.covered, func.blocks);
             }

@@ -111,6 +111,30 @@ fn the_reference_simulator_shows_nothing_and_every_pair_gets_covered() {
 }
 
 #[test]
+fn fault_sweeps_asked_for_where_there_is_no_coverage_say_that_they_do_not_run() {
+    // Arrange: a simulator has no KCOV and cannot inject faults.
+    // Act
+    let out = run(&[
+        "fuzz",
+        "sim:v2",
+        "--duration",
+        "1s",
+        "--seed",
+        "3",
+        "--coverage",
+        "kcov",
+        "--fault-sweep",
+        "--out",
+        "/dev/null",
+    ]);
+    // Assert: the session runs without feedback, says so, and shows no sweeps.
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("without coverage feedback (and without --fault-sweep)"), "{stderr}");
+    assert!(!stdout.contains("fault sweeps"), "{stdout}");
+}
+
+#[test]
 fn findings_a_profile_declares_are_known_and_do_not_fail() {
     let d = tmp("known");
     let profile = d.join("p.yaml");

@@ -5,15 +5,20 @@
 //! blind walks must draw the whole path at once. Same seed, same number of runs.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use vmc::check::{Check, Step};
 use vmc::device::sim::SimConfig;
+use vmc::device::{DevInfoRaw, DevResult, Device, DeviceInfo, FdFlags, IrqCounts, IrqInfo, RegionInfo};
 use vmc::engine::{CheckRun, Engine, EngineOptions};
+use vmc::errno::Errno;
 use vmc::fuzz::coverage::{CoverageSource, RunCoverage};
 use vmc::fuzz::live::{LiveOptions, Session, WalkOutcome};
 use vmc::op::Op;
+use vmc::op::{Access, IrqAction, IrqData};
 use vmc::state::{MigFlags, MigState};
+use vmc::uapi::{FEATURE_MIG_DEVICE_STATE, FEATURE_SET};
 
 /// A path through the stop-copy FSM, 10 SETs deep (every arc valid, none leaves RESUMING:
 /// that needs a stream).
@@ -196,5 +201,198 @@ fn every_entry_of_the_checked_in_mtty_corpus_loads_and_runs_on_the_reference_sim
         let devices = (0..3).map(|_| cfg.clone().build()).collect();
         let r = Engine::new(devices, EngineOptions::default()).run(&check);
         assert!(r.end.error().is_none(), "{name}: {:?}", r.end);
+    }
+}
+
+/// The reference simulator with fault injection: a SET to STOP_COPY makes [`ALLOCATIONS`]
+/// injectable calls (a driver building its migration file), so a fault armed at 1 to
+/// ALLOCATIONS fails that SET with ENOMEM (the state unchanged) and is reported as injected.
+const ALLOCATIONS: u32 = 10;
+
+struct FaultySim {
+    inner: Box<dyn Device>,
+    armed: Option<u32>,
+    fired: bool,
+}
+
+impl Device for FaultySim {
+    fn info(&self) -> &DeviceInfo {
+        self.inner.info()
+    }
+    fn feature(&mut self, argsz: u32, flags: u32, payload: &mut [u8]) -> DevResult<()> {
+        let set_stop_copy = flags == FEATURE_SET | FEATURE_MIG_DEVICE_STATE
+            && payload.get(..4) == Some(&MigState::StopCopy.raw().to_le_bytes()[..]);
+        if set_stop_copy && self.armed.is_some_and(|n| n <= ALLOCATIONS) {
+            self.armed = None;
+            self.fired = true;
+            return Err(Errno::ENOMEM);
+        }
+        self.inner.feature(argsz, flags, payload)
+    }
+    fn dma_log_start(&mut self, page_size: u64, ranges: &[(u64, u64)]) -> DevResult<u64> {
+        self.inner.dma_log_start(page_size, ranges)
+    }
+    fn dma_log_report(
+        &mut self,
+        iova: u64,
+        length: u64,
+        page_size: u64,
+        bitmap: &mut [u64],
+    ) -> DevResult<()> {
+        self.inner.dma_log_report(iova, length, page_size, bitmap)
+    }
+    fn reset(&mut self) -> DevResult<()> {
+        self.inner.reset()
+    }
+    fn data_read(&mut self, fd: i32, buf: &mut [u8]) -> DevResult<usize> {
+        self.inner.data_read(fd, buf)
+    }
+    fn data_pread(&mut self, fd: i32, buf: &mut [u8], offset: u64) -> DevResult<usize> {
+        self.inner.data_pread(fd, buf, offset)
+    }
+    fn data_write(&mut self, fd: i32, buf: &[u8]) -> DevResult<usize> {
+        self.inner.data_write(fd, buf)
+    }
+    fn data_pwrite(&mut self, fd: i32, buf: &[u8], offset: u64) -> DevResult<usize> {
+        self.inner.data_pwrite(fd, buf, offset)
+    }
+    fn data_poll(&mut self, fd: i32, timeout_ms: i32) -> DevResult<i16> {
+        self.inner.data_poll(fd, timeout_ms)
+    }
+    fn data_ioctl(&mut self, fd: i32, cmd: u64, arg: &mut [u8]) -> DevResult<i32> {
+        self.inner.data_ioctl(fd, cmd, arg)
+    }
+    fn data_fd_flags(&mut self, fd: i32) -> DevResult<FdFlags> {
+        self.inner.data_fd_flags(fd)
+    }
+    fn data_close(&mut self, fd: i32) -> DevResult<()> {
+        self.inner.data_close(fd)
+    }
+    fn inject_fault(&mut self, nth: u32) -> DevResult<()> {
+        self.armed = (nth > 0).then_some(nth);
+        self.fired = false;
+        Ok(())
+    }
+    fn fault_injected(&mut self) -> DevResult<bool> {
+        self.armed = None;
+        Ok(std::mem::take(&mut self.fired))
+    }
+    fn close(&mut self) -> DevResult<()> {
+        self.inner.close()
+    }
+    fn reopen(&mut self) -> DevResult<()> {
+        self.inner.reopen()
+    }
+    fn device_info(&mut self) -> DevResult<DevInfoRaw> {
+        self.inner.device_info()
+    }
+    fn region_info(&mut self, index: u32) -> DevResult<RegionInfo> {
+        self.inner.region_info(index)
+    }
+    fn region_read(&mut self, index: u32, offset: u64, buf: &mut [u8], via: Access) -> DevResult<usize> {
+        self.inner.region_read(index, offset, buf, via)
+    }
+    fn region_write(&mut self, index: u32, offset: u64, buf: &[u8], via: Access) -> DevResult<usize> {
+        self.inner.region_write(index, offset, buf, via)
+    }
+    fn irq_info(&mut self, index: u32) -> DevResult<IrqInfo> {
+        self.inner.irq_info(index)
+    }
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        action: IrqAction,
+        start: u32,
+        count: u32,
+        data: IrqData,
+    ) -> DevResult<()> {
+        self.inner.set_irqs(index, action, start, count, data)
+    }
+    fn irq_counts(&mut self) -> IrqCounts {
+        self.inner.irq_counts()
+    }
+    fn wait(&mut self, ms: u64) {
+        self.inner.wait(ms);
+    }
+    fn debugfs_state(&mut self) -> Option<DevResult<String>> {
+        self.inner.debugfs_state()
+    }
+    fn restore(&mut self) -> DevResult<()> {
+        self.inner.restore()
+    }
+}
+
+/// One "PC" per SET target the device reached, and one per allocation whose injected failure
+/// a SET ran into (its own error path).
+#[derive(Debug, Default)]
+struct FaultPaths;
+
+impl CoverageSource for FaultPaths {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn attach(&mut self, _engine: &mut Engine) {}
+    fn begin(&mut self) {}
+    fn collect(&mut self, check: &Check, run: &CheckRun) -> RunCoverage {
+        let mut steps: Vec<Vec<u64>> = vec![Vec::new(); check.steps.len()];
+        for rec in &run.trace {
+            let Some(step) = check.steps.get(rec.step) else { continue };
+            let Op::SetState(arg) = &step.op else { continue };
+            if rec.obs.fault == Some(true) {
+                steps[rec.step].push(0x2000 + u64::from(step.fail_nth.unwrap_or(0)));
+            } else if rec.obs.errno.is_none() {
+                steps[rec.step].push(0x1000 + u64::from(arg.raw()));
+            }
+        }
+        RunCoverage { steps, ..RunCoverage::default() }
+    }
+}
+
+/// Runs `runs` walks on [`FaultySim`] and returns the allocations whose failure was reached.
+fn fault_session(guided: bool, seed: u64, runs: u64) -> (BTreeSet<u64>, u64) {
+    let cfg = SimConfig { flags: MigFlags::STOP_COPY, ..SimConfig::v2() };
+    let dev = FaultySim { inner: cfg.build(), armed: None, fired: false };
+    let mut engine = Engine::new(vec![Box::new(dev)], EngineOptions { max_stream: 1 << 20 });
+    let opts = LiveOptions {
+        seed,
+        guided,
+        fault_sweep: true,
+        kinds: Some(["set_state", "get_state", "read", "reset", "fail_nth"].map(String::from).to_vec()),
+        ..LiveOptions::default()
+    };
+    let mut s = Session::new(&mut engine, opts);
+    assert!(s.kinds().contains(&"fail_nth"), "the device can inject faults: {:?}", s.kinds());
+    s.set_coverage(&mut engine, Box::new(FaultPaths));
+    let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+    while s.execs < runs {
+        match s.walk(&mut engine, &mut exec) {
+            WalkOutcome::Done(new) => {
+                assert!(new.is_empty(), "{:?}", s.findings.iter().map(|f| &f.record).collect::<Vec<_>>());
+            }
+            other => panic!("walk stopped: {other:?}"),
+        }
+    }
+    let record = s.coverage_record().expect("coverage");
+    let faults = record.pc_values().into_iter().filter(|pc| *pc >= 0x2000).map(|pc| pc - 0x2000).collect();
+    (faults, s.sweeps.runs)
+}
+
+#[test]
+fn a_guided_session_fails_each_allocation_of_a_new_code_path_in_turn_which_blind_walks_do_not() {
+    const RUNS: u64 = 300;
+    let all: BTreeSet<u64> = (1..=u64::from(ALLOCATIONS)).collect();
+    for seed in [1, 2, 3] {
+        // Act
+        let (guided, sweeps) = fault_session(true, seed, RUNS);
+        let (blind, blind_sweeps) = fault_session(false, seed, RUNS);
+        // Assert: the guided session swept the SET to STOP_COPY through every allocation;
+        // fresh walks inject into 1, 2, 3, 4, 6, 8 or 12 only.
+        assert_eq!(
+            guided, all,
+            "seed {seed}: guided reached the failures of allocations {guided:?} ({sweeps} sweep runs)"
+        );
+        assert!(sweeps > u64::from(ALLOCATIONS), "seed {seed}: {sweeps} sweep runs");
+        assert_eq!(blind_sweeps, 0, "blind sessions do not sweep");
+        assert!(blind.iter().all(|n| [1, 2, 3, 4, 6, 8].contains(n)), "seed {seed}: blind {blind:?}");
     }
 }

@@ -389,6 +389,7 @@ impl Engine {
                 if let Ok((obs, violations, notes)) = &mut outcome {
                     match (&armed, fired) {
                         (Ok(()), Some(fired)) => {
+                            obs.fault = fired.as_ref().ok().copied();
                             let model = &mut self.slots[si].model;
                             obs.notes.push(crate::oracle::fault::judge_injected(n, fired, violations, model));
                         }

@@ -21,6 +21,14 @@ pub struct CoverageRecord {
     pub execs: u64,
     /// Walks that were mutants of corpus entries.
     pub mutants: u64,
+    /// Code paths swept with faults, the walks that swept them, and how many of those
+    /// injected their fault.
+    #[serde(default)]
+    pub sweep_paths: u64,
+    #[serde(default)]
+    pub sweep_runs: u64,
+    #[serde(default)]
+    pub sweep_faults: u64,
     /// Corpus entries at the end (before minimizing).
     pub corpus: usize,
     /// Kernel PCs recorded before filtering, summed over runs.

@@ -6,6 +6,7 @@
 //! - [`walk`]: writing walks (the walker follows each device with the oracle's model);
 //! - [`mutate`]: mutating corpus walks (coverage-guided mode);
 //! - [`shrink`]: delta debugging of a walk that showed a problem;
+//! - [`sweep`]: fault sweeps of new code paths (coverage-guided mode with `fail_nth`);
 //! - [`session`]: the session: runs walks, collects coverage and kernel reports
 //!   (`fuzz::coverage`), keeps the corpus (`fuzz::corpus`), turns what walks show into
 //!   findings, accounts (cur, new) pairs and error paths.
@@ -13,6 +14,7 @@
 pub mod mutate;
 pub mod session;
 pub mod shrink;
+pub mod sweep;
 pub mod walk;
 
 pub use session::{Exec, LiveFinding, Session, WalkOutcome};
@@ -32,6 +34,8 @@ pub struct LiveOptions {
     /// With a coverage source: draw most walks from the corpus (false: blind walks, coverage
     /// only measured).
     pub guided: bool,
+    /// Guided: sweep new code paths with injected faults (`sweep`).
+    pub fault_sweep: bool,
 }
 
 impl Default for LiveOptions {
@@ -43,6 +47,7 @@ impl Default for LiveOptions {
             max_walk: 48,
             shrink_budget: 150,
             guided: true,
+            fault_sweep: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::LiveOptions;
 use super::mutate::mutate;
 use super::shrink::{Shrunk, shrink};
+use super::sweep::{Sweep, Sweeps};
 use super::walk::{Walker, clean};
 use crate::check::{Check, Step};
 use crate::device::MigrationApi;
@@ -89,6 +90,10 @@ pub struct Session {
     /// The current walk is a mutant; the PCs its run was first to reach.
     last_mutant: bool,
     last_new: usize,
+    /// Fault sweeps of new code paths (guided, with the `fail_nth` kind), and the one the
+    /// current walk runs.
+    pub sweeps: Sweeps,
+    current_sweep: Option<Sweep>,
 }
 
 /// How productive fresh walks and mutants have been lately: new PCs and runs of each, decayed
@@ -175,6 +180,8 @@ impl Session {
             yields: Yields::default(),
             last_mutant: false,
             last_new: 0,
+            sweeps: Sweeps::default(),
+            current_sweep: None,
         }
     }
 
@@ -205,8 +212,23 @@ impl Session {
         self.coverage.is_some() && self.opts.guided
     }
 
-    /// Runs one check, collecting its coverage: a run that reached new PCs joins the corpus.
-    fn execute(&mut self, engine: &mut Engine, exec: &mut Exec<'_>, check: &Check, origin: &str) -> CheckRun {
+    /// Whether new code paths are swept with faults: asked for, guided, and faults can be
+    /// injected (`fail_nth` is among the kinds, which the walker keeps only where the backend
+    /// can arm it).
+    pub fn sweeping(&self) -> bool {
+        self.opts.fault_sweep && self.guided() && self.walker.kinds().contains(&"fail_nth")
+    }
+
+    /// Runs one check, collecting its coverage: a run that reached new PCs joins the corpus
+    /// and, with `sweep`, queues fault sweeps of its steps that reached them.
+    fn execute(
+        &mut self,
+        engine: &mut Engine,
+        exec: &mut Exec<'_>,
+        check: &Check,
+        origin: &str,
+        sweep: bool,
+    ) -> CheckRun {
         if let Some(c) = &mut self.coverage {
             c.begin();
         }
@@ -227,6 +249,9 @@ impl Session {
                 cov.steps.iter().enumerate().filter(|(i, _)| ran(i)).map(|(_, p)| p.clone()).collect();
             let new = self.corpus.offer(&steps, &per_step, origin);
             self.last_new = new.len();
+            if sweep && !new.is_empty() && self.sweeping() {
+                self.sweeps.offer(&steps, &per_step, &new.iter().copied().collect());
+            }
             let t = self.started.elapsed().as_secs_f64();
             self.first_seen.extend(new.iter().map(|pc| (*pc, t)));
             for (step, s) in cov.splats {
@@ -240,6 +265,16 @@ impl Session {
     /// with a probability that follows how many new PCs it has been finding lately
     /// ([`Yields`]).
     fn next_check(&mut self) -> (Check, String) {
+        // Every other walk while fault sweeps wait.
+        if self.sweeping()
+            && self.walks.is_multiple_of(2)
+            && let Some(s) = self.sweeps.take_next()
+        {
+            let origin = format!("fault sweep: step {} with fail_nth {}", s.at() + 1, s.nth);
+            let check = self.walker.check(s.steps.clone());
+            self.current_sweep = Some(s);
+            return (check, origin);
+        }
         let mutant = self.guided() && !self.corpus.is_empty() && {
             let p = self.yields.mutant_share();
             self.walker.rng().below(1000) < (p * 1000.0) as u64
@@ -288,8 +323,15 @@ impl Session {
         origin: &str,
     ) -> WalkOutcome {
         self.last_new = 0;
-        let run = self.execute(engine, exec, check, origin);
-        self.yields.record(self.last_mutant, self.last_new);
+        let sweep = self.current_sweep.take();
+        let run = self.execute(engine, exec, check, origin, sweep.is_none());
+        match sweep {
+            Some(s) => {
+                let fired = run.trace.iter().find(|r| r.step == s.at()).and_then(|r| r.obs.fault);
+                self.sweeps.done(s, fired, self.last_new > 0);
+            }
+            None => self.yields.record(self.last_mutant, self.last_new),
+        }
         self.last_mutant = false;
         self.walks += 1;
         self.account(check, &run);
@@ -516,7 +558,7 @@ impl Session {
         let budget = self.opts.shrink_budget;
         let mut run = |steps: &[Step]| {
             let c = Check { steps: steps.to_vec(), ..check.clone() };
-            self.execute(engine, exec, &c, "shrink")
+            self.execute(engine, exec, &c, "shrink", false)
         };
         shrink(&check.steps, step, same, budget, &mut run, &interrupted)
     }
@@ -606,6 +648,9 @@ impl Session {
             text_base: c.text_base().map(|b| format!("{b:#x}")),
             execs: self.execs,
             mutants: self.mutants,
+            sweep_paths: self.sweeps.paths,
+            sweep_runs: self.sweeps.runs,
+            sweep_faults: self.sweeps.faults,
             corpus: self.corpus.len(),
             raw_pcs: self.raw_pcs,
             truncated_runs: self.truncated,

@@ -56,6 +56,10 @@ pub struct Observation {
     /// Offset into a write where the first error happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_at: Option<u64>,
+    /// A `fail_nth:` step: whether the armed fault was injected (None: not armed, or not
+    /// known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<bool>,
     /// Human-readable detail for reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
