@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use super::mutate::FAIL_NTH_MAX;
+use super::walk::can_fault;
 use crate::check::Step;
-use crate::op::Op;
 
 /// The most sweeps waiting at once (a burst of new code queues no more than this).
 pub const MAX_QUEUED: usize = 256;
@@ -50,12 +50,6 @@ pub struct Sweeps {
     pub paths: u64,
     pub runs: u64,
     pub faults: u64,
-}
-
-/// Whether a fault can be put on a step: not on a race (the fault would hit the second
-/// thread's clone(), not the driver).
-pub fn can_fault(step: &Step) -> bool {
-    !matches!(step.op, Op::RaceSetRead(_) | Op::RaceReset(_))
 }
 
 impl Sweeps {
@@ -122,6 +116,7 @@ impl Sweeps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::Op;
     use crate::state::{MigState, StateArg};
 
     fn set(s: MigState) -> Step {

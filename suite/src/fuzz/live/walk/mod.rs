@@ -590,15 +590,17 @@ impl Walker {
         };
         let mut step = Step::new(op).oracle();
         // Fault injection of a few of the step's first allocations (out-of-memory paths).
-        // (Not on a race: the fault would hit clone(), not the driver.)
-        if have("fail_nth")
-            && !matches!(step.op, Op::RaceSetRead(_) | Op::RaceReset(_))
-            && self.rng.chance(1, 8)
-        {
+        if have("fail_nth") && can_fault(&step) && self.rng.chance(1, 8) {
             step.fail_nth = Some(*self.rng.pick(&[1u32, 1, 2, 3, 4, 6, 8, 12]));
         }
         draft.push(&self.devs, step);
     }
+}
+
+/// Whether a fault can be put on a step: not on a race (the fault would hit the second
+/// thread's clone(), not the driver).
+pub fn can_fault(step: &Step) -> bool {
+    !matches!(step.op, Op::RaceSetRead(_) | Op::RaceReset(_))
 }
 
 fn all_labels(devs: &[Dev]) -> Vec<String> {
