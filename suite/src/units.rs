@@ -1,4 +1,5 @@
-//! Sizes as users write them: `4096`, `0x1000`, `64k`, `16m`, `4g` (binary multiples).
+//! Units as users write and read them: sizes (`4096`, `0x1000`, `64k`, `16m`, `4g`, binary
+//! multiples), kernel releases, and dates in UTC.
 
 /// Parses a size: a number (decimal or 0x hex) with an optional `k`, `m` or `g` suffix
 /// (KiB, MiB, GiB). None when it is not one or overflows.
@@ -31,9 +32,34 @@ pub fn release_of(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// A time in seconds since the epoch as (year, month, day, hour, minute, second) in UTC,
+/// proleptic Gregorian (Howard Hinnant's `civil_from_days`).
+pub fn utc_civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_in_utc_count_leap_days_and_centuries() {
+        assert_eq!(utc_civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc_civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(utc_civil(4_107_542_399), (2100, 2, 28, 23, 59, 59));
+        assert_eq!(utc_civil(1_795_228_329), (2026, 11, 21, 2, 32, 9));
+    }
 
     #[test]
     fn sizes_take_binary_suffixes_and_refuse_overflow() {
