@@ -123,22 +123,24 @@ impl DriverCoverage {
     }
 }
 
+/// A KCOV record whose PCs were first reached at `times` (tests of the record and its plots).
+#[cfg(test)]
+pub(crate) fn test_record(guided: bool, times: &[f64]) -> CoverageRecord {
+    CoverageRecord {
+        source: "kcov".into(),
+        guided,
+        pcs: times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("0x{:x}", 0xffff_ffff_8100_0000u64 + i as u64), *t))
+            .collect(),
+        ..CoverageRecord::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn record(guided: bool, times: &[f64]) -> CoverageRecord {
-        CoverageRecord {
-            source: "kcov".into(),
-            guided,
-            pcs: times
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (format!("0x{:x}", 0xffff_ffff_8100_0000u64 + i as u64), *t))
-                .collect(),
-            ..CoverageRecord::default()
-        }
-    }
+    use super::test_record as record;
 
     #[test]
     fn the_curve_counts_distinct_pcs_by_first_sighting() {

@@ -207,21 +207,7 @@ mod tests {
     }
 
     fn skipped(id: &str, reason: Option<&str>) -> CheckResult {
-        CheckResult {
-            id: id.to_string(),
-            title: "t".to_string(),
-            outcome: Outcome::Unsupported,
-            reason: reason.map(str::to_string),
-            clauses: Vec::new(),
-            findings: Vec::new(),
-            notes: Vec::new(),
-            duration_us: 0,
-            origin: "generated".to_string(),
-            reproduce: String::new(),
-            deviation: None,
-            trace: Vec::new(),
-            clause_outcomes: Default::default(),
-        }
+        CheckResult { reason: reason.map(str::to_string), ..CheckResult::bare(id, Outcome::Unsupported) }
     }
 
     #[test]

@@ -47,21 +47,7 @@ mod tests {
     use crate::report::record::FindingRecord;
 
     fn result(id: &str, outcome: Outcome) -> CheckResult {
-        CheckResult {
-            id: id.to_string(),
-            title: String::new(),
-            outcome,
-            reason: None,
-            clauses: vec!["V2-PRECOPY-007".to_string()],
-            findings: Vec::new(),
-            notes: Vec::new(),
-            duration_us: 0,
-            origin: "generated".to_string(),
-            reproduce: String::new(),
-            deviation: None,
-            trace: Vec::new(),
-            clause_outcomes: Default::default(),
-        }
+        CheckResult { clauses: vec!["V2-PRECOPY-007".to_string()], ..CheckResult::bare(id, outcome) }
     }
 
     #[test]

@@ -121,6 +121,26 @@ impl CheckResult {
         .with_clause_outcomes(strict)
     }
 
+    /// A result with only an id and an outcome: what the writers' tests start from.
+    #[cfg(test)]
+    pub(crate) fn bare(id: &str, outcome: Outcome) -> CheckResult {
+        CheckResult {
+            id: id.to_string(),
+            title: String::new(),
+            outcome,
+            reason: None,
+            clauses: Vec::new(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+            duration_us: 0,
+            origin: "generated".to_string(),
+            reproduce: String::new(),
+            deviation: None,
+            trace: Vec::new(),
+            clause_outcomes: BTreeMap::new(),
+        }
+    }
+
     /// The verdict before any profile, as `report A B --diff` compares runs: XFAIL is the
     /// FAIL (a MUST finding) or NON-STRICT/INFO it declares, XPASS is PASS, every other
     /// outcome is itself.

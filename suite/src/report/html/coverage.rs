@@ -194,18 +194,7 @@ mod tests {
     use super::*;
     use crate::report::coverage::{FunctionCoverage, LineCoverage, TailCall};
 
-    fn record(guided: bool, times: &[f64]) -> CoverageRecord {
-        CoverageRecord {
-            source: "kcov".into(),
-            guided,
-            pcs: times
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (format!("0x{:x}", 0xffff_ffff_8100_0000u64 + i as u64), *t))
-                .collect(),
-            ..CoverageRecord::default()
-        }
-    }
+    use crate::report::coverage::test_record as record;
 
     #[test]
     fn the_plot_has_one_line_per_session_ending_at_its_count() {
