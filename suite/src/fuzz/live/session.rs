@@ -270,7 +270,7 @@ impl Session {
             && self.walks.is_multiple_of(2)
             && let Some(s) = self.sweeps.take_next()
         {
-            let origin = format!("fault sweep: step {} with fail_nth {}", s.at() + 1, s.nth);
+            let origin = format!("fault sweep: step {} with fail_nth {}", s.at() + 1, s.nth());
             let check = self.walker.check(s.steps.clone());
             self.current_sweep = Some(s);
             return (check, origin);

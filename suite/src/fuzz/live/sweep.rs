@@ -23,11 +23,11 @@ pub const MAX_QUEUED: usize = 256;
 /// whose failures take the same error paths again.
 pub const MAX_DRY: u32 = 3;
 
-/// One sweep in progress: `steps` ends with the step under sweep, armed with `fail_nth: nth`.
+/// One sweep in progress: `steps` ends with the step under sweep, armed with the `fail_nth`
+/// of this run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sweep {
     pub steps: Vec<Step>,
-    pub nth: u32,
     /// Injected faults in a row that reached no new PC.
     pub dry: u32,
 }
@@ -36,6 +36,11 @@ impl Sweep {
     /// The index of the step under sweep.
     pub fn at(&self) -> usize {
         self.steps.len() - 1
+    }
+
+    /// The allocation this run fails (the `fail_nth` of the step under sweep).
+    pub fn nth(&self) -> u32 {
+        self.steps[self.at()].fail_nth.unwrap_or(1)
     }
 }
 
@@ -82,7 +87,7 @@ impl Sweeps {
             }
             let mut prefix = steps[..=i].to_vec();
             prefix[i].fail_nth = Some(1);
-            self.queue.push_back(Sweep { steps: prefix, nth: 1, dry: 0 });
+            self.queue.push_back(Sweep { steps: prefix, dry: 0 });
             self.paths += 1;
         }
     }
@@ -103,12 +108,12 @@ impl Sweeps {
         }
         self.faults += 1;
         sweep.dry = if found { 0 } else { sweep.dry + 1 };
-        if sweep.nth >= FAIL_NTH_MAX || sweep.dry >= MAX_DRY {
+        let nth = sweep.nth();
+        if nth >= FAIL_NTH_MAX || sweep.dry >= MAX_DRY {
             return;
         }
-        sweep.nth += 1;
         let at = sweep.at();
-        sweep.steps[at].fail_nth = Some(sweep.nth);
+        sweep.steps[at].fail_nth = Some(nth + 1);
         self.queue.push_front(sweep);
     }
 }
@@ -176,7 +181,8 @@ mod tests {
         let mut sw = Sweeps::default();
         sw.offer(&[set(MigState::Stop)], &[vec![1]], &BTreeSet::from([1]));
         let mut s = sw.take_next().expect("queued");
-        s.nth = FAIL_NTH_MAX;
+        let at = s.at();
+        s.steps[at].fail_nth = Some(FAIL_NTH_MAX);
         sw.done(s, Some(true), true);
         assert!(sw.take_next().is_none());
         sw.offer(&[set(MigState::StopCopy)], &[vec![2]], &BTreeSet::from([2]));
