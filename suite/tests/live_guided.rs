@@ -174,12 +174,11 @@ fn a_corpus_entry_keeps_only_the_steps_that_ran_and_loads_as_a_sequence() {
     );
 }
 
-#[test]
-fn every_entry_of_the_checked_in_mtty_corpus_loads_and_runs_on_the_reference_simulator() {
-    // Arrange: CI's guided run starts warm from fuzz/corpus/live-mtty/; an entry the loader
-    // refuses is skipped there with a message only, so a format change would silently cost
-    // the run its start.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/live-mtty");
+/// Loads every sequence of `dir` (relative to the workspace) as `fuzz --corpus` would, then
+/// runs each on the reference simulator (three devices): none may be refused or end in a
+/// harness error.
+fn assert_corpus_loads_and_runs(dir: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
     let mut files: Vec<_> =
         std::fs::read_dir(&dir).expect("the corpus directory").flatten().map(|e| e.path()).collect();
     files.sort();
@@ -202,6 +201,21 @@ fn every_entry_of_the_checked_in_mtty_corpus_loads_and_runs_on_the_reference_sim
         let r = Engine::new(devices, EngineOptions::default()).run(&check);
         assert!(r.end.error().is_none(), "{name}: {:?}", r.end);
     }
+}
+
+#[test]
+fn every_entry_of_the_checked_in_mtty_corpus_loads_and_runs_on_the_reference_simulator() {
+    // Arrange: CI's guided run starts warm from fuzz/corpus/live-mtty/; an entry the loader
+    // refuses is skipped there with a message only, so a format change would silently cost
+    // the run its start.
+    assert_corpus_loads_and_runs("fuzz/corpus/live-mtty");
+}
+
+#[test]
+fn every_sequence_of_the_kcov_blocks_bench_loads_and_runs_on_the_reference_simulator() {
+    // Arrange: bench/kcov-blocks.sh runs each as a one-entry corpus, where a refused file is
+    // only a message and its session would show the blocks of `get_state` walks alone.
+    assert_corpus_loads_and_runs("bench/kcov-blocks");
 }
 
 /// The reference simulator with fault injection: a SET to STOP_COPY makes [`ALLOCATIONS`]
