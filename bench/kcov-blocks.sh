@@ -12,13 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -eq 0 ]; then set -- bench/kcov-blocks/*.yaml; fi
+for f in "$@"; do
+	[ -f "$f" ] || { echo "kcov-blocks: not a file: $f" >&2; exit 2; }
+done
 # shellcheck source=bench/kcov-setup.sh
 . bench/kcov-setup.sh
 out=target/bench/kcov-blocks
 kcov_setup "$out"
 mkdir -p "$out/in"
 for f in "$@"; do
-	[ -f "$f" ] || { echo "kcov-blocks: not a file: $f" >&2; exit 2; }
 	name=$(basename "$f" .yaml)
 	mkdir -p "$out/in/$name" && cp "$f" "$out/in/$name/"
 done
