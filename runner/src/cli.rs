@@ -409,6 +409,11 @@ pub struct FuzzArgs {
     /// more deeply than fresh walks inject (1 to 12).
     #[arg(long)]
     pub fault_sweep: bool,
+    /// With guided --coverage: do not run the variants of a data-file call (read, write,
+    /// PRECOPY_INFO) that reached new kernel code (the same call again, on the other data fd,
+    /// a write in 8-byte pieces), which are otherwise run once each, every other walk.
+    #[arg(long)]
+    pub no_neighbours: bool,
     /// Corpus directory: its sequences seed the session, and the session's corpus (a minimal
     /// set of walks reaching every PC it reached) is saved back into it (`c-*.yaml`).
     #[arg(long, value_name = "DIR")]

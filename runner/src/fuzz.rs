@@ -138,6 +138,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<u8, Exit> {
         max_walk: args.max_walk,
         guided: !args.blind,
         fault_sweep: args.fault_sweep,
+        neighbours: !args.no_neighbours,
         ..LiveOptions::default()
     };
     let header = vmc::report::record::RunHeader {
@@ -501,6 +502,13 @@ fn print_summary(session: &Session, s: &vmc::report::record::FuzzSummary, args: 
                 c.sweep_paths,
                 c.sweep_runs,
                 c.sweep_faults
+            );
+        }
+        if c.neighbour_runs > 0 {
+            say!(
+                "    neighbour runs of new data-file calls: {} runs, {} of them reached a new PC",
+                c.neighbour_runs,
+                c.neighbour_finds
             );
         }
         if c.truncated_runs > 0 {

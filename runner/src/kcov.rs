@@ -68,7 +68,7 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
             let pcs: Vec<(u64, f64)> = c.pcs.iter().filter_map(|(p, t)| Some((parse_hex(p)?, *t))).collect();
             let secs = f.duration_ms as f64 / 1000.0;
             println!(
-                "{} fuzz {}: {} seed {}, {}, {secs:.0} s, {} runs ({:.1}/s), {} ops ({:.0}/s), {} mutants, {} fault-sweep runs, corpus {}",
+                "{} fuzz {}: {} seed {}, {}, {secs:.0} s, {} runs ({:.1}/s), {} ops ({:.0}/s), {} mutants, {} fault-sweep runs, {} neighbour runs ({} new), corpus {}",
                 path.display(),
                 k + 1,
                 f.device,
@@ -80,6 +80,8 @@ fn run(args: &KcovReportArgs) -> Result<(), String> {
                 f.ops_per_sec,
                 c.mutants,
                 c.sweep_runs,
+                c.neighbour_runs,
+                c.neighbour_finds,
                 c.corpus
             );
             let count =

@@ -410,3 +410,200 @@ fn a_guided_session_fails_each_allocation_of_a_new_code_path_in_turn_which_blind
         assert!(blind.iter().all(|n| [1, 2, 3, 4, 6, 8].contains(n)), "seed {seed}: blind {blind:?}");
     }
 }
+
+/// One "PC" per SET target the device reached, one for a write that brought a migration file
+/// past its first [`HEADER`] bytes, and one for a write into a file that already had them (a
+/// second write after the header: what `mtty_resume_write` takes a branch of its own for).
+/// Files are told apart by the SETs that returned a data fd (`current` is the last one,
+/// `previous` the one before).
+const HEADER: u64 = 24;
+const FIRST_PAST_HEADER: u64 = 0x3001;
+const AFTER_HEADER: u64 = 0x3002;
+
+#[derive(Debug, Default)]
+struct ResumeWrites;
+
+impl CoverageSource for ResumeWrites {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn attach(&mut self, _engine: &mut Engine) {}
+    fn begin(&mut self) {}
+    fn collect(&mut self, check: &Check, run: &CheckRun) -> RunCoverage {
+        let mut steps: Vec<Vec<u64>> = vec![Vec::new(); check.steps.len()];
+        // Bytes written into each file, in the order the SETs returned them.
+        let mut files: Vec<u64> = Vec::new();
+        for rec in &run.trace {
+            let Some(step) = check.steps.get(rec.step) else { continue };
+            if rec.device != "A" {
+                continue;
+            }
+            match &step.op {
+                Op::SetState(arg) if rec.obs.errno.is_none() => {
+                    steps[rec.step].push(0x1000 + u64::from(arg.raw()));
+                    if rec.obs.data_fd.is_some_and(|fd| fd >= 0) {
+                        files.push(0);
+                    }
+                }
+                Op::Write(w) => {
+                    let back = match w.fd {
+                        vmc::op::FdRef::Current => 1,
+                        vmc::op::FdRef::Previous => 2,
+                        vmc::op::FdRef::Named(_) => continue,
+                    };
+                    let Some(at) = files.len().checked_sub(back) else { continue };
+                    let moved = rec.obs.bytes.unwrap_or(0);
+                    let before = files[at];
+                    if moved > 0 && before >= HEADER {
+                        steps[rec.step].push(AFTER_HEADER);
+                    } else if before + moved >= HEADER {
+                        steps[rec.step].push(FIRST_PAST_HEADER);
+                    }
+                    files[at] += moved;
+                }
+                _ => {}
+            }
+        }
+        RunCoverage { steps, ..RunCoverage::default() }
+    }
+}
+
+/// Runs guided walks on the reference simulator until a write first brings a file past its
+/// header, then `after` more; returns whether a later write into such a file was reached.
+fn resume_session(neighbours: bool, seed: u64, after: u64) -> bool {
+    let cfg = SimConfig { flags: MigFlags::STOP_COPY, ..SimConfig::v2() };
+    let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
+    let opts = LiveOptions {
+        seed,
+        neighbours,
+        kinds: Some(["set_state", "get_state", "read", "write"].map(String::from).to_vec()),
+        ..LiveOptions::default()
+    };
+    let mut s = Session::new(&mut engine, opts);
+    s.set_coverage(&mut engine, Box::new(ResumeWrites));
+    let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+    let reached = |s: &Session, pc: u64| s.coverage_record().is_some_and(|r| r.pc_values().contains(&pc));
+    let mut deadline = None;
+    while deadline.is_none_or(|d| s.execs < d) && s.execs < 5000 {
+        match s.walk(&mut engine, &mut exec) {
+            WalkOutcome::Done(new) => assert!(new.is_empty(), "the reference simulator has no finding"),
+            other => panic!("walk stopped: {other:?}"),
+        }
+        if deadline.is_none() && reached(&s, FIRST_PAST_HEADER) {
+            deadline = Some(s.execs + after);
+        }
+        if reached(&s, AFTER_HEADER) {
+            return true;
+        }
+    }
+    assert!(deadline.is_some(), "seed {seed}: no write brought a file past its header in 5000 runs");
+    false
+}
+
+#[test]
+fn a_guided_session_writes_again_into_a_file_whose_first_write_was_new_which_it_does_not_without_neighbour_runs()
+ {
+    // Within four runs of the first write past a file's header, the neighbour run "again"
+    // (the prefix up to that write, and the write once more) writes into the file after its
+    // header; without neighbour runs, a mutant or a fresh walk must happen to make two writes
+    // into one file.
+    let seeds = 1..=6;
+    let with: Vec<bool> = seeds.clone().map(|seed| resume_session(true, seed, 4)).collect();
+    let without: Vec<bool> = seeds.map(|seed| resume_session(false, seed, 4)).collect();
+    assert!(with.iter().all(|r| *r), "with neighbour runs: {with:?}");
+    assert!(without.iter().filter(|r| **r).count() <= 2, "without neighbour runs: {without:?}");
+}
+
+/// One "PC" per SET target the device reached, one for a PRECOPY_INFO on the file of the
+/// device's current PRE_COPY, and one for a PRECOPY_INFO on the file of an earlier migration
+/// while the device is in PRE_COPY again (what `mtty_precopy_ioctl` tests `migf->disabled`
+/// for).
+const INFO_CURRENT: u64 = 0x4001;
+const INFO_STALE: u64 = 0x4002;
+
+#[derive(Debug, Default)]
+struct StaleCalls;
+
+impl CoverageSource for StaleCalls {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn attach(&mut self, _engine: &mut Engine) {}
+    fn begin(&mut self) {}
+    fn collect(&mut self, check: &Check, run: &CheckRun) -> RunCoverage {
+        let mut steps: Vec<Vec<u64>> = vec![Vec::new(); check.steps.len()];
+        // Files opened so far, and the state the device is in.
+        let mut files = 0usize;
+        let mut state = Some(MigState::Running);
+        for rec in &run.trace {
+            let Some(step) = check.steps.get(rec.step) else { continue };
+            if rec.device != "A" {
+                continue;
+            }
+            match &step.op {
+                Op::SetState(arg) => {
+                    if rec.obs.errno.is_none() {
+                        steps[rec.step].push(0x1000 + u64::from(arg.raw()));
+                        files += usize::from(rec.obs.data_fd.is_some_and(|fd| fd >= 0));
+                    }
+                    state = rec.obs.state.and_then(MigState::from_raw);
+                }
+                Op::PrecopyInfo(p) if state == Some(MigState::PreCopy) => {
+                    let pc = match p.fd {
+                        vmc::op::FdRef::Current if files >= 1 => INFO_CURRENT,
+                        vmc::op::FdRef::Previous if files >= 2 => INFO_STALE,
+                        _ => continue,
+                    };
+                    steps[rec.step].push(pc);
+                }
+                _ => {}
+            }
+        }
+        RunCoverage { steps, ..RunCoverage::default() }
+    }
+}
+
+/// Runs guided walks on the reference simulator until a PRECOPY_INFO first reaches the file of
+/// the current PRE_COPY, then `after` more; returns whether one on an earlier file in PRE_COPY
+/// was reached.
+fn stale_session(neighbours: bool, seed: u64, after: u64) -> bool {
+    let cfg = SimConfig { flags: MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0), ..SimConfig::v2() };
+    let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
+    let opts = LiveOptions {
+        seed,
+        neighbours,
+        kinds: Some(["set_state", "get_state", "precopy_info"].map(String::from).to_vec()),
+        ..LiveOptions::default()
+    };
+    let mut s = Session::new(&mut engine, opts);
+    s.set_coverage(&mut engine, Box::new(StaleCalls));
+    let mut exec = |e: &mut Engine, c: &Check| e.run(c);
+    let reached = |s: &Session, pc: u64| s.coverage_record().is_some_and(|r| r.pc_values().contains(&pc));
+    let mut deadline = None;
+    while deadline.is_none_or(|d| s.execs < d) && s.execs < 5000 {
+        match s.walk(&mut engine, &mut exec) {
+            WalkOutcome::Done(new) => assert!(new.is_empty(), "the reference simulator has no finding"),
+            other => panic!("walk stopped: {other:?}"),
+        }
+        if deadline.is_none() && reached(&s, INFO_CURRENT) {
+            deadline = Some(s.execs + after);
+        }
+        if reached(&s, INFO_STALE) {
+            return true;
+        }
+    }
+    assert!(deadline.is_some(), "seed {seed}: no PRECOPY_INFO in PRE_COPY in 5000 runs");
+    false
+}
+
+#[test]
+fn a_guided_session_calls_the_disabled_file_of_an_earlier_pre_copy_which_it_does_not_without_neighbour_runs()
+{
+    // Within eight runs of the first PRECOPY_INFO in PRE_COPY, the neighbour run "stale"
+    // (back to RUNNING, PRE_COPY again, the call on `previous`) makes it on the first file.
+    let seeds = 1..=6;
+    let with: Vec<bool> = seeds.clone().map(|seed| stale_session(true, seed, 8)).collect();
+    let without: Vec<bool> = seeds.map(|seed| stale_session(false, seed, 8)).collect();
+    assert!(with.iter().all(|r| *r), "with neighbour runs: {with:?}");
+    assert!(without.iter().filter(|r| **r).count() <= 2, "without neighbour runs: {without:?}");
+}

@@ -29,6 +29,11 @@ pub struct CoverageRecord {
     pub sweep_runs: u64,
     #[serde(default)]
     pub sweep_faults: u64,
+    /// Neighbour runs (variants of new data-file calls), and how many reached a new PC.
+    #[serde(default)]
+    pub neighbour_runs: u64,
+    #[serde(default)]
+    pub neighbour_finds: u64,
     /// Corpus entries at the end (before minimizing).
     pub corpus: usize,
     /// Kernel PCs recorded before filtering, summed over runs.

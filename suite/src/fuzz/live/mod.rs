@@ -6,12 +6,14 @@
 //! - [`walk`]: writing walks (the walker follows each device with the oracle's model);
 //! - [`mutate`]: mutating corpus walks (coverage-guided mode);
 //! - [`shrink`]: delta debugging of a walk that showed a problem;
+//! - [`neighbours`]: variants of new data-file calls, each run once (coverage-guided mode);
 //! - [`sweep`]: fault sweeps of new code paths (coverage-guided mode with `fail_nth`);
 //! - [`session`]: the session: runs walks, collects coverage and kernel reports
 //!   (`fuzz::coverage`), keeps the corpus (`fuzz::corpus`), turns what walks show into
 //!   findings, accounts (cur, new) pairs and error paths.
 
 pub mod mutate;
+pub mod neighbours;
 pub mod session;
 pub mod shrink;
 pub mod sweep;
@@ -36,6 +38,8 @@ pub struct LiveOptions {
     pub guided: bool,
     /// Guided: sweep new code paths with injected faults (`sweep`).
     pub fault_sweep: bool,
+    /// Guided: run the variants of new data-file calls (`neighbours`).
+    pub neighbours: bool,
 }
 
 impl Default for LiveOptions {
@@ -48,6 +52,7 @@ impl Default for LiveOptions {
             shrink_budget: 150,
             guided: true,
             fault_sweep: false,
+            neighbours: true,
         }
     }
 }

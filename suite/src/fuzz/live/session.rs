@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::LiveOptions;
 use super::mutate::mutate;
+use super::neighbours::{Neighbour, Neighbours};
 use super::shrink::{Shrunk, shrink};
 use super::sweep::{Sweep, Sweeps};
 use super::walk::{Walker, clean};
@@ -94,6 +95,9 @@ pub struct Session {
     /// current walk runs.
     pub sweeps: Sweeps,
     current_sweep: Option<Sweep>,
+    /// Neighbour runs of new data-file calls (guided), and the one the current walk runs.
+    pub neighbours: Neighbours,
+    current_neighbour: Option<Neighbour>,
 }
 
 /// How productive fresh walks and mutants have been lately: new PCs and runs of each, decayed
@@ -182,6 +186,8 @@ impl Session {
             last_new: 0,
             sweeps: Sweeps::default(),
             current_sweep: None,
+            neighbours: Neighbours::default(),
+            current_neighbour: None,
         }
     }
 
@@ -219,8 +225,15 @@ impl Session {
         self.opts.fault_sweep && self.guided() && self.walker.kinds().contains(&"fail_nth")
     }
 
+    /// Whether the variants of new data-file calls are run (`neighbours`): guided, unless
+    /// turned off.
+    pub fn neighbouring(&self) -> bool {
+        self.opts.neighbours && self.guided()
+    }
+
     /// Runs one check, collecting its coverage: a run that reached new PCs joins the corpus
-    /// and, with `sweep`, queues fault sweeps of its steps that reached them.
+    /// and, with `sweep`, queues fault sweeps and neighbour runs of its steps that reached
+    /// them.
     fn execute(
         &mut self,
         engine: &mut Engine,
@@ -249,8 +262,24 @@ impl Session {
                 cov.steps.iter().enumerate().filter(|(i, _)| ran(i)).map(|(_, p)| p.clone()).collect();
             let new = self.corpus.offer(&steps, &per_step, origin);
             self.last_new = new.len();
-            if sweep && !new.is_empty() && self.sweeping() {
-                self.sweeps.offer(&steps, &per_step, &new.iter().copied().collect());
+            if sweep && !new.is_empty() {
+                let new: BTreeSet<u64> = new.iter().copied().collect();
+                if self.sweeping() {
+                    self.sweeps.offer(&steps, &per_step, &new);
+                }
+                if self.neighbouring() {
+                    let opened: Vec<bool> = (0..check.steps.len())
+                        .filter(|i| ran(i))
+                        .map(|i| {
+                            matches!(check.steps[i].op, Op::SetState(_))
+                                && run
+                                    .trace
+                                    .iter()
+                                    .any(|r| r.step == i && r.obs.data_fd.is_some_and(|fd| fd >= 0))
+                        })
+                        .collect();
+                    self.neighbours.offer(&steps, &per_step, &opened, &new);
+                }
             }
             let t = self.started.elapsed().as_secs_f64();
             self.first_seen.extend(new.iter().map(|pc| (*pc, t)));
@@ -273,6 +302,16 @@ impl Session {
             let origin = format!("fault sweep: step {} with fail_nth {}", s.at() + 1, s.nth());
             let check = self.walker.check(s.steps.clone());
             self.current_sweep = Some(s);
+            return (check, origin);
+        }
+        // Every other walk (the others than the sweeps') while neighbour runs wait.
+        if self.neighbouring()
+            && !self.walks.is_multiple_of(2)
+            && let Some(n) = self.neighbours.take_next()
+        {
+            let origin = format!("neighbour: step {} {}", n.at + 1, n.variant.name());
+            let check = self.walker.check(n.steps.clone());
+            self.current_neighbour = Some(n);
             return (check, origin);
         }
         let mutant = self.guided() && !self.corpus.is_empty() && {
@@ -324,13 +363,15 @@ impl Session {
     ) -> WalkOutcome {
         self.last_new = 0;
         let sweep = self.current_sweep.take();
+        let neighbour = self.current_neighbour.take();
         let run = self.execute(engine, exec, check, origin, sweep.is_none());
-        match sweep {
-            Some(s) => {
+        match (sweep, neighbour) {
+            (Some(s), _) => {
                 let fired = run.trace.iter().find(|r| r.step == s.at()).and_then(|r| r.obs.fault);
                 self.sweeps.done(s, fired, self.last_new > 0);
             }
-            None => self.yields.record(self.last_mutant, self.last_new),
+            (None, Some(_)) => self.neighbours.done(self.last_new > 0),
+            (None, None) => self.yields.record(self.last_mutant, self.last_new),
         }
         self.last_mutant = false;
         self.walks += 1;
@@ -651,6 +692,8 @@ impl Session {
             sweep_paths: self.sweeps.paths,
             sweep_runs: self.sweeps.runs,
             sweep_faults: self.sweeps.faults,
+            neighbour_runs: self.neighbours.runs,
+            neighbour_finds: self.neighbours.finds,
             corpus: self.corpus.len(),
             raw_pcs: self.raw_pcs,
             truncated_runs: self.truncated,
