@@ -468,19 +468,27 @@ impl CoverageSource for ResumeWrites {
     }
 }
 
-/// Runs guided walks on the reference simulator until a write first brings a file past its
-/// header, then `after` more; returns whether a later write into such a file was reached.
-fn resume_session(neighbours: bool, seed: u64, after: u64) -> bool {
-    let cfg = SimConfig { flags: MigFlags::STOP_COPY, ..SimConfig::v2() };
+/// Runs guided walks on the reference simulator (`flags`, walks of `kinds`, coverage from
+/// `source`) until `first` is reached, then `after` more; returns whether `target` was reached
+/// by then.
+fn reached_within(
+    flags: MigFlags,
+    kinds: &[&str],
+    source: Box<dyn CoverageSource>,
+    neighbours: bool,
+    seed: u64,
+    (first, target, after): (u64, u64, u64),
+) -> bool {
+    let cfg = SimConfig { flags, ..SimConfig::v2() };
     let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
     let opts = LiveOptions {
         seed,
         neighbours,
-        kinds: Some(["set_state", "get_state", "read", "write"].map(String::from).to_vec()),
+        kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
         ..LiveOptions::default()
     };
     let mut s = Session::new(&mut engine, opts);
-    s.set_coverage(&mut engine, Box::new(ResumeWrites));
+    s.set_coverage(&mut engine, source);
     let mut exec = |e: &mut Engine, c: &Check| e.run(c);
     let reached = |s: &Session, pc: u64| s.coverage_record().is_some_and(|r| r.pc_values().contains(&pc));
     let mut deadline = None;
@@ -489,15 +497,23 @@ fn resume_session(neighbours: bool, seed: u64, after: u64) -> bool {
             WalkOutcome::Done(new) => assert!(new.is_empty(), "the reference simulator has no finding"),
             other => panic!("walk stopped: {other:?}"),
         }
-        if deadline.is_none() && reached(&s, FIRST_PAST_HEADER) {
+        if deadline.is_none() && reached(&s, first) {
             deadline = Some(s.execs + after);
         }
-        if reached(&s, AFTER_HEADER) {
+        if reached(&s, target) {
             return true;
         }
     }
-    assert!(deadline.is_some(), "seed {seed}: no write brought a file past its header in 5000 runs");
+    assert!(deadline.is_some(), "seed {seed}: PC {first:#x} not reached in 5000 runs");
     false
+}
+
+/// Whether a write into a file after its header follows, within `after` runs, the first
+/// write that brought a file past it.
+fn resume_session(neighbours: bool, seed: u64, after: u64) -> bool {
+    let kinds = ["set_state", "get_state", "read", "write"];
+    let pcs = (FIRST_PAST_HEADER, AFTER_HEADER, after);
+    reached_within(MigFlags::STOP_COPY, &kinds, Box::new(ResumeWrites), neighbours, seed, pcs)
 }
 
 #[test]
@@ -563,37 +579,12 @@ impl CoverageSource for StaleCalls {
     }
 }
 
-/// Runs guided walks on the reference simulator until a PRECOPY_INFO first reaches the file of
-/// the current PRE_COPY, then `after` more; returns whether one on an earlier file in PRE_COPY
-/// was reached.
+/// Whether a PRECOPY_INFO on an earlier file in PRE_COPY follows, within `after` runs, the
+/// first one on the file of the current PRE_COPY.
 fn stale_session(neighbours: bool, seed: u64, after: u64) -> bool {
-    let cfg = SimConfig { flags: MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0), ..SimConfig::v2() };
-    let mut engine = Engine::new(vec![cfg.build()], EngineOptions { max_stream: 1 << 20 });
-    let opts = LiveOptions {
-        seed,
-        neighbours,
-        kinds: Some(["set_state", "get_state", "precopy_info"].map(String::from).to_vec()),
-        ..LiveOptions::default()
-    };
-    let mut s = Session::new(&mut engine, opts);
-    s.set_coverage(&mut engine, Box::new(StaleCalls));
-    let mut exec = |e: &mut Engine, c: &Check| e.run(c);
-    let reached = |s: &Session, pc: u64| s.coverage_record().is_some_and(|r| r.pc_values().contains(&pc));
-    let mut deadline = None;
-    while deadline.is_none_or(|d| s.execs < d) && s.execs < 5000 {
-        match s.walk(&mut engine, &mut exec) {
-            WalkOutcome::Done(new) => assert!(new.is_empty(), "the reference simulator has no finding"),
-            other => panic!("walk stopped: {other:?}"),
-        }
-        if deadline.is_none() && reached(&s, INFO_CURRENT) {
-            deadline = Some(s.execs + after);
-        }
-        if reached(&s, INFO_STALE) {
-            return true;
-        }
-    }
-    assert!(deadline.is_some(), "seed {seed}: no PRECOPY_INFO in PRE_COPY in 5000 runs");
-    false
+    let flags = MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0);
+    let kinds = ["set_state", "get_state", "precopy_info"];
+    reached_within(flags, &kinds, Box::new(StaleCalls), neighbours, seed, (INFO_CURRENT, INFO_STALE, after))
 }
 
 #[test]

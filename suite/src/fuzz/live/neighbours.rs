@@ -21,10 +21,9 @@
 //! (`mutate::Operator::Stream`, `Insert`) reaches the same variants only when it happens to
 //! draw that step and that change.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 
+use super::sweep::code_path;
 use crate::check::Step;
 use crate::op::{FdRef, Op, Segmentation};
 use crate::state::{MigState, StateArg};
@@ -69,7 +68,7 @@ pub struct Neighbour {
 #[derive(Clone, Debug, Default)]
 pub struct Neighbours {
     queue: VecDeque<Neighbour>,
-    /// Hashes of (device, operation kind, PCs) of the steps offered.
+    /// [`code_path`]s of the steps offered.
     seen: HashSet<u64>,
     /// Runs made, and how many of them reached a new PC.
     pub runs: u64,
@@ -186,12 +185,7 @@ impl Neighbours {
             if vs.is_empty() {
                 continue;
             }
-            let mut sorted = pcs.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            let mut h = DefaultHasher::new();
-            (steps[i].device.as_deref(), steps[i].op.name(), &sorted).hash(&mut h);
-            if !self.seen.insert(h.finish()) {
+            if !self.seen.insert(code_path(&steps[i], pcs)) {
                 continue;
             }
             let mut runs: Vec<(Variant, Vec<Step>)> = vs

@@ -57,6 +57,17 @@ pub struct Sweeps {
     pub faults: u64,
 }
 
+/// The identity of the code path a step took: its device, its operation kind and the set of
+/// PCs it reached (another walk through the same path has the same key).
+pub fn code_path(step: &Step, pcs: &[u64]) -> u64 {
+    let mut sorted = pcs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut h = DefaultHasher::new();
+    (step.device.as_deref(), step.op.name(), &sorted).hash(&mut h);
+    h.finish()
+}
+
 impl Sweeps {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
@@ -77,12 +88,7 @@ impl Sweeps {
             if self.queue.len() >= MAX_QUEUED {
                 return;
             }
-            let mut sorted = pcs.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            let mut h = DefaultHasher::new();
-            (steps[i].device.as_deref(), steps[i].op.name(), &sorted).hash(&mut h);
-            if !self.swept.insert(h.finish()) {
+            if !self.swept.insert(code_path(&steps[i], pcs)) {
                 continue;
             }
             let mut prefix = steps[..=i].to_vec();
